@@ -1,0 +1,39 @@
+"""The topics of the contract, created with the admin API where missing."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from worker.settings import Settings
+
+
+def topic_specs(settings: Settings) -> dict[str, int]:
+    """Topic name -> partitions. Commands and their DLQ share the partition count."""
+    return {
+        settings.commands_topic: settings.commands_partitions,
+        settings.results_topic: settings.output_partitions,
+        settings.events_topic: settings.output_partitions,
+        settings.dlq_topic: settings.commands_partitions,
+    }
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Creates the missing topics; returns the names it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor)
+            for name, partitions in topic_specs(settings).items()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
