@@ -1,0 +1,41 @@
+"""Field types shared by the messages: identifiers, ETags, timestamps."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, PlainSerializer, StringConstraints
+
+INT32_MAX = 2**31 - 1
+
+Ulid = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{26}$")]
+AccountId = Annotated[int, Field(gt=0, le=INT32_MAX)]
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+ETAG_PATTERN = r'^(W/)?"(0|[1-9][0-9]{0,9})"$'
+_ETAG = re.compile(ETAG_PATTERN)
+ETag = Annotated[str, StringConstraints(pattern=ETAG_PATTERN)]
+
+
+def etag_of(version: int) -> str:
+    """The weak ETag the public API shows for a run's version."""
+    return f'W/"{version}"'
+
+
+def version_of(etag: str) -> int:
+    """The version an If-Match value names; `W/"5"` and `"5"` both name 5."""
+    match = _ETAG.match(etag)
+    if match is None:
+        raise ValueError(f"not an ETag: {etag!r}")
+    return int(match.group(2))
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339, UTC, milliseconds: 2026-11-29T10:00:00.012Z."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+Timestamp = Annotated[AwareDatetime, PlainSerializer(format_timestamp, return_type=str)]

@@ -1,0 +1,165 @@
+"""The `fielding-worker` command line. It only parses arguments and wires things together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import click
+
+from fielding_statemachine.status import RunStatus
+from worker.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@click.group()
+def main() -> None:
+    """Completes fielding runs from Kafka commands (see README.md)."""
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema; safe to run twice."""
+    from worker.adapters.postgres.migrate import upgrade
+
+    upgrade(_settings().database_url)
+    click.echo("schema is current")
+
+
+@main.command("create-topics")
+def create_topics() -> None:
+    """Create the contract's topics where missing."""
+    from worker.adapters.kafka.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(_settings()))
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@main.command()
+def run() -> None:
+    """Run the worker until SIGTERM or SIGINT, then drain and commit."""
+    from worker.bootstrap import run_worker
+    from worker.observability.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(_main())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--max-lag", type=int, default=None, help="Exit 1 when the total lag is above N.")
+def lag(as_json: bool, max_lag: int | None) -> None:
+    """Print the consumer group's lag per partition of the commands topic."""
+    from worker.adapters.kafka.lag import group_lag
+
+    s = _settings()
+    partitions = asyncio.run(group_lag(s.kafka_bootstrap_servers, s.consumer_group, s.commands_topic))
+    total = sum(p.lag for p in partitions)
+    if as_json:
+        click.echo(json.dumps({"group": s.consumer_group, "topic": s.commands_topic, "total_lag": total,
+                               "partitions": [p.as_json() for p in partitions]}))
+    else:
+        click.echo(f"group {s.consumer_group}, topic {s.commands_topic}")
+        click.echo(f"{'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}")
+        for p in partitions:
+            committed = "-" if p.committed is None else str(p.committed)
+            click.echo(f"{p.partition:>9} {committed:>10} {p.end:>10} {p.lag:>8}")
+        click.echo(f"{'total':>9} {'':>10} {'':>10} {total:>8}")
+    if max_lag is not None and total > max_lag:
+        click.echo(f"lag {total} is above --max-lag {max_lag}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def runs() -> None:
+    """Create, replace and read fielding runs (for setup and demos)."""
+
+
+async def _with_pool(work: Any) -> Any:
+    from worker.adapters.postgres.pool import create_pool
+
+    pool = await create_pool(_settings().database_url, max_size=1)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+@runs.command("put")
+@click.option("--account-id", type=int, required=True)
+@click.option("--project-id", required=True)
+@click.option("--target-group-id", required=True)
+@click.option("--fielding-run-id", "--id", "fielding_run_id", required=True)
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), required=True)
+@click.option("--version", type=int, default=None, help="Default: 1 for a new run, +1 on replace.")
+@click.option("--start-fielding-at", type=click.DateTime(), default=None)
+@click.option("--end-fielding-at", type=click.DateTime(), default=None)
+@click.option("--changed-by", type=click.UUID, default=None)
+def runs_put(account_id: int, project_id: str, target_group_id: str, fielding_run_id: str,
+             status: str, version: int | None, start_fielding_at: datetime | None,
+             end_fielding_at: datetime | None, changed_by: UUID | None) -> None:
+    """Create or replace a fielding run; print it as JSON."""
+    from worker.adapters.postgres.runs import put_run
+
+    run = asyncio.run(_with_pool(lambda pool: put_run(
+        pool, account_id=account_id, project_id=project_id, target_group_id=target_group_id,
+        fielding_run_id=fielding_run_id, status=RunStatus(status), version=version,
+        start_fielding_at=start_fielding_at, end_fielding_at=end_fielding_at, changed_by=changed_by,
+    )))
+    click.echo(json.dumps(run.as_json()))
+
+
+@runs.command("get")
+@click.argument("fielding_run_id")
+def runs_get(fielding_run_id: str) -> None:
+    """Print a fielding run as JSON, with its etag."""
+    from worker.adapters.postgres.runs import get_run
+
+    run = asyncio.run(_with_pool(lambda pool: get_run(pool, fielding_run_id)))
+    if run is None:
+        click.echo(f"no fielding run {fielding_run_id}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(run.as_json()))
+
+
+@main.command("send")
+@click.option("--account-id", type=int, required=True)
+@click.option("--project-id", required=True)
+@click.option("--target-group-id", required=True)
+@click.option("--fielding-run-id", "--id", "fielding_run_id", required=True)
+@click.option("--if-match", required=True, help='The run\'s ETag, e.g. W/"1".')
+@click.option("--command-id", default=None, help="Default: a new ULID-like id.")
+@click.option("--token", default=None, help="Bearer token; default: one signed with FIELDING_JWT_SECRET.")
+@click.option("--wait/--no-wait", default=True, help="Wait for the result and print it.")
+def send(account_id: int, project_id: str, target_group_id: str, fielding_run_id: str,
+         if_match: str, command_id: str | None, token: str | None, wait: bool) -> None:
+    """Send a complete_fielding_run command by hand (a demo helper) and print its result."""
+    from worker.entrypoints.send import send_complete
+
+    result = asyncio.run(send_complete(
+        _settings(), account_id=account_id, project_id=project_id, target_group_id=target_group_id,
+        fielding_run_id=fielding_run_id, if_match=if_match, command_id=command_id, token=token,
+        wait=wait,
+    ))
+    click.echo(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Prometheus metrics of the worker. Names are part of the operations contract (README)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONSUMER_LAG = Gauge(
+    "fielding_worker_consumer_lag",
+    "Commands not yet committed by the group: end offset minus committed offset.",
+    ["topic", "partition"],
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "fielding_worker_consumer_lag_seconds",
+    "Age of the oldest command fetched but not yet committed (0 when none waits).",
+    ["topic", "partition"],
+)
+COMMANDS = Counter(
+    "fielding_worker_commands",
+    "Command results published, by command type and status.",
+    ["type", "status"],
+)
+EVENTS = Counter("fielding_worker_events", "target_group_closed events published.")
+DLQ_RECORDS = Counter("fielding_worker_dlq_records", "Records copied to the DLQ.")
+LATENCY = Histogram(
+    "fielding_worker_command_latency_seconds",
+    "From the command record's timestamp to its result being committed.",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BATCH_SIZE = Histogram(
+    "fielding_worker_batch_size",
+    "Command records decided in one database transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+RETRIES = Counter("fielding_worker_retries", "Retried batches, by kind of failure.", ["kind"])
+REBALANCES = Counter(
+    "fielding_worker_rebalances", "Partitions assigned to or revoked from this worker.", ["change"]
+)
+ASSIGNED_PARTITIONS = Gauge("fielding_worker_assigned_partitions", "Command partitions this worker owns.")
+LAST_PROGRESS = Gauge(
+    "fielding_worker_last_progress_timestamp_seconds",
+    "Unix time of the last committed batch (or of the start, before any).",
+)

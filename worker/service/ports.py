@@ -1,0 +1,77 @@
+"""What the service layer needs from the outside world, as Protocols. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from fielding_statemachine.decisions import RunState
+
+
+class TransientFailure(Exception):
+    """A failure that retrying later can cure (database or broker unreachable, a lost race)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOrigin:
+    """Where a command record sits in Kafka; tells a redelivery from a repeated command."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedOutcome:
+    """A decided command (204, 404, 412, 422) kept for idempotent replays."""
+
+    account_id: int
+    command_id: str
+    fingerprint: bytes
+    status: int
+    result: bytes
+    event: bytes | None
+    origin: RecordOrigin
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    run: RunState
+    expected_version: int
+    changed_at: datetime
+    changed_by: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    allowed: int
+    retry_after_seconds: int
+
+
+class DecisionTransaction(Protocol):
+    """One database transaction deciding one batch of commands."""
+
+    async def remembered(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], RememberedOutcome]: ...
+
+    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, RunState]:
+        """Current state of these runs, locked until commit (in id order, so batches never deadlock)."""
+        ...
+
+    async def save(self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]) -> None:
+        """Writes the runs with a compare-and-swap on their version, and remembers the outcomes.
+
+        Raises TransientFailure when another transaction won a race; the batch is then retried.
+        """
+        ...
+
+
+class CommandStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[DecisionTransaction]: ...
+
+    async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
+        """Counts `requested` commands per account against the shared rate limit."""
+        ...

@@ -1,0 +1,45 @@
+"""W3C Trace Context for outputs: the command's trace continued with a new span.
+
+OpenTelemetry's propagator does the parsing and validation; an invalid or missing
+`traceparent` starts a fresh trace, and `tracestate` is passed through.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+Headers = Sequence[tuple[str, bytes]]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+# Span and trace ids need uniqueness, not secrecy (OpenTelemetry's SDK uses the same generator).
+_random = random.Random()
+
+
+def _carrier(headers: Headers) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in ("traceparent", "tracestate"):
+            carrier[lowered] = value.decode("latin-1")
+    return carrier
+
+
+def continue_trace(command_headers: Headers) -> tuple[list[tuple[str, bytes]], str]:
+    """Headers for an output of this command, and its trace id (hex) for logs."""
+    parent = trace.get_current_span(_PROPAGATOR.extract(_carrier(command_headers))).get_span_context()
+    if parent.is_valid:
+        trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
+    else:
+        trace_id, flags, state = _random.getrandbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
+    child = SpanContext(
+        trace_id=trace_id, span_id=_random.getrandbits(64) or 1, is_remote=False,
+        trace_flags=flags, trace_state=state,
+    )
+    out: dict[str, str] = {}
+    _PROPAGATOR.inject(out, context=trace.set_span_in_context(NonRecordingSpan(child)))
+    return [(name, value.encode("latin-1")) for name, value in out.items()], f"{trace_id:032x}"
