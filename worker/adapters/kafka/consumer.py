@@ -81,10 +81,10 @@ class CommandConsumer:
         try:
             while not stop.is_set():
                 fetched = await consumer.getmany(timeout_ms=100, max_records=s.max_batch * 4)
+                assignment = consumer.assignment()
                 for tp, records in fetched.items():
-                    lane = self._lanes.get(tp)
-                    if lane is not None:
-                        lane.submit(records)
+                    if tp in assignment:  # never act for a partition that has moved on
+                        self._lane(tp).submit(records)
                 self._check_lanes()
                 self._apply_backpressure(consumer)
                 if time.monotonic() >= next_lag_refresh:
@@ -135,24 +135,25 @@ class CommandConsumer:
         if total == 0:
             self._health.progressed()  # nothing to do is not a stall
 
-    async def adopt(self, assigned: list[TopicPartition]) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        s = self._settings
-
-        async def open_lane(tp: TopicPartition) -> PartitionLane:
+    def _lane(self, tp: TopicPartition) -> PartitionLane:
+        """The partition's lane; made here too, since records can arrive before the rebalance
+        listener has run."""
+        lane = self._lanes.get(tp)
+        if lane is None:
+            consumer, s = self._consumer, self._settings
+            assert consumer is not None
             publisher = TransactionalPublisher(
                 s.kafka_bootstrap_servers, f"{s.transactional_id_prefix}-{tp.partition}",
                 s.consumer_group, self._topics,
             )
-            await publisher.start()
-            committed = await consumer.committed(tp)
-            return PartitionLane(tp, publisher, self._processor, s.max_batch,
-                                 committed or 0, self._health)
+            lane = PartitionLane(tp, publisher, self._processor, s.max_batch, consumer.committed,
+                                 self._health)
+            self._lanes[tp] = lane
+        return lane
 
-        lanes = await asyncio.gather(*(open_lane(tp) for tp in assigned if tp not in self._lanes))
-        for lane in lanes:
-            self._lanes[lane.tp] = lane
+    async def adopt(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self._lane(tp)
         metrics.REBALANCES.labels("assigned").inc(len(assigned))
         metrics.ASSIGNED_PARTITIONS.set(len(self._lanes))
         self._health.in_group = True

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -38,11 +38,12 @@ class PartitionLane:
         publisher: TransactionalPublisher,
         processor: BatchProcessor,
         max_batch: int,
-        committed: int,
+        committed_offset: Callable[[TopicPartition], Awaitable[int | None]],
         health: Health,
     ) -> None:
         self.tp = tp
-        self.committed = committed  # the next offset to process, as the group knows it
+        self.committed = 0  # the next offset to process, as the group knows it
+        self._committed_offset = committed_offset
         self._publisher = publisher
         self._processor = processor
         self._max_batch = max_batch
@@ -85,6 +86,9 @@ class PartitionLane:
         await self._publisher.stop()
 
     async def _run(self) -> None:
+        # The producer starts (fencing any earlier owner of this partition) before any batch.
+        await self._publisher.start()
+        self.committed = await self._committed_offset(self.tp) or 0
         while True:
             await self._wake.wait()
             self._wake.clear()

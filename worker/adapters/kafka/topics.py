@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -16,6 +18,20 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.events_topic: settings.output_partitions,
         settings.dlq_topic: settings.commands_partitions,
     }
+
+
+async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """New topics take a moment to get partition leaders; clients that come too early see errors."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        descriptions = await admin.describe_topics(names)
+        if all(d["error_code"] == 0 and d["partitions"]
+               and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])
+               for d in descriptions):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout}s: {names}")
+        await asyncio.sleep(0.1)
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -34,6 +50,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass  # another process created them first
+            await _await_leaders(admin, [topic.name for topic in wanted])
         return [topic.name for topic in wanted]
     finally:
         await admin.close()

@@ -1,0 +1,144 @@
+"""Fixtures over the real services: a fresh database per session, fresh topics per test,
+and workers running in this process (or as subprocesses, for the fault tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+
+from fielding_statemachine.status import RunStatus
+from tests.support.commands import SECRET
+from tests.support.kafka import TopicReader
+from tests.support.services import Services, real_services
+from worker.adapters.kafka.topics import ensure_topics
+from worker.adapters.postgres.migrate import upgrade
+from worker.adapters.postgres.runs import FieldingRunRecord, put_run
+from worker.bootstrap import run_worker
+from worker.entrypoints.send import new_ulid
+from worker.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    with real_services() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+async def database_url(services: Services) -> AsyncIterator[str]:
+    name = f"fielding_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(services.postgres_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = services.postgres_url.rpartition("/")
+    url = f"{base}/{name}"
+    await asyncio.to_thread(upgrade, url)
+    try:
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def settings(services: Services, database_url: str) -> Settings:
+    """Settings with this test's own topics and group, so tests never see each other's records."""
+    suffix = uuid.uuid4().hex[:10]
+    s = Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        database_url=database_url,
+        jwt_secret=SECRET,
+        commands_topic=f"commands-{suffix}",
+        results_topic=f"results-{suffix}",
+        events_topic=f"events-{suffix}",
+        dlq_topic=f"dlq-{suffix}",
+        consumer_group=f"group-{suffix}",
+        commands_partitions=3,
+        output_partitions=3,
+        rate_limit_per_account=0,
+        session_timeout_ms=6000,
+        metrics_port=0,
+    )
+    await ensure_topics(s)
+    return s
+
+
+@dataclass
+class Outputs:
+    results: TopicReader
+    events: TopicReader
+    dlq: TopicReader
+
+
+@pytest.fixture
+async def outputs(settings: Settings) -> AsyncIterator[Outputs]:
+    readers = Outputs(
+        TopicReader(settings.kafka_bootstrap_servers, settings.results_topic),
+        TopicReader(settings.kafka_bootstrap_servers, settings.events_topic),
+        TopicReader(settings.kafka_bootstrap_servers, settings.dlq_topic),
+    )
+    yield readers
+    for reader in (readers.results, readers.events, readers.dlq):
+        await reader.close()
+
+
+@dataclass
+class RunningWorker:
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@dataclass
+class WorkerFactory:
+    started: list[RunningWorker] = field(default_factory=list)
+
+    async def start(self, settings: Settings, serve_http: bool = False) -> RunningWorker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_worker(settings, stop, serve_http=serve_http))
+        running = RunningWorker(stop, task)
+        self.started.append(running)
+        return running
+
+    async def stop(self, running: RunningWorker, timeout: float = 30) -> None:
+        running.stop.set()
+        await asyncio.wait_for(running.task, timeout)
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[WorkerFactory]:
+    factory = WorkerFactory()
+    yield factory
+    for running in factory.started:
+        running.stop.set()
+    for running in factory.started:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running.task, 30)
+
+
+RunMaker = Callable[..., Awaitable[FieldingRunRecord]]
+
+
+@pytest.fixture
+def make_run(pool: asyncpg.Pool) -> RunMaker:
+    async def make(status: RunStatus = RunStatus.LIVE, account_id: int = 101, version: int | None = None,
+                   **ids: Any) -> FieldingRunRecord:
+        return await put_run(
+            pool, account_id=account_id, project_id=ids.get("project_id") or new_ulid(),
+            target_group_id=ids.get("target_group_id") or new_ulid(),
+            fielding_run_id=ids.get("fielding_run_id") or new_ulid(), status=status, version=version,
+        )
+
+    return make

@@ -1,0 +1,87 @@
+"""Producing commands and reading outputs the way their users do (read_committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    value: bytes | None
+    key: bytes | None = None
+    headers: Headers = ()
+
+
+async def produce(bootstrap: str, topic: str, records: Sequence[Outgoing]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, r.value, key=r.key, headers=list(r.headers)) for r in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class TopicReader:
+    """Reads a whole topic from the beginning as a read_committed consumer."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                          enable_auto_commit=False, auto_offset_reset="earliest")
+        self._started = False
+
+    async def _start(self) -> None:
+        await self._consumer.start()
+        partitions = await self._partitions()
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._started = True
+
+    async def _partitions(self) -> list[TopicPartition]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            (description,) = await admin.describe_topics([self.topic])
+            return [TopicPartition(self.topic, p["partition"]) for p in description["partitions"]]
+        finally:
+            await admin.close()
+
+    async def read(self, at_least: int, timeout: float = 60.0, settle: float = 1.0) -> list[ConsumerRecord[bytes, bytes]]:
+        """Everything so far, once there are `at_least` records and then `settle` seconds of
+        quiet (so that a duplicate arriving late is counted)."""
+        if not self._started:
+            await self._start()
+        deadline = time.monotonic() + timeout
+        quiet_until: float | None = None
+        while time.monotonic() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                self.records.extend(records)
+            if len(self.records) >= at_least:
+                if batch:
+                    quiet_until = time.monotonic() + settle
+                elif quiet_until is None:
+                    quiet_until = time.monotonic() + settle
+                elif time.monotonic() >= quiet_until:
+                    return self.records
+        raise AssertionError(f"{self.topic}: {len(self.records)} records after {timeout}s, wanted {at_least}")
+
+    def values(self) -> list[dict[str, Any]]:
+        return [json.loads(r.value) for r in self.records if r.value is not None]
+
+    async def close(self) -> None:
+        await self._consumer.stop()
