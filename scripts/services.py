@@ -123,7 +123,11 @@ def _kraft_cluster_id() -> str:
 
 
 async def _kafka_ready(timeout: float) -> None:
+    import logging
+
     from aiokafka.admin import AIOKafkaAdminClient
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "connection refused" until it is up
 
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

@@ -41,6 +41,10 @@ class TransactionalPublisher:
             enable_idempotence=True,
             linger_ms=0,
             max_batch_size=1 << 20,
+            # A partition whose previous transaction's marker is not yet written answers a
+            # produce with a retriable error (KIP-890 verification, as old clients see it);
+            # the marker lands within milliseconds, so retry soon rather than after 100 ms.
+            retry_backoff_ms=10,
         )
 
     async def start(self) -> None:

@@ -1,0 +1,85 @@
+"""Idempotency over the real services: replays, conflicts, what is not remembered, retention."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from fielding_statemachine.status import RunStatus
+from tests.integration.conftest import Outputs, RunMaker, WorkerFactory, for_run
+from tests.support.commands import auth_headers, encode
+from tests.support.kafka import Outgoing, produce
+from worker.adapters.postgres.housekeeping import forget_expired
+from worker.adapters.postgres.runs import get_run
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_repeated_command_replays_its_result_and_changes_nothing(
+    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+) -> None:
+    run = await make_run(RunStatus.LIVE)
+    body = for_run(run)
+    await workers.start(settings)
+    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
+                  [Outgoing(encode(body), run.id.encode(), auth_headers([101]))])
+    await outputs.results.read(at_least=1)
+    # The same command again, later, as an upstream retry would send it.
+    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
+                  [Outgoing(encode(body), run.id.encode(), auth_headers([101]))])
+    first, again = [r for r in (await outputs.results.read(at_least=2))]
+    assert again.value == first.value  # byte for byte: same status, etag, processed_at
+    assert outputs.results.values()[0]["status"] == 204
+    assert len(await outputs.events.read(at_least=1)) == 1
+    stored = await get_run(pool, run.id)
+    assert stored is not None and stored.version == run.version + 1
+
+
+async def test_a_reused_command_id_with_other_content_is_400_and_not_applied(
+    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+) -> None:
+    refused = await make_run(RunStatus.PAUSED)
+    other = await make_run(RunStatus.LIVE)
+    body = for_run(refused)
+    reuse = for_run(other, command_id=body["command_id"])
+    await workers.start(settings)
+    await produce(settings.kafka_bootstrap_servers, settings.commands_topic, [
+        Outgoing(encode(body), b"k", auth_headers([101])), Outgoing(encode(reuse), b"k", auth_headers([101])),
+    ])
+    await outputs.results.read(at_least=2)
+    first, second = outputs.results.values()
+    assert first["status"] == 422
+    assert second["status"] == 400
+    assert second["error"]["invalid_params"] == [
+        {"name": "command_id", "reason": "this command_id was already used for a different command"}]
+    stored = await get_run(pool, other.id)
+    assert stored is not None and stored.status is RunStatus.LIVE
+    assert await outputs.events.read(at_least=0) == []
+
+
+async def test_a_401_is_not_remembered_so_a_retry_with_a_good_token_succeeds(
+    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker,
+) -> None:
+    run = await make_run(RunStatus.LIVE)
+    body = for_run(run)
+    await workers.start(settings)
+    await produce(settings.kafka_bootstrap_servers, settings.commands_topic, [
+        Outgoing(encode(body), b"k", auth_headers([101], expires_in=-1)),
+        Outgoing(encode(body), b"k", auth_headers([101])),
+    ])
+    await outputs.results.read(at_least=2)
+    assert [r["status"] for r in outputs.results.values()] == [401, 204]
+
+
+async def test_remembered_outcomes_expire_after_the_retention(pool: asyncpg.Pool) -> None:
+    await pool.execute("""
+        INSERT INTO command_outcomes (account_id, command_id, fingerprint, status, result,
+                                      source_topic, source_partition, source_offset, decided_at)
+        VALUES (909, 'old', '\\x00', 404, '{}', 't', 0, 0, now() - interval '2 hours'),
+               (909, 'new', '\\x00', 404, '{}', 't', 0, 1, now())
+    """)
+    forgotten = await forget_expired(pool, retention_seconds=3600, chunk=1)
+    assert forgotten >= 1
+    kept = await pool.fetch("SELECT command_id FROM command_outcomes WHERE account_id = 909")
+    assert [r["command_id"] for r in kept] == ["new"]
