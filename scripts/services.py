@@ -1,7 +1,7 @@
 """Starts and stops real Apache Kafka (KRaft, one node) and Postgres on this machine.
 
-    python scripts/services.py up       # idempotent: starts what is not running, waits until ready
-    python scripts/services.py down     # stops what `up` started
+    python scripts/services.py up [kafka|postgres]     # idempotent: starts what is not running, waits until ready
+    python scripts/services.py down [kafka|postgres]   # stops what `up` started
     python scripts/services.py status
 
 Kafka is assembled from Maven Central artifacts (scripts/kafka/pom.xml) into .local/kafka/libs;
@@ -138,7 +138,7 @@ async def _kafka_ready(timeout: float) -> None:
             await admin.start()
             await admin.list_topics()
             return
-        except Exception as error:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as error:
             last_error = error
             await asyncio.sleep(0.5)
         finally:
@@ -249,20 +249,25 @@ def _stop(pid_file: Path, name: str) -> None:
     log(f"{name} stopped")
 
 
-def up() -> None:
+def up(only: str | None = None) -> None:
     KAFKA_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    kafka_up()  # the broker boots in the background while Postgres starts
-    postgres_up()
-    asyncio.run(_kafka_ready(timeout=120))
-    asyncio.run(_create_topics())
+    if only in (None, "kafka"):
+        kafka_up()  # the broker boots in the background while Postgres starts
+    if only in (None, "postgres"):
+        postgres_up()
+    if only in (None, "kafka"):
+        asyncio.run(_kafka_ready(timeout=120))
+        asyncio.run(_create_topics())
     log(f"ready in {time.monotonic() - started:.1f}s: kafka localhost:{KAFKA_PORT}, "
         f"postgres postgresql://{DB_USER}:{DB_PASSWORD}@localhost:{PG_PORT}/{DB_NAME}")
 
 
-def down() -> None:
-    kafka_down()
-    postgres_down()
+def down(only: str | None = None) -> None:
+    if only in (None, "kafka"):
+        kafka_down()
+    if only in (None, "postgres"):
+        postgres_down()
 
 
 def status() -> None:
@@ -273,8 +278,12 @@ def status() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "status"])
-    action = parser.parse_args().action
-    {"up": up, "down": down, "status": status}[action]()
+    parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="default: both")
+    args = parser.parse_args()
+    if args.action == "status":
+        status()
+    else:
+        {"up": up, "down": down}[args.action](args.service)
 
 
 if __name__ == "__main__":

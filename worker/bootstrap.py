@@ -70,7 +70,7 @@ async def _chores(pool: asyncpg.Pool, settings: Settings, health: Health) -> Non
                 forgotten = await forget_expired(pool, settings.outcome_retention_hours * 3600)
                 if forgotten:
                     log.info("forgot expired command outcomes", extra={"count": forgotten})
-            except Exception:  # noqa: BLE001 - housekeeping must never stop the worker
+            except Exception:
                 log.warning("housekeeping failed", exc_info=True)
             next_housekeeping = loop.time() + HOUSEKEEPING_SECONDS
         await asyncio.sleep(DATABASE_CHECK_SECONDS)

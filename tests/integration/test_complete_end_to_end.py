@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
-from tests.integration.conftest import Outputs, RunMaker, WorkerFactory
 from tests.support.commands import USER, auth_headers, command, encode
+from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.kafka import Outgoing, produce
 from worker.adapters.kafka.lag import group_lag
 from worker.adapters.postgres.runs import get_run

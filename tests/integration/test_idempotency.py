@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
-from tests.integration.conftest import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.commands import auth_headers, encode
+from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from worker.adapters.postgres.housekeeping import forget_expired
 from worker.adapters.postgres.runs import get_run
@@ -48,7 +48,9 @@ async def test_a_reused_command_id_with_other_content_is_400_and_not_applied(
         Outgoing(encode(body), b"k", auth_headers([101])), Outgoing(encode(reuse), b"k", auth_headers([101])),
     ])
     await outputs.results.read(at_least=2)
-    first, second = outputs.results.values()
+    # Results are keyed by run, so they may come back in either order.
+    by_run = {r["fielding_run_id"]: r for r in outputs.results.values()}
+    first, second = by_run[refused.id], by_run[other.id]
     assert first["status"] == 422
     assert second["status"] == 400
     assert second["error"]["invalid_params"] == [

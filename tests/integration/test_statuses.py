@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
-from tests.integration.conftest import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.commands import auth_headers, encode
+from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from worker.adapters.postgres.runs import FieldingRunRecord, get_run
 from worker.settings import Settings

@@ -8,13 +8,14 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import ConsumerRecord
-
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from aiokafka import ConsumerRecord
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from tests.integration.conftest import Outputs, WorkerFactory
 from tests.support.commands import auth_headers, command, encode
+from tests.support.harness import Outputs, WorkerFactory
 from tests.support.kafka import Outgoing, produce
 from worker.settings import Settings
 

@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,12 @@ class Services:
     kafka_bootstrap_servers: str
     postgres_url: str  # a superuser's URL; tests create their own database in it
     kind: str
+    stop: Callable[[str], None]  # "kafka" or "postgres", for the fault tests
+    start: Callable[[str], None]
+
+
+def _local(action: str, service: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "services.py"), action, service], check=True)
 
 
 def docker_engine_answers() -> bool:
@@ -47,6 +53,8 @@ def real_services() -> Iterator[Services]:
             kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
             postgres_url=os.environ.get("DATABASE_URL", "postgresql://fielding:fielding@localhost:5432/fielding"),
             kind="local",
+            stop=lambda service: _local("down", service),
+            start=lambda service: _local("up", service),
         )
 
 
@@ -84,4 +92,17 @@ def _containers() -> Iterator[Services]:
     with kafka, postgres:
         wait_for_logs(kafka, "Kafka Server started", timeout=120)
         url = postgres.get_connection_url(driver=None)
-        yield Services(f"localhost:{port}", url, kind="docker")
+        containers = {"kafka": kafka, "postgres": postgres}
+
+        def stop(service: str) -> None:
+            containers[service].get_wrapped_container().stop()
+
+        def start(service: str) -> None:
+            container = containers[service].get_wrapped_container()
+            container.start()
+            if service == "kafka":
+                wait_for_logs(containers[service], "Kafka Server started", timeout=120)
+            else:
+                container.exec_run("pg_isready -t 60")
+
+        yield Services(f"localhost:{port}", url, kind="docker", stop=stop, start=start)

@@ -18,7 +18,13 @@ from schemas.types import etag_of
 from worker.service.auth import TokenVerifier
 from worker.service.intake import Admitted, CommandRecord, Rejected, Unreadable, triage
 from worker.service.outputs import Channel, Emission, result_json, result_key
-from worker.service.ports import CommandStore, DecisionTransaction, Quota, RememberedOutcome, RunChange
+from worker.service.ports import (
+    CommandStore,
+    DecisionTransaction,
+    Quota,
+    RememberedOutcome,
+    RunChange,
+)
 
 REFUSAL_DETAILS = {
     Refusal.NOT_FOUND: "no such fielding run under this account, project and target group",

@@ -58,7 +58,7 @@ def result_json(
             invalid_params=list(invalid_params) if invalid_params is not None else None,
         )
     return CommandResult(
-        command_id=echo.command_id, type=echo.type, status=status,  # type: ignore[arg-type]
+        command_id=echo.command_id, type=echo.type, status=status,
         etag=etag, error=error, retry_after_seconds=retry_after_seconds,
         account_id=echo.account_id, project_id=echo.project_id,
         target_group_id=echo.target_group_id, fielding_run_id=echo.fielding_run_id,

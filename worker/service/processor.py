@@ -28,7 +28,7 @@ class Backoff:
     most: float = 5.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.most, self.first * 2 ** max(0, attempt - 1))
+        return min(self.most, self.first * 2.0 ** max(0, attempt - 1))
 
 
 class BatchProcessor:
@@ -54,7 +54,7 @@ class BatchProcessor:
                 self._on_retry("transient")
                 log.warning("transient failure, retrying", extra={"error": str(failure), "attempt": transient})
                 await asyncio.sleep(self._backoff.delay(transient))
-            except Exception as error:  # noqa: BLE001 - this is the place that classifies
+            except Exception as error:
                 unexpected += 1
                 if unexpected < self._attempts:
                     self._on_retry("unexpected")
@@ -72,7 +72,7 @@ class BatchProcessor:
         copy = dlq_emission(record, reason)
         try:
             triaged = triage(record, self._handler.verifier)
-        except Exception:  # noqa: BLE001 - the record itself may be what breaks things
+        except Exception:
             return [copy]
         if isinstance(triaged, Unreadable):
             return [copy]

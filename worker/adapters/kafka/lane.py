@@ -60,9 +60,8 @@ class PartitionLane:
         return len(self._queue)
 
     def oldest_waiting_ms(self) -> int | None:
-        if self._in_flight:
-            return self._in_flight[0].timestamp
-        return self._queue[0].timestamp if self._queue else None
+        oldest = self._in_flight[0] if self._in_flight else self._queue[0] if self._queue else None
+        return None if oldest is None else int(oldest.timestamp)
 
     def submit(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         self._queue.extend(records)
@@ -81,7 +80,7 @@ class PartitionLane:
                         extra={"partition": self.tp.partition})
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        except Exception:  # noqa: BLE001 - a failed lane has already reported its failure
+        except Exception:
             pass
         await self._publisher.stop()
 

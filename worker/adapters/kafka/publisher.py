@@ -69,7 +69,7 @@ class TransactionalPublisher:
                     await producer.send(self._topics[emission.channel], emission.value,
                                         key=emission.key, headers=emission.headers)
                 await producer.send_offsets_to_transaction({tp: next_offset}, self._group_id)
-            except (KafkaError, asyncio.TimeoutError) as error:
+            except (TimeoutError, KafkaError) as error:
                 # Nothing is committed before commit_transaction: abort and send again.
                 try:
                     await producer.abort_transaction()

@@ -1,13 +1,12 @@
 """Fixtures over the real services: a fresh database per session, fresh topics per test,
-and workers running in this process (or as subprocesses, for the fault tests)."""
+and workers running in this process. Unit tests request none of them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -15,12 +14,12 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from tests.support.commands import SECRET
+from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.kafka import TopicReader
 from tests.support.services import Services, real_services
 from worker.adapters.kafka.topics import ensure_topics
 from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
-from worker.bootstrap import run_worker
 from worker.entrypoints.send import new_ulid
 from worker.settings import Settings
 
@@ -36,14 +35,15 @@ async def database_url(services: Services) -> AsyncIterator[str]:
     name = f"fielding_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(services.postgres_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
     base, _, _ = services.postgres_url.rpartition("/")
     url = f"{base}/{name}"
     await asyncio.to_thread(upgrade, url)
-    try:
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    yield url
+    # A fresh connection: the fault tests restart Postgres, which closes older ones.
+    admin = await asyncpg.connect(services.postgres_url)
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +76,6 @@ async def settings(services: Services, database_url: str) -> Settings:
     return s
 
 
-@dataclass
-class Outputs:
-    results: TopicReader
-    events: TopicReader
-    dlq: TopicReader
-
-
 @pytest.fixture
 async def outputs(settings: Settings) -> AsyncIterator[Outputs]:
     readers = Outputs(
@@ -95,28 +88,6 @@ async def outputs(settings: Settings) -> AsyncIterator[Outputs]:
         await reader.close()
 
 
-@dataclass
-class RunningWorker:
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-
-@dataclass
-class WorkerFactory:
-    started: list[RunningWorker] = field(default_factory=list)
-
-    async def start(self, settings: Settings, serve_http: bool = False) -> RunningWorker:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_worker(settings, stop, serve_http=serve_http))
-        running = RunningWorker(stop, task)
-        self.started.append(running)
-        return running
-
-    async def stop(self, running: RunningWorker, timeout: float = 30) -> None:
-        running.stop.set()
-        await asyncio.wait_for(running.task, timeout)
-
-
 @pytest.fixture
 async def workers() -> AsyncIterator[WorkerFactory]:
     factory = WorkerFactory()
@@ -126,9 +97,6 @@ async def workers() -> AsyncIterator[WorkerFactory]:
     for running in factory.started:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(running.task, 30)
-
-
-RunMaker = Callable[..., Awaitable[FieldingRunRecord]]
 
 
 @pytest.fixture
@@ -143,13 +111,3 @@ def make_run(pool: asyncpg.Pool) -> RunMaker:
 
     return make
 
-
-def for_run(run: FieldingRunRecord, **overrides: Any) -> dict[str, Any]:
-    """A complete command addressed to `run` (overrides replace any field)."""
-    from tests.support.commands import command
-
-    fields: dict[str, Any] = {"account_id": run.account_id, "project_id": run.project_id,
-                              "target_group_id": run.target_group_id, "fielding_run_id": run.id,
-                              "if_match": f'W/"{run.version}"'}
-    fields.update(overrides)
-    return command(**fields)

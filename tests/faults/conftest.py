@@ -1,0 +1,143 @@
+"""The fault-injection suite: load through real worker processes while things break, then the
+invariants of exactly-once-in-effect, checked by read_committed consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from fielding_statemachine.status import RunStatus
+from tests.support.commands import auth_headers, encode
+from tests.support.harness import Outputs, for_run
+from tests.support.kafka import Outgoing
+from tests.support.processes import WorkerProcess
+from worker.adapters.postgres.runs import FieldingRunRecord
+
+
+@dataclass
+class Load:
+    """Commands for `runs`: each run gets one good command; some are sent twice (an upstream
+    retry), some runs also get a conflicting command on another key (a mis-keyed producer)."""
+
+    runs: list[FieldingRunRecord]
+    records: list[Outgoing] = field(default_factory=list)
+    sent_command_ids: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def build(cls, runs: list[FieldingRunRecord], seed: int, repeat_every: int = 7,
+              conflict_every: int = 5) -> Load:
+        rng = random.Random(seed)
+        load = cls(runs)
+        for i, run in enumerate(runs):
+            body = for_run(run)
+            load.add(body, run.id.encode())
+            if i % repeat_every == 0:
+                load.add(body, run.id.encode())
+            if i % conflict_every == 0:
+                load.add(for_run(run), f"elsewhere-{rng.random()}".encode())
+        rng.shuffle(load.records)
+        return load
+
+    def add(self, body: dict[str, Any], key: bytes) -> None:
+        self.records.append(Outgoing(encode(body), key, auth_headers([101])))
+        self.sent_command_ids[body["command_id"]] += 1
+
+    async def send(self, bootstrap: str, topic: str, per_second: float) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                    request_timeout_ms=60_000, retry_backoff_ms=200)
+        await producer.start()
+        try:
+            for record in self.records:
+                await producer.send(topic, record.value, key=record.key, headers=list(record.headers))
+                await asyncio.sleep(1 / per_second)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+
+@dataclass
+class Tally:
+    commands: int
+    results: int
+    events: int
+    lost: int
+    duplicated: int
+
+    def __str__(self) -> str:
+        return (f"commands={self.commands} results={self.results} events={self.events} "
+                f"lost={self.lost} duplicated={self.duplicated}")
+
+
+async def check_invariants(load: Load, outputs: Outputs, pool: asyncpg.Pool, timeout: float = 180) -> Tally:
+    """No command without its result, no completion without its event, nothing twice, and each
+    run's version rose exactly once per 204."""
+    total = sum(load.sent_command_ids.values())
+    results_records = await outputs.results.read(at_least=total, timeout=timeout, settle=3)
+    events_records = await outputs.events.read(at_least=0, settle=1)
+    results = outputs.results.values()
+    events = outputs.events.values()
+
+    answered = Counter(r["command_id"] for r in results)
+    lost = sum((load.sent_command_ids - answered).values())
+    duplicated_results = sum((answered - load.sent_command_ids).values())
+    assert lost == 0, f"commands without a result: {load.sent_command_ids - answered}"
+    assert duplicated_results == 0, f"results counted twice: {answered - load.sent_command_ids}"
+    assert len(results_records) == total
+
+    assert {r["status"] for r in results} <= {204, 412, 422}, Counter(r["status"] for r in results)
+    event_ids = Counter(e["event_id"] for e in events)
+    duplicated_events = sum(n - 1 for n in event_ids.values())
+    assert duplicated_events == 0, "an event was seen twice"
+    per_run = Counter(e["fielding_run_id"] for e in events)
+    assert all(n == 1 for n in per_run.values()), "a run was announced closed twice"
+
+    winners = {r["command_id"]: r for r in results if r["status"] == 204}
+    completed_by_results = Counter(r["fielding_run_id"] for r in winners.values())
+    rows = await pool.fetch("SELECT id, status, version FROM fielding_runs WHERE id = ANY($1::text[])",
+                            [r.id for r in load.runs])
+    state = {row["id"]: row for row in rows}
+    for run in load.runs:
+        row = state[run.id]
+        rises = row["version"] - run.version
+        assert rises == completed_by_results[run.id], f"run {run.id}: version rose {rises}, 204s {completed_by_results[run.id]}"
+        assert (row["status"] == RunStatus.COMPLETED.value) == (rises == 1)
+        assert per_run[run.id] == rises, f"run {run.id}: {per_run[run.id]} events for {rises} completions"
+    assert len(events_records) == len(winners)
+    return Tally(total, len(results_records), len(events_records), lost, duplicated_results + duplicated_events)
+
+
+@pytest.fixture
+def fault_log_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def worker_processes(fault_log_dir: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        if worker.alive():
+            worker.kill()
+
+
+@pytest.fixture
+async def live_runs(make_run: Any) -> AsyncIterator[Any]:
+    async def make(count: int) -> list[FieldingRunRecord]:
+        return [await make_run(RunStatus.LIVE) for _ in range(count)]
+
+    yield make
+
+
+def report(name: str, tally: Tally, faults: int, runs: int = 1) -> None:
+    print(f"\nFAULTS {name}: runs={runs} faults={faults} {tally}")
+

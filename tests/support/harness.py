@@ -1,0 +1,56 @@
+"""Helpers the integration and fault tests share: output readers, in-process workers, runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.kafka import TopicReader
+from worker.adapters.postgres.runs import FieldingRunRecord
+from worker.bootstrap import run_worker
+from worker.settings import Settings
+
+
+@dataclass
+class Outputs:
+    results: TopicReader
+    events: TopicReader
+    dlq: TopicReader
+
+
+@dataclass
+class RunningWorker:
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@dataclass
+class WorkerFactory:
+    started: list[RunningWorker] = field(default_factory=list)
+
+    async def start(self, settings: Settings, serve_http: bool = False) -> RunningWorker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_worker(settings, stop, serve_http=serve_http))
+        running = RunningWorker(stop, task)
+        self.started.append(running)
+        return running
+
+    async def stop(self, running: RunningWorker, timeout: float = 30) -> None:
+        running.stop.set()
+        await asyncio.wait_for(running.task, timeout)
+
+
+RunMaker = Callable[..., Awaitable[FieldingRunRecord]]
+
+
+def for_run(run: FieldingRunRecord, **overrides: Any) -> dict[str, Any]:
+    """A complete command addressed to `run` (overrides replace any field)."""
+    from tests.support.commands import command
+
+    fields: dict[str, Any] = {"account_id": run.account_id, "project_id": run.project_id,
+                              "target_group_id": run.target_group_id, "fielding_run_id": run.id,
+                              "if_match": f'W/"{run.version}"'}
+    fields.update(overrides)
+    return command(**fields)

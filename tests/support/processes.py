@@ -1,0 +1,87 @@
+"""`fielding-worker run` as a real process, so tests can kill, freeze and restart it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from worker.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FIELDING_")}
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "FIELDING_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
+        "FIELDING_COMMANDS_TOPIC": settings.commands_topic,
+        "FIELDING_RESULTS_TOPIC": settings.results_topic,
+        "FIELDING_EVENTS_TOPIC": settings.events_topic,
+        "FIELDING_DLQ_TOPIC": settings.dlq_topic,
+        "FIELDING_CONSUMER_GROUP": settings.consumer_group,
+        "FIELDING_RATE_LIMIT": str(settings.rate_limit_per_account),
+        "FIELDING_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "FIELDING_MAX_BATCH": str(settings.max_batch),
+        "LOG_LEVEL": "INFO",
+    })
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.metrics_port = free_port()
+        self._env = environment(settings, METRICS_PORT=str(self.metrics_port), **env)
+        self._log = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        with open(self._log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.entrypoints.cli", "run"], env=self._env,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no goodbye to the group."""
+        self.send(signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(10)
+
+    def terminate(self, timeout: float = 60) -> tuple[int, float]:
+        """SIGTERM, then the exit code and how long the drain took."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.send(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        return code, time.monotonic() - started
+
+    def send(self, signum: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signum)
+
+    def log(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
