@@ -27,7 +27,7 @@ def env_names() -> set[str]:
 
 
 def test_the_compose_file_has_the_services_the_readme_names() -> None:
-    assert {"kafka", "postgres", "create-topics", "migrate", "worker"} <= set(compose()["services"])
+    assert {"kafka", "postgres", "create-topics", "migrate", "worker", "prometheus", "grafana"} <= set(compose()["services"])
 
 
 def test_worker_services_use_only_settings_the_worker_reads_and_run_its_commands() -> None:

@@ -148,3 +148,30 @@ async def test_outputs_keep_the_records_order_and_carry_trace_headers() -> None:
     assert dlq.value == b"{oops" and dlq.key == b"k"
     assert dict(dlq.headers)["dlq.original.offset"] == b"99"
     assert all(dict(e.headers).get("traceparent") for e in out if e.channel is not Channel.DLQ)
+
+
+async def test_per_command_log_lines_only_at_debug_and_with_their_ids(caplog: Any) -> None:
+    h = Harness()
+    body = for_run()
+    with caplog.at_level("INFO", logger="worker.service.handler"):
+        await h.handle(h.record(body))
+    assert caplog.records == []
+    with caplog.at_level("DEBUG", logger="worker.service.handler"):
+        await h.handle(h.record(for_run()))
+    [line] = caplog.records
+    assert line.command_id and line.fielding_run_id == KEY.fielding_run_id and len(line.trace_id) == 32
+
+
+def test_json_logs_carry_the_extra_fields(capsys: Any) -> None:
+    import logging
+
+    from worker.observability.logs import configure_logging
+
+    configure_logging("INFO")
+    try:
+        logging.getLogger("worker.test").warning("hello", extra={"command_id": "c1", "trace_id": "t1"})
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert (line["level"], line["message"], line["command_id"], line["trace_id"]) == (
+            "WARNING", "hello", "c1", "t1")
+    finally:
+        logging.getLogger().handlers.clear()

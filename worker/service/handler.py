@@ -6,6 +6,7 @@ of remembered commands, then 429, and then the domain's 404, 412, 422 or 204.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from worker.service.ports import (
     RememberedOutcome,
     RunChange,
 )
+
+log = logging.getLogger(__name__)
 
 REFUSAL_DETAILS = {
     Refusal.NOT_FOUND: "no such fielding run under this account, project and target group",
@@ -86,10 +89,20 @@ class CommandHandler:
         decided = await self._decide(admitted) if admitted else {}
         processed_at = self._clock()
         emissions: list[Emission] = []
+        debug = log.isEnabledFor(logging.DEBUG)  # asked once per batch: the hot path stays quiet
         for item in triaged:
             if isinstance(item, Unreadable):
+                origin = item.record.origin
+                log.warning("unreadable record copied to the DLQ", extra={
+                    "reason": item.reason, "topic": origin.topic, "partition": origin.partition,
+                    "offset": origin.offset})
                 emissions.append(dlq_emission(item.record, item.reason))
-            elif isinstance(item, Rejected):
+                continue
+            if debug:
+                log.debug("command answered", extra={
+                    "command_id": item.echo.command_id, "fielding_run_id": item.echo.fielding_run_id,
+                    "trace_id": item.trace_id, "status": getattr(item, "status", None)})
+            if isinstance(item, Rejected):
                 emissions.append(rejected_emission(item, processed_at))
             else:
                 emissions.extend(decided[id(item)])

@@ -64,19 +64,24 @@ class BatchProcessor:
                 if len(records) > 1:
                     log.error("batch keeps failing; trying its %d commands one by one", len(records))
                     return [e for record in records for e in await self.process([record])]
-                log.error("command failed %d times; answering 500", unexpected, exc_info=True)
-                return self._internal_error(records[0], error)
+                return self._internal_error(records[0], error, unexpected)
 
-    def _internal_error(self, record: CommandRecord, error: Exception) -> list[Emission]:
+    def _internal_error(self, record: CommandRecord, error: Exception, attempts: int) -> list[Emission]:
         reason = f"unexpected_internal_error: {type(error).__name__}: {error}"
         copy = dlq_emission(record, reason)
+        origin = record.origin
+        where = {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset}
         try:
             triaged = triage(record, self._handler.verifier)
-        except Exception:
-            return [copy]
-        if isinstance(triaged, Unreadable):
+        except Exception:  # the record itself may be what breaks things
+            triaged = None
+        if triaged is None or isinstance(triaged, Unreadable):
+            log.error("record failed %d times; copied to the DLQ", attempts, exc_info=error, extra=where)
             return [copy]
         echo, trace_headers = triaged.echo, triaged.trace_headers
+        log.error("command failed %d times; answered 500 and copied to the DLQ", attempts, exc_info=error,
+                  extra={**where, "command_id": echo.command_id, "fielding_run_id": echo.fielding_run_id,
+                         "trace_id": triaged.trace_id})
         value = result_json(echo, 500, utc_now(), detail="an unexpected error occurred; the command is kept in the DLQ")
         result = Emission(Channel.RESULT, result_key(echo, record.key), value, trace_headers, 500, echo.type)
         return [result, copy]
