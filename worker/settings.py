@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(10_000, validation_alias=_env("FIELDING_SESSION_TIMEOUT_MS"))
     max_poll_interval_ms: int = Field(60_000, validation_alias=_env("FIELDING_MAX_POLL_INTERVAL_MS"))
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the environment variables that would produce them (for child processes)."""
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            choices = getattr(field.validation_alias, "choices", [])
+            env_name = next(c for c in choices if isinstance(c, str) and c.isupper())
+            env[env_name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return env
+
     @property
     def transactional_id_prefix(self) -> str:
         return f"{self.consumer_group}.{self.commands_topic}"

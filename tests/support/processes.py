@@ -21,20 +21,8 @@ def free_port() -> int:
 
 def environment(settings: Settings, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("FIELDING_")}
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "FIELDING_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
-        "FIELDING_COMMANDS_TOPIC": settings.commands_topic,
-        "FIELDING_RESULTS_TOPIC": settings.results_topic,
-        "FIELDING_EVENTS_TOPIC": settings.events_topic,
-        "FIELDING_DLQ_TOPIC": settings.dlq_topic,
-        "FIELDING_CONSUMER_GROUP": settings.consumer_group,
-        "FIELDING_RATE_LIMIT": str(settings.rate_limit_per_account),
-        "FIELDING_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-        "FIELDING_MAX_BATCH": str(settings.max_batch),
-        "LOG_LEVEL": "INFO",
-    })
+    env.update(settings.as_environment())
+    env["LOG_LEVEL"] = "INFO"
     env.update(extra)
     return env
 

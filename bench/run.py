@@ -1,0 +1,339 @@
+"""One command, one run, side by side on the local real services:
+
+    python -m bench.run [--commands N] [--naive-commands N] [--latency-commands N] [--scale] [--smoke]
+
+1. the worker under test (`fielding-worker run`, a real process);
+2. a naive baseline (bench/naive.py);
+3. two ceilings: Kafka consume -> produce without a database, and the database work alone.
+
+Reports sustained commands/s, p50/p99 latency (command produced -> result visible to a
+read_committed consumer) at half the worker's throughput, peak memory, commands per WAL
+flush, and the ratios, as a table and as JSON (bench/results/latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jwt
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.ceilings import database_alone, kafka_consume_produce
+from bench.naive import run_naive
+from schemas.types import format_timestamp
+from worker.adapters.kafka.topics import ensure_topics
+from worker.adapters.postgres.migrate import upgrade
+from worker.entrypoints.send import new_ulid
+from worker.settings import Settings
+
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+ACCOUNT = 101
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Runs:
+    ids: list[str]
+    project_id: str
+    target_groups: list[str]
+
+
+async def fresh_database(admin_url: str, name: str) -> str:
+    connection = await asyncpg.connect(admin_url)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+async def create_runs(database_url: str, count: int) -> Runs:
+    project = new_ulid()
+    ids = [new_ulid() for _ in range(count)]
+    groups = [new_ulid() for _ in range(count)]
+    connection = await asyncpg.connect(database_url)
+    try:
+        for start in range(0, count, 50_000):
+            await connection.execute(
+                """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status, version)
+                   SELECT id, $3, $4, tg, 'live', 1 FROM unnest($1::text[], $2::text[]) AS u(id, tg)""",
+                ids[start:start + 50_000], groups[start:start + 50_000], ACCOUNT, project)
+        await connection.execute("ANALYZE fielding_runs")
+    finally:
+        await connection.close()
+    return Runs(ids, project, groups)
+
+
+def command_value(runs: Runs, index: int) -> bytes:
+    return json.dumps({
+        "type": "complete_fielding_run", "command_id": new_ulid(), "account_id": ACCOUNT,
+        "project_id": runs.project_id, "target_group_id": runs.target_groups[index],
+        "fielding_run_id": runs.ids[index], "if_match": 'W/"1"',
+        "issued_at": format_timestamp(datetime.now(UTC)),
+    }).encode()
+
+
+def auth_header() -> list[tuple[str, bytes]]:
+    token = jwt.encode({"sub": str(uuid.uuid4()), "account_ids": [ACCOUNT], "exp": int(time.time()) + 86400},
+                       SECRET, algorithm="HS256")
+    return [("authorization", f"Bearer {token}".encode())]
+
+
+def scenario_settings(base: Settings, database_url: str, name: str) -> Settings:
+    suffix = f"{name}-{uuid.uuid4().hex[:6]}"
+    return base.model_copy(update={
+        "database_url": database_url, "commands_topic": f"bench-commands-{suffix}",
+        "results_topic": f"bench-results-{suffix}", "events_topic": f"bench-events-{suffix}",
+        "dlq_topic": f"bench-dlq-{suffix}", "consumer_group": f"bench-{suffix}",
+    })
+
+
+async def produce_commands(settings: Settings, runs: Runs, indexes: range) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20,
+                                max_batch_size=1 << 20, acks="all")
+    await producer.start()
+    headers = auth_header()
+    try:
+        futures = [await producer.send(settings.commands_topic, command_value(runs, i),
+                                       key=runs.ids[i].encode(), headers=headers) for i in indexes]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class ResultWatcher:
+    """A read_committed consumer of the results topic noting when each result became visible."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                          isolation_level="read_committed", auto_offset_reset="earliest",
+                                          max_partition_fetch_bytes=8 << 20)
+        self._topic = settings.results_topic
+        self.seen: dict[str, float] = {}
+        self.count = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = await AIOKafkaProducer_partitions(self._consumer, self._topic)
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+
+    async def wait_for(self, total: int, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.count} of {total} results after {timeout}s")
+            batch = await self._consumer.getmany(timeout_ms=50, max_records=10_000)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    self.seen[json.loads(record.value)["command_id"]] = now
+                self.count += len(records)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+async def AIOKafkaProducer_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=consumer._client._bootstrap_servers)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+        return [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    finally:
+        await admin.close()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wal_syncs(database_url: str) -> int:
+    await asyncio.sleep(1.5)  # backends report WAL statistics at most once a second
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval("SELECT wal_sync FROM pg_stat_wal"))
+    finally:
+        await connection.close()
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.as_environment(), "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+           "FIELDING_RATE_LIMIT": "0"}
+    return subprocess.Popen([sys.executable, "-m", "worker.entrypoints.cli", "run"], env=env)
+
+
+async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int) -> dict[str, Any]:
+    settings = scenario_settings(base, database_url, "worker")
+    await ensure_topics(settings)
+    await produce_commands(settings, runs, range(n))
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    wal_before = await wal_syncs(database_url)
+    process = start_worker(settings)
+    try:
+        first = None
+        while watcher.count == 0:
+            await watcher.wait_for(1)
+        first = time.monotonic()
+        await watcher.wait_for(n)
+        drained = time.monotonic() - first
+        wal_after = await wal_syncs(database_url)
+        throughput = (n - 1) / drained if drained > 0 else float("inf")
+
+        # Latency at a fixed offered load: half the throughput just measured.
+        rate = throughput / 2
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=0)
+        await producer.start()
+        sent: dict[str, float] = {}
+        headers = auth_header()
+        started = time.monotonic()
+        reading = asyncio.create_task(watcher.wait_for(n + latency_n))
+        for k, index in enumerate(range(n, n + latency_n)):
+            target = started + k / rate
+            if (pause := target - time.monotonic()) > 0:
+                await asyncio.sleep(pause)
+            value = command_value(runs, index)
+            sent[json.loads(value)["command_id"]] = time.time()
+            await producer.send(settings.commands_topic, value, key=runs.ids[index].encode(), headers=headers)
+        await producer.stop()
+        await reading
+        latencies = sorted((watcher.seen[c] - t) * 1000 for c, t in sent.items())
+        memory = peak_rss_mb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        await watcher.stop()
+    return {
+        "commands": n, "commands_per_second": throughput, "peak_rss_mb": memory,
+        "wal_syncs": wal_after - wal_before,
+        "commands_per_wal_sync": n / max(1, wal_after - wal_before),
+        "latency_offered_per_second": rate, "latency_commands": latency_n,
+        "latency_p50_ms": statistics.median(latencies),
+        "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
+    settings = scenario_settings(base, database_url, "naive")
+    await ensure_topics(settings)
+    await produce_commands(settings, runs, range(offset, offset + n))
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    task = asyncio.create_task(run_naive(settings, n))
+    await watcher.wait_for(1)
+    first = time.monotonic()
+    await watcher.wait_for(n)
+    drained = time.monotonic() - first
+    await task
+    await watcher.stop()
+    return {"commands": n, "commands_per_second": (n - 1) / drained}
+
+
+async def bench_kafka_ceiling(base: Settings, database_url: str, runs: Runs, n: int) -> dict[str, Any]:
+    settings = scenario_settings(base, database_url, "kafka")
+    await ensure_topics(settings)
+    await produce_commands(settings, runs, range(n))
+    seconds = await kafka_consume_produce(settings, n)
+    return {"commands": n, "commands_per_second": n / seconds}
+
+
+async def bench_database_ceiling(database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
+    seconds = await database_alone(database_url, runs.ids[offset:offset + n])
+    return {"commands": n, "commands_per_second": n / seconds}
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    base = Settings(jwt_secret=SECRET, rate_limit_per_account=0)
+    n, naive_n, latency_n = args.commands, args.naive_commands, args.latency_commands
+    database_url = await fresh_database(base.database_url, "fielding_bench")
+    runs = await create_runs(database_url, n + latency_n + naive_n + n)
+    report: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "sizes": vars(args)}
+    report["worker"] = await bench_worker(base, database_url, runs, n, latency_n)
+    report["naive"] = await bench_naive(base, database_url, runs, n + latency_n, naive_n)
+    report["kafka_ceiling"] = await bench_kafka_ceiling(base, database_url, runs, n)
+    report["database_ceiling"] = await bench_database_ceiling(database_url, runs, n + latency_n + naive_n, n)
+    if args.scale:
+        report["scale"] = await bench_scale(base, args)
+    w = report["worker"]["commands_per_second"]
+    report["ratios"] = {
+        "worker_vs_naive": w / report["naive"]["commands_per_second"],
+        "worker_vs_kafka_ceiling": w / report["kafka_ceiling"]["commands_per_second"],
+        "worker_vs_database_ceiling": w / report["database_ceiling"]["commands_per_second"],
+    }
+    return report
+
+
+async def bench_scale(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput with a small and a large fielding_runs table, same command count."""
+    out: dict[str, Any] = {}
+    for table_size in (args.scale_small_table, args.scale_large_table):
+        url = await fresh_database(base.database_url, f"fielding_bench_{table_size}")
+        runs = await create_runs(url, table_size)
+        out[f"table_{table_size}"] = await bench_worker(base, url, runs, min(args.commands, table_size // 2), 10)
+    small, large = (out[f"table_{s}"]["commands_per_second"] for s in (args.scale_small_table, args.scale_large_table))
+    out["large_vs_small_throughput"] = large / small
+    return out
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = [("scenario", "commands", "commands/s")]
+    for name in ("worker", "naive", "kafka_ceiling", "database_ceiling"):
+        rows.append((name, str(report[name]["commands"]), f"{report[name]['commands_per_second']:,.0f}"))
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(r)) for r in rows]
+    w = report["worker"]
+    lines += [
+        "",
+        f"worker latency at {w['latency_offered_per_second']:,.0f}/s offered: "
+        f"p50 {w['latency_p50_ms']:.1f} ms, p99 {w['latency_p99_ms']:.1f} ms",
+        f"worker peak RSS {w['peak_rss_mb']:.0f} MB; {w['commands_per_wal_sync']:.1f} commands per WAL sync",
+        *(f"{k}: {v:.2f}" for k, v in report["ratios"].items()),
+    ]
+    if "scale" in report:
+        lines.append(f"scale: throughput large/small table = {report['scale']['large_vs_small_throughput']:.2f}")
+    return "\n".join(lines)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description="fielding-worker benchmark")
+    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--naive-commands", type=int, default=1_000)
+    parser.add_argument("--latency-commands", type=int, default=2_000)
+    parser.add_argument("--scale", action="store_true", help="also compare a 10k and a 1M-run table")
+    parser.add_argument("--scale-small-table", type=int, default=10_000)
+    parser.add_argument("--scale-large-table", type=int, default=1_000_000)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    if args.smoke:
+        args.commands, args.naive_commands, args.latency_commands = 300, 50, 50
+    report = asyncio.run(main(args))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(table(report))
+    print(f"\nJSON: {args.json}")
+
+
+if __name__ == "__main__":
+    cli()
