@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -32,6 +32,13 @@ def command_record(record: ConsumerRecord[bytes, bytes]) -> CommandRecord:
 
 
 class PartitionLane:
+    """Two stages, so the database decides batch k+1 while Kafka commits batch k.
+
+    This is safe because the database side is idempotent by record: should batch k's publish
+    fail after batch k+1 was decided, both are fetched again from the committed offset and
+    replayed from what the database remembers, byte for byte.
+    """
+
     def __init__(
         self,
         tp: TopicPartition,
@@ -49,10 +56,11 @@ class PartitionLane:
         self._max_batch = max_batch
         self._health = health
         self._queue: deque[ConsumerRecord[bytes, bytes]] = deque()
-        self._in_flight: Sequence[ConsumerRecord[bytes, bytes]] = ()
+        self._in_flight: deque[list[ConsumerRecord[bytes, bytes]]] = deque()  # decided or deciding
+        self._decided: asyncio.Queue[tuple[list[ConsumerRecord[bytes, bytes]], list[Emission]] | None] = (
+            asyncio.Queue(maxsize=1))
         self._wake = asyncio.Event()
         self._closing = False
-        self._labels = (tp.topic, str(tp.partition))
         self.task = asyncio.create_task(self._run(), name=f"lane-{tp.topic}-{tp.partition}")
 
     @property
@@ -60,7 +68,7 @@ class PartitionLane:
         return len(self._queue)
 
     def oldest_waiting_ms(self) -> int | None:
-        oldest = self._in_flight[0] if self._in_flight else self._queue[0] if self._queue else None
+        oldest = self._in_flight[0][0] if self._in_flight else self._queue[0] if self._queue else None
         return None if oldest is None else int(oldest.timestamp)
 
     def submit(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
@@ -68,19 +76,19 @@ class PartitionLane:
         self._wake.set()
 
     async def close(self, timeout: float) -> None:
-        """Finishes the batch in flight (its offset is committed with it) and drops the rest,
-        which the partition's next owner fetches again from the committed offset."""
+        """Finishes the batches in flight (their offsets are committed with them) and drops the
+        rest, which the partition's next owner fetches again from the committed offset."""
         self._closing = True
         self._queue.clear()
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
         except TimeoutError:
-            log.warning("lane did not finish in %.0fs; abandoning its batch", timeout,
+            log.warning("lane did not finish in %.0fs; abandoning its batches", timeout,
                         extra={"partition": self.tp.partition})
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        except Exception:
+        except Exception:  # a failed lane has already reported its failure
             pass
         await self._publisher.stop()
 
@@ -88,25 +96,47 @@ class PartitionLane:
         # The producer starts (fencing any earlier owner of this partition) before any batch.
         await self._publisher.start()
         self.committed = await self._committed_offset(self.tp) or 0
+        publishing = asyncio.create_task(self._publish_stage())
+        try:
+            await self._decide_stage(publishing)
+            await self._decided.put(None)
+            await publishing
+        finally:
+            if not publishing.done():
+                publishing.cancel()
+                await asyncio.gather(publishing, return_exceptions=True)
+
+    async def _decide_stage(self, publishing: asyncio.Task[None]) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and not self._closing:
+            while self._queue and not self._closing and not publishing.done():
                 count = min(self._max_batch, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(count)]
-                self._in_flight = batch
-                await self._process(batch)
-                self._in_flight = ()
+                self._in_flight.append(batch)
+                emissions = await self._processor.process([command_record(r) for r in batch])
+                await self._decided.put((batch, emissions))
+            if publishing.done():
+                publishing.result()  # the publish stage failed: raise its error
             if self._closing:
                 return
 
-    async def _process(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
-        emissions = await self._processor.process([command_record(r) for r in batch])
-        next_offset = batch[-1].offset + 1
-        await self._publisher.publish(emissions, self.tp, next_offset)
-        self.committed = next_offset
-        self._health.progressed()
-        self._observe(batch, emissions)
+    async def _publish_stage(self) -> None:
+        try:
+            while (decided := await self._decided.get()) is not None:
+                batch, emissions = decided
+                next_offset = batch[-1].offset + 1
+                await self._publisher.publish(emissions, self.tp, next_offset)
+                self._in_flight.popleft()
+                self.committed = next_offset
+                self._health.progressed()
+                self._observe(batch, emissions)
+        finally:
+            # Whatever ended this stage, the decide stage must not wait for it: wake it and
+            # make room for a batch it may be handing over.
+            self._wake.set()
+            while not self._decided.empty():
+                self._decided.get_nowait()
 
     def _observe(self, batch: list[ConsumerRecord[bytes, bytes]], emissions: list[Emission]) -> None:
         now = time.time()
