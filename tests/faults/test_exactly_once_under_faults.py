@@ -109,37 +109,22 @@ async def test_a_frozen_zombie_cannot_apply_or_publish_twice(
     assert survivor.alive()
 
 
-async def test_kafka_broker_restart_under_load(
-    services: Services, settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
+@pytest.mark.parametrize(("service", "down_for"), [("kafka", 2.0), ("postgres", 3.0)])
+async def test_a_service_restart_under_load(
+    service: str, down_for: float, services: Services, settings: Settings, outputs: Outputs,
+    pool: asyncpg.Pool, live_runs: LiveRuns, worker_processes: list[WorkerProcess], fault_log_dir: Path,
 ) -> None:
     load = Load.build(await live_runs(150), seed=5)
     start_workers(2, settings, fault_log_dir, worker_processes)
     sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 50))
     await asyncio.sleep(1.0)
-    await asyncio.to_thread(services.stop, "kafka")
-    await asyncio.sleep(2.0)
-    await asyncio.to_thread(services.start, "kafka")
+    await asyncio.to_thread(services.stop, service)
+    await asyncio.sleep(down_for)
+    await asyncio.to_thread(services.start, service)
+    await pool.expire_connections()  # the test's own connections did not survive a Postgres restart
     await sending
     tally = await check_invariants(load, outputs, pool)
-    report("kafka broker restart", tally, faults=1)
-
-
-async def test_postgres_restart_under_load(
-    services: Services, settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
-) -> None:
-    load = Load.build(await live_runs(150), seed=6)
-    start_workers(2, settings, fault_log_dir, worker_processes)
-    sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 50))
-    await asyncio.sleep(1.0)
-    await asyncio.to_thread(services.stop, "postgres")
-    await asyncio.sleep(3.0)
-    await asyncio.to_thread(services.start, "postgres")
-    await pool.expire_connections()
-    await sending
-    tally = await check_invariants(load, outputs, pool)
-    report("postgres restart", tally, faults=1)
+    report(f"{service} restart", tally, faults=1)
 
 
 async def test_conflicting_commands_for_one_run_across_partitions_win_once(
