@@ -277,6 +277,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     report["database_ceiling"] = await bench_database_ceiling(database_url, runs, n + latency_n + naive_n, n)
     if args.scale:
         report["scale"] = await bench_scale(base, args)
+    if args.memory:
+        report["memory"] = await bench_memory(base, args.memory)
     w = report["worker"]["commands_per_second"]
     report["ratios"] = {
         "worker_vs_naive": w / report["naive"]["commands_per_second"],
@@ -299,6 +301,42 @@ async def bench_scale(base: Settings, args: argparse.Namespace) -> dict[str, Any
     return out
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def bench_memory(base: Settings, checkpoints: list[int]) -> dict[str, Any]:
+    """The worker's resident memory after each checkpoint's number of commands, in one process."""
+    total = checkpoints[-1]
+    url = await fresh_database(base.database_url, "fielding_bench_memory")
+    runs = await create_runs(url, total)
+    settings = scenario_settings(base, url, "memory")
+    await ensure_topics(settings)
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    process = start_worker(settings)
+    out: dict[str, Any] = {}
+    try:
+        done = 0
+        for checkpoint in checkpoints:
+            for start in range(done, checkpoint, 50_000):
+                await produce_commands(settings, runs, range(start, min(checkpoint, start + 50_000)))
+            await watcher.wait_for(checkpoint, timeout=1800)
+            watcher.seen.clear()  # the bench's own memory, not the worker's
+            done = checkpoint
+            out[f"rss_mb_after_{checkpoint}"] = rss_mb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        await watcher.stop()
+    first, last = checkpoints[0], checkpoints[-1]
+    out["rss_last_vs_first"] = out[f"rss_mb_after_{last}"] / out[f"rss_mb_after_{first}"]
+    return out
+
+
 def table(report: dict[str, Any]) -> str:
     rows = [("scenario", "commands", "commands/s")]
     for name in ("worker", "naive", "kafka_ceiling", "database_ceiling"):
@@ -315,6 +353,8 @@ def table(report: dict[str, Any]) -> str:
     ]
     if "scale" in report:
         lines.append(f"scale: throughput large/small table = {report['scale']['large_vs_small_throughput']:.2f}")
+    if "memory" in report:
+        lines.append("memory: " + ", ".join(f"{k} {v:.2f}" for k, v in report["memory"].items()))
     return "\n".join(lines)
 
 
@@ -326,6 +366,8 @@ def cli() -> None:
     parser.add_argument("--scale", action="store_true", help="also compare a 10k and a 1M-run table")
     parser.add_argument("--scale-small-table", type=int, default=10_000)
     parser.add_argument("--scale-large-table", type=int, default=1_000_000)
+    parser.add_argument("--memory", type=int, nargs="+", metavar="N",
+                        help="worker RSS after each N commands in one process, e.g. 100000 1000000")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
