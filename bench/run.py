@@ -31,10 +31,12 @@ from typing import Any
 import asyncpg
 import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.ceilings import database_alone, kafka_consume_produce
 from bench.naive import run_naive
 from schemas.types import format_timestamp
+from worker.adapters.kafka.lag import topic_partitions
 from worker.adapters.kafka.topics import ensure_topics
 from worker.adapters.postgres.migrate import upgrade
 from worker.entrypoints.send import new_ulid
@@ -126,12 +128,13 @@ class ResultWatcher:
                                           isolation_level="read_committed", auto_offset_reset="earliest",
                                           max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=5)
         self._topic = settings.results_topic
+        self._bootstrap_servers = settings.kafka_bootstrap_servers
         self.seen: dict[str, float] = {}
         self.count = 0
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions = await AIOKafkaProducer_partitions(self._consumer, self._topic)
+        partitions = await all_partitions(self._bootstrap_servers, self._topic)
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
 
@@ -151,14 +154,11 @@ class ResultWatcher:
         await self._consumer.stop()
 
 
-async def AIOKafkaProducer_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=consumer._client._bootstrap_servers)
+async def all_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        (description,) = await admin.describe_topics([topic])
-        return [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+        return await topic_partitions(admin, topic)
     finally:
         await admin.close()
 

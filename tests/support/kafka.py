@@ -52,11 +52,12 @@ class TopicReader:
     async def _partitions(self) -> list[TopicPartition]:
         from aiokafka.admin import AIOKafkaAdminClient
 
+        from worker.adapters.kafka.lag import topic_partitions
+
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
         await admin.start()
         try:
-            (description,) = await admin.describe_topics([self.topic])
-            return [TopicPartition(self.topic, p["partition"]) for p in description["partitions"]]
+            return await topic_partitions(admin, self.topic)
         finally:
             await admin.close()
 
