@@ -7,6 +7,8 @@ import asyncio
 import random
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,6 +32,15 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def http_status(port: int, path: str) -> int:
+    try:
+        return int(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
 
 
 def start_workers(count: int, settings: Settings, log_dir: Path, started: list[WorkerProcess]) -> list[WorkerProcess]:
@@ -68,7 +79,8 @@ async def test_sigterm_drains_and_exits_zero_in_bounded_time(
     load = Load.build(await live_runs(120), seed=2)
     [worker] = start_workers(1, settings, fault_log_dir, worker_processes)
     sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60))
-    await asyncio.sleep(1.0)
+    await wait_for(lambda: http_status(worker.metrics_port, "/readyz") == 200, 60, "the worker to be ready")
+    await asyncio.sleep(1.0)  # mid-load
     code, took = worker.terminate()
     assert code == 0, worker.log()[-2000:]
     assert took < settings.shutdown_timeout_seconds + 10
