@@ -12,6 +12,7 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from worker.adapters.kafka.lane import PartitionLane
 from worker.adapters.kafka.publisher import PartitionLost, TransactionalPublisher
@@ -52,13 +53,17 @@ class CommandConsumer:
         }
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consumes until `stop` is set; rejoins the group after losing a partition."""
+        """Consumes until `stop` is set; rejoins the group after losing a partition, and keeps
+        trying while the broker cannot be reached (nothing is committed meanwhile)."""
         while not stop.is_set():
             try:
                 await self._run_member(stop)
             except PartitionLost as lost:
                 log.warning("partition lost (%s); rejoining the group", lost)
                 await asyncio.sleep(1.0)
+            except KafkaError as error:
+                log.warning("kafka unreachable (%r); retrying", error)
+                await asyncio.sleep(2.0)
 
     async def _run_member(self, stop: asyncio.Event) -> None:
         s = self._settings
@@ -92,7 +97,10 @@ class CommandConsumer:
                     next_lag_refresh = time.monotonic() + LAG_REFRESH_SECONDS
         finally:
             await self.release(list(self._lanes))
-            await consumer.stop()
+            try:
+                await consumer.stop()
+            except KafkaError:
+                log.debug("consumer stop failed", exc_info=True)
             self._consumer = None
             self._health.in_group = False
 
