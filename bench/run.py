@@ -163,9 +163,10 @@ async def all_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartit
         await admin.close()
 
 
-def peak_rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/<pid>/status in MB: VmRSS now, VmHWM at its peak."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -221,7 +222,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         await producer.stop()
         await reading
         latencies = sorted((watcher.seen[c] - t) * 1000 for c, t in sent.items())
-        memory = peak_rss_mb(process.pid)
+        memory = memory_mb(process.pid, "VmHWM")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -301,13 +302,6 @@ async def bench_scale(base: Settings, args: argparse.Namespace) -> dict[str, Any
     return out
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def bench_memory(base: Settings, checkpoints: list[int]) -> dict[str, Any]:
     """The worker's resident memory after each checkpoint's number of commands, in one process."""
     total = checkpoints[-1]
@@ -327,7 +321,7 @@ async def bench_memory(base: Settings, checkpoints: list[int]) -> dict[str, Any]
             await watcher.wait_for(checkpoint, timeout=1800)
             watcher.seen.clear()  # the bench's own memory, not the worker's
             done = checkpoint
-            out[f"rss_mb_after_{checkpoint}"] = rss_mb(process.pid)
+            out[f"rss_mb_after_{checkpoint}"] = memory_mb(process.pid, "VmRSS")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)

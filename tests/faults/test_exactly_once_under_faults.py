@@ -7,8 +7,6 @@ import asyncio
 import random
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from tests.faults.conftest import Load, check_invariants, report
 from tests.support.harness import Outputs
-from tests.support.processes import WorkerProcess
+from tests.support.processes import WorkerProcess, http_status
 from tests.support.services import Services
 from worker.settings import Settings
 
@@ -32,15 +30,6 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
-
-
-def http_status(port: int, path: str) -> int:
-    try:
-        return int(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
 
 
 def start_workers(count: int, settings: Settings, log_dir: Path, started: list[WorkerProcess]) -> list[WorkerProcess]:

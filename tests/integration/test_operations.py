@@ -20,7 +20,7 @@ from fielding_statemachine.status import RunStatus
 from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, RunMaker, for_run
 from tests.support.kafka import Outgoing, produce
-from tests.support.processes import WorkerProcess, environment
+from tests.support.processes import WorkerProcess, environment, http_status
 from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.settings import Settings
 
@@ -43,15 +43,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def metrics_lag(port: int, topic: str) -> float:
     return sum(value for (name, labels), value in scrape(port).items()
                if name == "fielding_worker_consumer_lag" and ("topic", topic) in labels)
-
-
-def status_of(port: int, path: str) -> int:
-    try:
-        return int(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).status)
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
 
 
 async def eventually(check: object, timeout: float = 30) -> None:
@@ -120,14 +111,14 @@ async def test_lag_grows_by_exactly_n_while_stopped_and_cli_and_metrics_agree_un
         # The worker fetched the commands but cannot commit them while the row is locked.
         await eventually(lambda: (assert_equal(metrics_lag(worker.metrics_port, settings.commands_topic), n)))
         assert json.loads(lag_cli(settings, "--json").stdout)["total_lag"] == n
-        await eventually(lambda: (assert_equal(status_of(worker.metrics_port, "/healthz"), 503)))
-        assert status_of(worker.metrics_port, "/readyz") == 200  # in the group, database reachable
+        await eventually(lambda: (assert_equal(http_status(worker.metrics_port, "/healthz"), 503)))
+        assert http_status(worker.metrics_port, "/readyz") == 200  # in the group, database reachable
 
         await lock.release()
         await outputs.results.read(at_least=n)
         await eventually(lambda: (assert_equal(metrics_lag(worker.metrics_port, settings.commands_topic), 0)))
         assert json.loads(lag_cli(settings, "--json").stdout)["total_lag"] == 0
-        await eventually(lambda: (assert_equal(status_of(worker.metrics_port, "/healthz"), 200)))
+        await eventually(lambda: (assert_equal(http_status(worker.metrics_port, "/healthz"), 200)))
 
         samples = scrape(worker.metrics_port)
         completed = (("status", "204"), ("type", "complete_fielding_run"))

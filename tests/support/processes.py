@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from worker.settings import Settings
@@ -25,6 +27,16 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
     env["LOG_LEVEL"] = "INFO"
     env.update(extra)
     return env
+
+
+def http_status(port: int, path: str) -> int:
+    """The status a local HTTP endpoint answers; 0 while nothing listens."""
+    try:
+        return int(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
 
 
 class WorkerProcess:

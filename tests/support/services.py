@@ -8,13 +8,14 @@ FIELDING_TEST_SERVICES=docker|local forces one or the other.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -58,11 +59,6 @@ def real_services() -> Iterator[Services]:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @contextmanager
 def _containers() -> Iterator[Services]:
@@ -70,7 +66,7 @@ def _containers() -> Iterator[Services]:
     from testcontainers.core.waiting_utils import wait_for_logs
     from testcontainers.postgres import PostgresContainer
 
-    port = _free_port()  # advertised as-is, so the host port must be known before start
+    port = free_port()  # advertised as-is, so the host port must be known before start
     kafka = (
         DockerContainer(KAFKA_IMAGE)
         .with_bind_ports(9092, port)

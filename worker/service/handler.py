@@ -116,7 +116,7 @@ class CommandHandler:
             )
             fresh = [a for a in admitted if (a.command.account_id, a.command.command_id) not in remembered]
             quotas = await self._quotas(fresh)
-            decided = await self._apply(tx, admitted, remembered, quotas, now)
+            decided = await self._apply(tx, admitted, fresh, remembered, quotas, now)
         return decided
 
     async def _quotas(self, fresh: list[Admitted]) -> dict[int, Quota]:
@@ -128,15 +128,13 @@ class CommandHandler:
         self,
         tx: DecisionTransaction,
         admitted: list[Admitted],
+        fresh: list[Admitted],
         remembered: dict[tuple[int, str], RememberedOutcome],
         quotas: dict[int, Quota],
         now: datetime,
     ) -> dict[int, list[Emission]]:
         allowance = {account: quota.allowed for account, quota in quotas.items()}
-        runs = await tx.lock_runs(sorted({
-            a.command.fielding_run_id for a in admitted
-            if (a.command.account_id, a.command.command_id) not in remembered
-        }))
+        runs = await tx.lock_runs(sorted({a.command.fielding_run_id for a in fresh}))
         read_versions = {run_id: run.version for run_id, run in runs.items()}
         changes: dict[str, RunChange] = {}
         new_outcomes: list[RememberedOutcome] = []
