@@ -51,18 +51,41 @@ class Load:
         self.sent_command_ids[body["command_id"]] += 1
 
     async def send(self, bootstrap: str, topic: str, per_second: float) -> None:
+        """Sends every record at `per_second`, through a broker restart if need be: aiokafka's
+        sender can die when the broker goes away, failing the records it held (they were not
+        written), so those are sent again by a new producer until every record is acknowledged."""
         from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                    request_timeout_ms=60_000, retry_backoff_ms=200)
-        await producer.start()
-        try:
-            for record in self.records:
-                await producer.send(topic, record.value, key=record.key, headers=list(record.headers))
-                await asyncio.sleep(1 / per_second)
-            await producer.flush()
-        finally:
-            await producer.stop()
+        async def started() -> AIOKafkaProducer:
+            while True:
+                producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                            request_timeout_ms=20_000, retry_backoff_ms=200)
+                try:
+                    await producer.start()
+                    return producer
+                except KafkaError:
+                    await producer.stop()
+                    await asyncio.sleep(0.5)
+
+        pending = list(self.records)
+        while pending:
+            producer = await started()
+            sent: list[tuple[Outgoing, asyncio.Future[object]]] = []
+            try:
+                for record in pending:
+                    try:
+                        future = await producer.send(topic, record.value, key=record.key,
+                                                     headers=list(record.headers))
+                    except KafkaError:
+                        break  # not queued: this and the rest go again
+                    sent.append((record, future))
+                    await asyncio.sleep(1 / per_second)
+                outcomes = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            finally:
+                await producer.stop()
+            acknowledged = {id(r) for (r, _), o in zip(sent, outcomes, strict=True) if not isinstance(o, BaseException)}
+            pending = [r for r in pending if id(r) not in acknowledged]
 
 
 @dataclass
