@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Annotated
@@ -32,6 +33,7 @@ def version_of(etag: str) -> int:
     return int(match.group(2))
 
 
+@functools.lru_cache(maxsize=1024)  # a batch's results and events share one processing time
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339, UTC, milliseconds: 2026-11-29T10:00:00.012Z."""
     utc = moment.astimezone(UTC)
