@@ -171,6 +171,12 @@ def memory_mb(pid: int, field: str) -> float:
     return float("nan")
 
 
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU a process has used so far (start-up included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def wal_syncs(database_url: str) -> int:
     await asyncio.sleep(1.5)  # backends report WAL statistics at most once a second
     connection = await asyncpg.connect(database_url)
@@ -201,6 +207,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         first = time.monotonic()
         await watcher.wait_for(n)
         drained = time.monotonic() - first
+        cpu_seconds = cpu_seconds_of(process.pid)
         wal_after = await wal_syncs(database_url)
         throughput = (n - 1) / drained if drained > 0 else float("inf")
 
@@ -229,6 +236,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         await watcher.stop()
     return {
         "commands": n, "commands_per_second": throughput, "peak_rss_mb": memory,
+        "cpu_us_per_command": cpu_seconds * 1e6 / n,
         "wal_syncs": wal_after - wal_before,
         "commands_per_wal_sync": n / max(1, wal_after - wal_before),
         "latency_offered_per_second": rate, "latency_commands": latency_n,
