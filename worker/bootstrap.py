@@ -9,6 +9,7 @@ import logging
 import asyncpg
 
 from worker.adapters.kafka.consumer import CommandConsumer
+from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
 from worker.adapters.postgres.pool import create_pool
@@ -39,11 +40,11 @@ def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchPro
 
 async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool = True) -> None:
     """Runs until `stop` is set, then drains: in-flight batches finish and commit."""
-    pool = await create_pool(settings.database_url, max_size=settings.commands_partitions + 4)
+    pool = await create_pool(settings.database_url, max_size=8)
     health = Health(stall_seconds=settings.stall_seconds)
     server = http.serve(health, settings.metrics_port) if serve_http else None
     store = PostgresCommandStore(pool, settings.rate_limit_window_seconds, settings.rate_limit_per_account)
-    consumer = CommandConsumer(settings, build_processor(settings, store), health)
+    consumer = CommandConsumer(settings, build_processor(settings, store), PostgresPartitionClaims(pool), health)
     metrics.LAST_PROGRESS.set_to_current_time()
     chores = asyncio.create_task(_chores(pool, settings, health))
     try:

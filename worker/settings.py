@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
 
     max_batch: int = Field(
-        500, validation_alias=_env("FIELDING_MAX_BATCH"),
-        description="Most commands of one partition handled in one database transaction.",
+        2000, validation_alias=_env("FIELDING_MAX_BATCH"),
+        description="Most commands handled in one database transaction and one Kafka transaction.",
     )
     rate_limit_per_account: int = Field(
         100, validation_alias=_env("FIELDING_RATE_LIMIT"),

@@ -75,3 +75,16 @@ class CommandStore(Protocol):
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
         """Counts `requested` commands per account against the shared rate limit."""
         ...
+
+
+class PartitionClaims(Protocol):
+    """Who owns which command partition, for fencing the producers of earlier owners."""
+
+    async def claim(self, topic: str, partitions: Sequence[int], transactional_id: str) -> set[str]:
+        """Records `transactional_id` as the partitions' owner; returns the transactional ids
+        of earlier owners that may still be able to commit and must be fenced first."""
+        ...
+
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], transactional_id: str) -> None:
+        """Notes that the ids `claim` returned are fenced (if this id still owns the partitions)."""
+        ...

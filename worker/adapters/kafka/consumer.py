@@ -1,7 +1,7 @@
-"""The consume loop: fetches command records, hands each partition's records to its lane,
-and follows the group as partitions come and go.
+"""The consume loop: fetches command records, hands them to the pipeline of the current
+assignment, and follows the group as partitions come and go.
 
-Offsets are never committed here: each lane commits its batch's offset inside the Kafka
+Offsets are never committed here: the pipeline commits each batch's offsets inside the Kafka
 transaction that publishes the batch's outputs, after the database transaction committed.
 """
 
@@ -14,17 +14,33 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from worker.adapters.kafka.lane import PartitionLane
-from worker.adapters.kafka.publisher import PartitionLost, TransactionalPublisher
+from worker.adapters.kafka.errors import PartitionLost
+from worker.adapters.kafka.pipeline import AssignmentPipeline
+from worker.adapters.kafka.publisher import TransactionalPublisher
 from worker.observability import metrics
 from worker.observability.health import Health
 from worker.service.outputs import Channel
+from worker.service.ports import PartitionClaims
 from worker.service.processor import BatchProcessor
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_SECONDS = 2.0
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await consumer.stop()
+    except KafkaError:
+        log.debug("consumer stop failed", exc_info=True)
+    except asyncio.CancelledError:
+        # aiokafka can let the cancellation of its own fetch task escape from stop() when the
+        # broker went away; only a cancellation of this task may end the worker.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("consumer stop: internal task cancelled", exc_info=True)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -39,12 +55,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class CommandConsumer:
-    def __init__(self, settings: Settings, processor: BatchProcessor, health: Health) -> None:
+    def __init__(self, settings: Settings, processor: BatchProcessor, claims: PartitionClaims,
+                 health: Health) -> None:
         self._settings = settings
         self._processor = processor
+        self._claims = claims
         self._health = health
-        self._lanes: dict[TopicPartition, PartitionLane] = {}
-        self._paused: set[TopicPartition] = set()
+        self._pipeline: AssignmentPipeline | None = None
+        self._paused = False
         self._consumer: AIOKafkaConsumer | None = None
         self._topics = {
             Channel.RESULT: settings.results_topic,
@@ -89,96 +107,103 @@ class CommandConsumer:
                 assignment = consumer.assignment()
                 for tp, records in fetched.items():
                     if tp in assignment:  # never act for a partition that has moved on
-                        self._lane(tp).submit(records)
-                self._check_lanes()
+                        self._pipeline_for(assignment).submit(records)
+                self._check_pipeline()
                 self._apply_backpressure(consumer)
                 if time.monotonic() >= next_lag_refresh:
                     self._refresh_lag(consumer)
                     next_lag_refresh = time.monotonic() + LAG_REFRESH_SECONDS
         finally:
-            await self.release(list(self._lanes))
-            try:
-                await consumer.stop()
-            except KafkaError:
-                log.debug("consumer stop failed", exc_info=True)
+            await self.release(list(self._pipeline.partitions) if self._pipeline else [])
+            await _stop_quietly(consumer)
             self._consumer = None
             self._health.in_group = False
 
-    def _check_lanes(self) -> None:
-        for lane in self._lanes.values():
-            if lane.task.done() and not lane.task.cancelled():
-                error = lane.task.exception()
-                if isinstance(error, PartitionLost):
-                    raise error
-                if error is not None:
-                    raise PartitionLost(f"lane failed: {error!r}") from error
+    def _check_pipeline(self) -> None:
+        task = self._pipeline.task if self._pipeline else None
+        if task is not None and task.done() and not task.cancelled():
+            error = task.exception()
+            if isinstance(error, PartitionLost):
+                raise error
+            if error is not None:
+                raise PartitionLost(f"pipeline failed: {error!r}") from error
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        if self._pipeline is None:
+            return
         high = self._settings.max_batch * 4
-        for tp, lane in self._lanes.items():
-            if tp not in self._paused and lane.backlog >= high:
-                consumer.pause(tp)
-                self._paused.add(tp)
-            elif tp in self._paused and lane.backlog < high // 2:
-                consumer.resume(tp)
-                self._paused.discard(tp)
+        if not self._paused and self._pipeline.backlog >= high:
+            consumer.pause(*self._pipeline.partitions)
+            self._paused = True
+        elif self._paused and self._pipeline.backlog < high // 2:
+            consumer.resume(*self._pipeline.partitions)
+            self._paused = False
 
     def _refresh_lag(self, consumer: AIOKafkaConsumer) -> None:
+        pipeline = self._pipeline
         total = 0
-        now_ms = time.time() * 1000
-        for tp, lane in self._lanes.items():
-            end = consumer.last_stable_offset(tp)
-            if end is None:
-                end = consumer.highwater(tp)
-            if end is None:
-                continue
-            lag = max(0, end - lane.committed)
-            total += lag
-            labels = (tp.topic, str(tp.partition))
-            metrics.CONSUMER_LAG.labels(*labels).set(lag)
-            oldest = lane.oldest_waiting_ms()
-            age = max(0.0, (now_ms - oldest) / 1000) if oldest is not None and lag else 0.0
-            metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(age)
+        if pipeline is not None:
+            now_ms = time.time() * 1000
+            oldest = pipeline.oldest_waiting_ms()
+            for tp in pipeline.partitions:
+                end = consumer.last_stable_offset(tp)
+                if end is None:
+                    end = consumer.highwater(tp)
+                committed = pipeline.committed.get(tp)
+                if end is None or committed is None:
+                    continue
+                lag = max(0, end - committed)
+                total += lag
+                labels = (tp.topic, str(tp.partition))
+                metrics.CONSUMER_LAG.labels(*labels).set(lag)
+                age = max(0.0, (now_ms - oldest[tp]) / 1000) if tp in oldest and lag else 0.0
+                metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(age)
         self._health.total_lag = total
         if total == 0:
             self._health.progressed()  # nothing to do is not a stall
 
-    def _lane(self, tp: TopicPartition) -> PartitionLane:
-        """The partition's lane; made here too, since records can arrive before the rebalance
-        listener has run."""
-        lane = self._lanes.get(tp)
-        if lane is None:
+    def _pipeline_for(self, assignment: set[TopicPartition]) -> AssignmentPipeline:
+        """The assignment's pipeline; made here too, since records can arrive before the
+        rebalance listener has run."""
+        pipeline = self._pipeline
+        if pipeline is None:
             consumer, s = self._consumer, self._settings
             assert consumer is not None
-            publisher = TransactionalPublisher(
-                s.kafka_bootstrap_servers, f"{s.transactional_id_prefix}-{tp.partition}",
-                s.consumer_group, self._topics,
+            pipeline = AssignmentPipeline(
+                assignment, s.kafka_bootstrap_servers, s.transactional_id_prefix,
+                lambda transactional_id: TransactionalPublisher(
+                    s.kafka_bootstrap_servers, transactional_id, s.consumer_group, self._topics),
+                self._claims, self._processor, s.max_batch, consumer.committed, self._health,
             )
-            lane = PartitionLane(tp, publisher, self._processor, s.max_batch, consumer.committed,
-                                 self._health)
-            self._lanes[tp] = lane
-        return lane
+            self._pipeline = pipeline
+        return pipeline
 
     async def adopt(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            self._lane(tp)
+        if self._pipeline is not None and self._pipeline.partitions != frozenset(assigned):
+            await self.release(list(self._pipeline.partitions))  # never expected with eager rebalancing
+        if assigned:
+            self._pipeline_for(set(assigned))
         metrics.REBALANCES.labels("assigned").inc(len(assigned))
-        metrics.ASSIGNED_PARTITIONS.set(len(self._lanes))
+        metrics.ASSIGNED_PARTITIONS.set(len(assigned))
         self._health.in_group = True
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
 
     async def release(self, revoked: list[TopicPartition]) -> None:
-        lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
-        await asyncio.gather(*(lane.close(self._settings.shutdown_timeout_seconds) for lane in lanes))
-        for lane in lanes:
-            self._paused.discard(lane.tp)
-            labels = (lane.tp.topic, str(lane.tp.partition))
+        """Closes the pipeline if it owns any revoked partition: the group protocol here is
+        eager, so a rebalance takes every partition back at once."""
+        pipeline = self._pipeline
+        if pipeline is None or not pipeline.partitions & set(revoked):
+            return
+        self._pipeline = None
+        self._paused = False
+        await pipeline.close(self._settings.shutdown_timeout_seconds)
+        for tp in pipeline.partitions:
+            labels = (tp.topic, str(tp.partition))
             for gauge in (metrics.CONSUMER_LAG, metrics.CONSUMER_LAG_SECONDS):
                 try:
                     gauge.remove(*labels)
                 except KeyError:
                     pass
-        if revoked:
-            metrics.REBALANCES.labels("revoked").inc(len(revoked))
-            log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        metrics.ASSIGNED_PARTITIONS.set(len(self._lanes))
+        metrics.REBALANCES.labels("revoked").inc(len(pipeline.partitions))
+        metrics.ASSIGNED_PARTITIONS.set(0)
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in pipeline.partitions)})
