@@ -192,10 +192,13 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "worker.entrypoints.cli", "run"], env=env)
 
 
-async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int) -> dict[str, Any]:
+async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int,
+                       first_run: int = 0) -> dict[str, Any]:
+    """Drains a backlog of `n` commands, then offers `latency_n` more at half the measured
+    rate; the commands complete runs first_run, first_run + 1, ..."""
     settings = scenario_settings(base, database_url, "worker")
     await ensure_topics(settings)
-    await produce_commands(settings, runs, range(n))
+    await produce_commands(settings, runs, range(first_run, first_run + n))
     watcher = ResultWatcher(settings)
     await watcher.start()
     wal_before = await wal_syncs(database_url)
@@ -219,7 +222,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         headers = auth_header()
         started = time.monotonic()
         reading = asyncio.create_task(watcher.wait_for(n + latency_n))
-        for k, index in enumerate(range(n, n + latency_n)):
+        for k, index in enumerate(range(first_run + n, first_run + n + latency_n)):
             target = started + k / rate
             if (pause := target - time.monotonic()) > 0:
                 await asyncio.sleep(pause)
@@ -297,16 +300,31 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-async def bench_scale(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """Throughput with a small and a large fielding_runs table, same command count."""
-    out: dict[str, Any] = {}
-    commands = min(args.commands, args.scale_small_table // 2)  # the same work against both tables
-    for table_size in (args.scale_small_table, args.scale_large_table):
-        url = await fresh_database(base.database_url, f"fielding_bench_{table_size}")
-        runs = await create_runs(url, table_size)
-        out[f"table_{table_size}"] = await bench_worker(base, url, runs, commands, 10)
-    small, large = (out[f"table_{s}"]["commands_per_second"] for s in (args.scale_small_table, args.scale_large_table))
-    out["large_vs_small_throughput"] = large / small
+async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 2) -> dict[str, Any]:
+    """Throughput with a small and a large fielding_runs table, the same command count each,
+    in rounds that alternate between the two tables (a round uses runs not yet completed), so
+    that the machine's drift hits both alike. Compares the medians."""
+    small, large = args.scale_small_table, args.scale_large_table
+    per_round = min(args.commands, small // rounds - 10)
+    tables: dict[int, tuple[str, Runs]] = {}
+    for size in (small, large):
+        url = await fresh_database(base.database_url, f"fielding_bench_{size}")
+        tables[size] = (url, await create_runs(url, size))
+    measured: dict[int, list[dict[str, Any]]] = {small: [], large: []}
+    for round_ in range(rounds):
+        for size, (url, runs) in tables.items():
+            measured[size].append(await bench_worker(base, url, runs, per_round, 10,
+                                                     first_run=round_ * (per_round + 10)))
+    out: dict[str, Any] = {"commands_per_round": per_round, "rounds": rounds}
+    for size, results in measured.items():
+        out[f"table_{size}"] = {
+            "commands_per_second": [r["commands_per_second"] for r in results],
+            "cpu_us_per_command": [r["cpu_us_per_command"] for r in results],
+        }
+    def median_of(size: int, figure: str) -> float:
+        return float(statistics.median(out[f"table_{size}"][figure]))
+    out["large_vs_small_throughput"] = median_of(large, "commands_per_second") / median_of(small, "commands_per_second")
+    out["large_vs_small_cpu_per_command"] = median_of(large, "cpu_us_per_command") / median_of(small, "cpu_us_per_command")
     return out
 
 
@@ -350,11 +368,14 @@ def table(report: dict[str, Any]) -> str:
         "",
         f"worker latency at {w['latency_offered_per_second']:,.0f}/s offered: "
         f"p50 {w['latency_p50_ms']:.1f} ms, p99 {w['latency_p99_ms']:.1f} ms",
-        f"worker peak RSS {w['peak_rss_mb']:.0f} MB; {w['commands_per_wal_sync']:.1f} commands per WAL sync",
+        f"worker peak RSS {w['peak_rss_mb']:.0f} MB; {w['commands_per_wal_sync']:.1f} commands per WAL sync; "
+        f"{w['cpu_us_per_command']:.0f} µs CPU per command",
         *(f"{k}: {v:.2f}" for k, v in report["ratios"].items()),
     ]
     if "scale" in report:
-        lines.append(f"scale: throughput large/small table = {report['scale']['large_vs_small_throughput']:.2f}")
+        scale = report["scale"]
+        lines.append(f"scale: large/small table throughput {scale['large_vs_small_throughput']:.2f}, "
+                     f"CPU per command {scale['large_vs_small_cpu_per_command']:.2f}")
     if "memory" in report:
         lines.append("memory: " + ", ".join(f"{k} {v:.2f}" for k, v in report["memory"].items()))
     return "\n".join(lines)
@@ -373,8 +394,10 @@ def cli() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
-    if args.smoke:
+    if args.smoke:  # every figure, at tiny sizes
         args.commands, args.naive_commands, args.latency_commands = 300, 50, 50
+        args.scale, args.scale_small_table, args.scale_large_table = True, 400, 4_000
+        args.memory = [300, 900]
     report = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

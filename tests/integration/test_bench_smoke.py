@@ -32,7 +32,9 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
         report["kafka_ceiling"]["commands_per_second"], report["database_ceiling"]["commands_per_second"],
         report["worker"]["latency_p50_ms"], report["worker"]["latency_p99_ms"],
         report["worker"]["peak_rss_mb"], report["worker"]["commands_per_wal_sync"],
-        *report["ratios"].values(),
+        report["worker"]["cpu_us_per_command"], *report["ratios"].values(),
+        report["scale"]["large_vs_small_throughput"], report["scale"]["large_vs_small_cpu_per_command"],
+        report["memory"]["rss_last_vs_first"],
     ]
     assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures
     assert "worker_vs_naive" in report["ratios"] and "commands/s" in ran.stdout
