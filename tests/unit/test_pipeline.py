@@ -1,0 +1,110 @@
+"""The assignment pipeline's bookkeeping, with the broker and the database faked: which records
+it decides once it owns its partitions, and which offsets each batch commits. (Over the real
+services, the fault tests check the same end to end.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from worker.adapters.kafka.pipeline import AssignmentPipeline
+from worker.adapters.kafka.publisher import TransactionalPublisher
+from worker.observability.health import Health
+from worker.service.intake import CommandRecord
+from worker.service.outputs import Channel, Emission
+from worker.service.processor import BatchProcessor
+
+TOPIC = "commands"
+
+
+class RecordingPublisher:
+    def __init__(self, expected: int) -> None:
+        self.batches: list[tuple[list[bytes], dict[TopicPartition, int]]] = []
+        self.expected = expected
+        self.all_published = asyncio.Event()
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, emissions: Sequence[Emission], offsets: Mapping[TopicPartition, int]) -> None:
+        self.batches.append(([e.value for e in emissions], dict(offsets)))
+        if sum(len(values) for values, _ in self.batches) >= self.expected:
+            self.all_published.set()
+
+
+class NoEarlierOwners:
+    def __init__(self) -> None:
+        self.claimed: list[tuple[str, list[int], str]] = []
+
+    async def claim(self, topic: str, partitions: Sequence[int], transactional_id: str) -> set[str]:
+        self.claimed.append((topic, sorted(partitions), transactional_id))
+        return set()
+
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], transactional_id: str) -> None: ...
+
+
+class AnswerEachRecord:
+    """Stands in for the BatchProcessor: one result per record, naming where it came from."""
+
+    async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
+        return [Emission(Channel.RESULT, r.key, f"{r.origin.partition}:{r.origin.offset}".encode()) for r in records]
+
+
+def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(topic=TOPIC, partition=partition, offset=offset, timestamp=int(time.time() * 1000),
+                          timestamp_type=0, key=b"k", value=b"{}", checksum=None, serialized_key_size=1,
+                          serialized_value_size=2, headers=[])
+
+
+async def run_pipeline(committed: dict[int, int | None], records: list[ConsumerRecord[bytes, bytes]],
+                       max_batch: int = 100) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
+    expected = len([r for r in records if r.offset >= (committed[r.partition] or 0)])
+    publisher, claims = RecordingPublisher(expected), NoEarlierOwners()
+
+    async def committed_offset(tp: TopicPartition) -> int | None:
+        return committed[tp.partition]
+
+    pipeline = AssignmentPipeline(
+        [TopicPartition(TOPIC, p) for p in committed], "unused:9092", "group.commands",
+        lambda transactional_id: cast(TransactionalPublisher, publisher), claims,
+        cast(BatchProcessor, AnswerEachRecord()), max_batch, committed_offset, Health(stall_seconds=60),
+    )
+    pipeline.submit(records)  # before it has read the committed offsets, as after a rebalance
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    return pipeline, publisher, claims
+
+
+def decided(publisher: RecordingPublisher) -> list[bytes]:
+    return [value for values, _ in publisher.batches for value in values]
+
+
+async def test_records_below_the_committed_offset_are_not_decided_again() -> None:
+    # An earlier owner committed partition 0 up to offset 5 after these were fetched.
+    records = [record(0, o) for o in range(3, 8)] + [record(1, o) for o in range(0, 2)]
+    pipeline, publisher, _ = await run_pipeline({0: 5, 1: None}, records)
+    assert sorted(decided(publisher)) == [b"0:5", b"0:6", b"0:7", b"1:0", b"1:1"]
+    assert pipeline.committed == {TopicPartition(TOPIC, 0): 8, TopicPartition(TOPIC, 1): 2}
+
+
+async def test_a_batch_commits_the_next_offset_of_every_partition_in_it() -> None:
+    records = [record(0, 0), record(1, 0), record(0, 1), record(2, 0), record(1, 1)]
+    _, publisher, claims = await run_pipeline({0: None, 1: None, 2: None}, records, max_batch=3)
+    assert [offsets for _, offsets in publisher.batches] == [
+        {TopicPartition(TOPIC, 0): 2, TopicPartition(TOPIC, 1): 1},
+        {TopicPartition(TOPIC, 2): 1, TopicPartition(TOPIC, 1): 2},
+    ]
+    assert decided(publisher) == [b"0:0", b"1:0", b"0:1", b"2:0", b"1:1"]  # each partition in order
+    [(topic, partitions, transactional_id)] = claims.claimed
+    assert (topic, partitions) == (TOPIC, [0, 1, 2]) and transactional_id.startswith("group.commands-")
+
+
+async def test_each_assignment_publishes_under_a_transactional_id_of_its_own() -> None:
+    first, _, _ = await run_pipeline({0: None}, [record(0, 0)])
+    second, _, _ = await run_pipeline({0: 1}, [record(0, 1)])
+    assert first.transactional_id != second.transactional_id
