@@ -16,6 +16,7 @@ from worker.adapters.kafka.publisher import TransactionalPublisher
 from worker.observability.health import Health
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
+from worker.service.ports import TransientFailure
 from worker.service.processor import BatchProcessor
 
 TOPIC = "commands"
@@ -38,10 +39,14 @@ class RecordingPublisher:
 
 
 class NoEarlierOwners:
-    def __init__(self) -> None:
+    def __init__(self, outages: int = 0) -> None:
         self.claimed: list[tuple[str, list[int], str]] = []
+        self.outages = outages  # the first calls fail as if the database were restarting
 
     async def claim(self, topic: str, partitions: Sequence[int], transactional_id: str) -> set[str]:
+        if self.outages:
+            self.outages -= 1
+            raise TransientFailure("database: connection refused")
         self.claimed.append((topic, sorted(partitions), transactional_id))
         return set()
 
@@ -62,9 +67,10 @@ def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
 
 
 async def run_pipeline(committed: dict[int, int | None], records: list[ConsumerRecord[bytes, bytes]],
-                       max_batch: int = 100) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
+                       max_batch: int = 100, claim_outages: int = 0,
+                       ) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
     expected = len([r for r in records if r.offset >= (committed[r.partition] or 0)])
-    publisher, claims = RecordingPublisher(expected), NoEarlierOwners()
+    publisher, claims = RecordingPublisher(expected), NoEarlierOwners(claim_outages)
 
     async def committed_offset(tp: TopicPartition) -> int | None:
         return committed[tp.partition]
@@ -108,3 +114,8 @@ async def test_each_assignment_publishes_under_a_transactional_id_of_its_own() -
     first, _, _ = await run_pipeline({0: None}, [record(0, 0)])
     second, _, _ = await run_pipeline({0: 1}, [record(0, 1)])
     assert first.transactional_id != second.transactional_id
+
+
+async def test_a_database_outage_while_claiming_is_waited_out() -> None:
+    _, publisher, claims = await run_pipeline({0: None}, [record(0, 0)], claim_outages=2)
+    assert decided(publisher) == [b"0:0"] and len(claims.claimed) == 1

@@ -16,7 +16,8 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeAlias
+from functools import partial
+from typing import TypeAlias, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -27,7 +28,7 @@ from worker.observability import metrics
 from worker.observability.health import Health
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
-from worker.service.ports import PartitionClaims, RecordOrigin
+from worker.service.ports import PartitionClaims, RecordOrigin, TransientFailure
 from worker.service.processor import BatchProcessor
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ PUBLISH_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+T = TypeVar("T")
 
 
 def command_record(record: Record) -> CommandRecord:
@@ -47,6 +49,17 @@ def command_record(record: Record) -> CommandRecord:
         key=record.key, value=record.value, headers=tuple(record.headers),
         timestamp_ms=record.timestamp,
     )
+
+
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """Retries a database call through a short outage (the ownership deadline still holds),
+    so that a database restart does not turn into a round of rebalances."""
+    while True:
+        try:
+            return await call()
+        except TransientFailure as failure:
+            log.warning("claiming partitions failed; retrying", extra={"error": str(failure)})
+            await asyncio.sleep(0.5)
 
 
 class AssignmentPipeline:
@@ -134,9 +147,9 @@ class AssignmentPipeline:
         for tp in self.partitions:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         for topic, numbers in by_topic.items():
-            earlier = await self._claims.claim(topic, numbers, self.transactional_id)
+            earlier = await _retrying(partial(self._claims.claim, topic, numbers, self.transactional_id))
             await fence(self._bootstrap_servers, earlier)
-            await self._claims.confirm_fenced(topic, numbers, self.transactional_id)
+            await _retrying(partial(self._claims.confirm_fenced, topic, numbers, self.transactional_id))
             if earlier:
                 log.info("fenced earlier owners", extra={"transactional_ids": sorted(earlier)})
         await self._publisher.start()
