@@ -279,8 +279,27 @@ async def bench_database_ceiling(database_url: str, runs: Runs, offset: int, n: 
     return {"commands": n, "commands_per_second": n / seconds}
 
 
+async def drop_bench_topics(bootstrap_servers: str) -> None:
+    """Every scenario makes its own topics; left behind, they slow the broker's start-up."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith("bench-")]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     base = Settings(jwt_secret=SECRET, rate_limit_per_account=0)
+    try:
+        return await measure(base, args)
+    finally:
+        await drop_bench_topics(base.kafka_bootstrap_servers)
+
+
+async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     n, naive_n, latency_n = args.commands, args.naive_commands, args.latency_commands
     database_url = await fresh_database(base.database_url, "fielding_bench")
     runs = await create_runs(database_url, n + latency_n + naive_n + n)
