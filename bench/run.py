@@ -31,11 +31,11 @@ from typing import Any
 import asyncpg
 import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.ceilings import database_alone, kafka_consume_produce
 from bench.naive import run_naive
 from schemas.types import format_timestamp
+from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.lag import topic_partitions
 from worker.adapters.kafka.topics import ensure_topics
 from worker.adapters.postgres.migrate import upgrade
@@ -155,12 +155,8 @@ class ResultWatcher:
 
 
 async def all_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap_servers) as admin:
         return await topic_partitions(admin, topic)
-    finally:
-        await admin.close()
 
 
 def memory_mb(pid: int, field: str) -> float:
@@ -281,14 +277,10 @@ async def bench_database_ceiling(database_url: str, runs: Runs, offset: int, n: 
 
 async def drop_bench_topics(bootstrap_servers: str) -> None:
     """Every scenario makes its own topics; left behind, they slow the broker's start-up."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap_servers) as admin:
         ours = [t for t in await admin.list_topics() if t.startswith("bench-")]
         if ours:
             await admin.delete_topics(ours)
-    finally:
-        await admin.close()
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:

@@ -50,16 +50,11 @@ class TopicReader:
         self._started = True
 
     async def _partitions(self) -> list[TopicPartition]:
-        from aiokafka.admin import AIOKafkaAdminClient
-
+        from worker.adapters.kafka.admin import admin_client
         from worker.adapters.kafka.lag import topic_partitions
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
-        try:
+        async with admin_client(self._bootstrap) as admin:
             return await topic_partitions(admin, self.topic)
-        finally:
-            await admin.close()
 
     async def read(self, at_least: int, timeout: float = 60.0, settle: float = 1.0) -> list[ConsumerRecord[bytes, bytes]]:
         """Everything so far, once there are `at_least` records and then `settle` seconds of

@@ -8,6 +8,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from worker.adapters.kafka.admin import admin_client
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionLag:
@@ -30,22 +32,20 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[Topic
 
 
 async def group_lag(bootstrap_servers: str, group_id: str, topic: str) -> list[PartitionLag]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     # A group-less consumer only to ask for end offsets (the last stable offset, so records
     # of open transactions do not count as lag).
     offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, isolation_level="read_committed")
-    await admin.start()
-    await offsets.start()
-    try:
-        tps = await topic_partitions(admin, topic)
-        ends = await offsets.end_offsets(tps) if tps else {}
-        committed = await admin.list_consumer_group_offsets(group_id, partitions=tps)
-        return [
-            PartitionLag(topic, tp.partition,
-                         committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
-                         ends[tp])
-            for tp in tps
-        ]
-    finally:
-        await offsets.stop()
-        await admin.close()
+    async with admin_client(bootstrap_servers) as admin:
+        await offsets.start()
+        try:
+            tps = await topic_partitions(admin, topic)
+            ends = await offsets.end_offsets(tps) if tps else {}
+            committed = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+        finally:
+            await offsets.stop()
+    return [
+        PartitionLag(topic, tp.partition,
+                     committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
+                     ends[tp])
+        for tp in tps
+    ]

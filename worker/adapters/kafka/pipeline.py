@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias, TypeVar
 
@@ -62,6 +63,15 @@ async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
             await asyncio.sleep(0.5)
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A batch the database has decided, waiting to be published with its offsets."""
+
+    batch: list[Record]
+    offsets: dict[TopicPartition, int]
+    emissions: list[Emission]
+
+
 class AssignmentPipeline:
     """Starts by taking ownership: claims the partitions, fences their earlier owners'
     producers, starts its own, and only then reads the committed offsets, which no earlier
@@ -99,7 +109,7 @@ class AssignmentPipeline:
         self._health = health
         self._queue: deque[Record] = deque()
         self._in_flight: deque[list[Record]] = deque()  # decided or deciding
-        self._decided: asyncio.Queue[tuple[list[Record], list[Emission]] | None] = asyncio.Queue(maxsize=1)
+        self._decided: asyncio.Queue[Decided | None] = asyncio.Queue(maxsize=1)
         self._wake = asyncio.Event()
         self._closing = False
         self.task = asyncio.create_task(self._run(), name=f"pipeline-{self.transactional_id}")
@@ -170,29 +180,31 @@ class AssignmentPipeline:
                 publishing.cancel()
                 await asyncio.gather(publishing, return_exceptions=True)
 
-    def _take_batch(self) -> list[Record]:
+    def _take_batch(self) -> tuple[list[Record], dict[TopicPartition, int]]:
+        """The next batch, and the offsets committing it: per partition, the next to read."""
         batch: list[Record] = []
+        offsets: dict[TopicPartition, int] = {}
         while self._queue and len(batch) < self._max_batch:
             record = self._queue.popleft()
             tp = TopicPartition(record.topic, record.partition)
             # Fetched before this member knew the committed offset: an earlier owner did it.
             if record.offset < self._next[tp]:
                 continue
-            self._next[tp] = record.offset + 1
+            self._next[tp] = offsets[tp] = record.offset + 1
             batch.append(record)
-        return batch
+        return batch, offsets
 
     async def _decide_stage(self, publishing: asyncio.Task[None]) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue and not self._closing and not publishing.done():
-                batch = self._take_batch()
+                batch, offsets = self._take_batch()
                 if not batch:
                     continue
                 self._in_flight.append(batch)
                 emissions = await self._processor.process([command_record(r) for r in batch])
-                await self._decided.put((batch, emissions))
+                await self._decided.put(Decided(batch, offsets, emissions))
             if publishing.done():
                 publishing.result()  # the publish stage failed: raise its error
             if self._closing:
@@ -201,14 +213,12 @@ class AssignmentPipeline:
     async def _publish_stage(self) -> None:
         try:
             while (decided := await self._decided.get()) is not None:
-                batch, emissions = decided
-                offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in batch}
-                await within(PUBLISH_TIMEOUT_SECONDS, self._publisher.publish(emissions, offsets),
-                             "publishing a batch")
+                await within(PUBLISH_TIMEOUT_SECONDS,
+                             self._publisher.publish(decided.emissions, decided.offsets), "publishing a batch")
                 self._in_flight.popleft()
-                self.committed.update(offsets)
+                self.committed.update(decided.offsets)
                 self._health.progressed()
-                self._observe(batch, emissions)
+                self._observe(decided.batch, decided.emissions)
         finally:
             # Whatever ended this stage, the decide stage must not wait for it: wake it and
             # make room for a batch it may be handing over.

@@ -95,15 +95,13 @@ class TransactionalPublisher:
             topic = self._topics[emission.channel]
             partition = self._partitioner(emission.key, partitions[topic], partitions[topic])
             builder = builders.get((topic, partition))
-            if builder is None:
+            if builder is None or builder.append(key=emission.key, value=emission.value, timestamp=None,
+                                                 headers=emission.headers) is None:
+                if builder is not None:  # full: send it and start another
+                    await producer.send_batch(builder, topic, partition=partition)
                 builder = builders[(topic, partition)] = producer.create_batch()
-            if builder.append(key=emission.key, value=emission.value, timestamp=None,
-                              headers=emission.headers) is None:  # full: send it, start another
-                await producer.send_batch(builder, topic, partition=partition)
-                builder = builders[(topic, partition)] = producer.create_batch()
-                if builder.append(key=emission.key, value=emission.value, timestamp=None,
-                                  headers=emission.headers) is None:
-                    raise ValueError(f"a record for {topic} is larger than the producer's batch size")
+                # aiokafka's batch always takes its first record, whatever its size.
+                builder.append(key=emission.key, value=emission.value, timestamp=None, headers=emission.headers)
         for (topic, partition), builder in builders.items():
             await producer.send_batch(builder, topic, partition=partition)
 
@@ -115,7 +113,9 @@ async def fence(bootstrap_servers: str, transactional_ids: Iterable[str]) -> Non
     async def one(transactional_id: str) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, transactional_id=transactional_id,
                                     enable_idempotence=True)
-        await producer.start()
-        await producer.stop()
+        try:
+            await producer.start()
+        finally:
+            await producer.stop()
 
     await asyncio.gather(*(one(t) for t in sorted(transactional_ids)))

@@ -7,6 +7,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from worker.adapters.kafka.admin import admin_client
 from worker.settings import Settings
 
 
@@ -36,9 +37,7 @@ async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: 
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Creates the missing topics; returns the names it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
+    async with admin_client(settings.kafka_bootstrap_servers) as admin:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor)
@@ -52,5 +51,3 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 pass  # another process created them first
             await _await_leaders(admin, [topic.name for topic in wanted])
         return [topic.name for topic in wanted]
-    finally:
-        await admin.close()
