@@ -109,7 +109,6 @@ class AssignmentPipeline:
         self._health = health
         self._queue: deque[Record] = deque()
         self._in_flight: deque[list[Record]] = deque()  # decided or deciding
-        self._decided: asyncio.Queue[Decided | None] = asyncio.Queue(maxsize=1)
         self._wake = asyncio.Event()
         self._closing = False
         self.task = asyncio.create_task(self._run(), name=f"pipeline-{self.transactional_id}")
@@ -170,13 +169,29 @@ class AssignmentPipeline:
 
     async def _run(self) -> None:
         await within(OWNERSHIP_TIMEOUT_SECONDS, self._take_ownership(), "taking ownership")
-        publishing = asyncio.create_task(self._publish_stage())
+        publishing: asyncio.Task[None] | None = None
         try:
-            await self._decide_stage(publishing)
-            await self._decided.put(None)
-            await publishing
+            while not self._closing:
+                if publishing is not None and publishing.done():
+                    publishing.result()  # raises if the publish failed
+                    publishing = None
+                batch, offsets = self._take_batch()
+                if not batch:
+                    await self._wake.wait()  # new records, closing, or a publish ending
+                    self._wake.clear()
+                    continue
+                self._in_flight.append(batch)
+                emissions = await self._processor.process([command_record(r) for r in batch])
+                # Batches commit in order. The next batch is taken only once this one is
+                # handed over, so records wait in one growing batch, not in a queue of small ones.
+                if publishing is not None:
+                    await publishing
+                publishing = asyncio.create_task(self._publish(Decided(batch, offsets, emissions)))
+                publishing.add_done_callback(lambda _: self._wake.set())
+            if publishing is not None:
+                await publishing
         finally:
-            if not publishing.done():
+            if publishing is not None and not publishing.done():
                 publishing.cancel()
                 await asyncio.gather(publishing, return_exceptions=True)
 
@@ -194,37 +209,13 @@ class AssignmentPipeline:
             batch.append(record)
         return batch, offsets
 
-    async def _decide_stage(self, publishing: asyncio.Task[None]) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue and not self._closing and not publishing.done():
-                batch, offsets = self._take_batch()
-                if not batch:
-                    continue
-                self._in_flight.append(batch)
-                emissions = await self._processor.process([command_record(r) for r in batch])
-                await self._decided.put(Decided(batch, offsets, emissions))
-            if publishing.done():
-                publishing.result()  # the publish stage failed: raise its error
-            if self._closing:
-                return
-
-    async def _publish_stage(self) -> None:
-        try:
-            while (decided := await self._decided.get()) is not None:
-                await within(PUBLISH_TIMEOUT_SECONDS,
-                             self._publisher.publish(decided.emissions, decided.offsets), "publishing a batch")
-                self._in_flight.popleft()
-                self.committed.update(decided.offsets)
-                self._health.progressed()
-                self._observe(decided.batch, decided.emissions)
-        finally:
-            # Whatever ended this stage, the decide stage must not wait for it: wake it and
-            # make room for a batch it may be handing over.
-            self._wake.set()
-            while not self._decided.empty():
-                self._decided.get_nowait()
+    async def _publish(self, decided: Decided) -> None:
+        await within(PUBLISH_TIMEOUT_SECONDS,
+                     self._publisher.publish(decided.emissions, decided.offsets), "publishing a batch")
+        self._in_flight.popleft()
+        self.committed.update(decided.offsets)
+        self._health.progressed()
+        self._observe(decided.batch, decided.emissions)
 
     @staticmethod
     def _observe(batch: list[Record], emissions: list[Emission]) -> None:
