@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 
 from tests.support.harness import Outputs
 from tests.support.kafka import Outgoing, produce
-from worker.adapters.kafka.publisher import fence
+from worker.adapters.kafka.publisher import fence, producer_ids
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.settings import Settings
 
@@ -45,14 +45,14 @@ async def test_a_stale_confirmation_does_not_hide_an_owner(pool: asyncpg.Pool) -
 
 
 async def test_fencing_stops_the_earlier_owners_transaction(settings: Settings, outputs: Outputs) -> None:
-    zombie_id = f"{settings.transactional_id_prefix}-{uuid.uuid4().hex[:8]}"
+    zombie_owner = f"{settings.transactional_id_prefix}-{uuid.uuid4().hex[:8]}"
     zombie = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                              transactional_id=zombie_id, enable_idempotence=True)
+                              transactional_id=producer_ids(zombie_owner)[-1], enable_idempotence=True)
     await zombie.start()
     try:
         await zombie.begin_transaction()
         await zombie.send_and_wait(settings.results_topic, b"from the zombie", key=b"k")
-        await fence(settings.kafka_bootstrap_servers, {zombie_id})
+        await fence(settings.kafka_bootstrap_servers, {zombie_owner})
         with pytest.raises(KafkaError):
             await zombie.commit_transaction()
     finally:

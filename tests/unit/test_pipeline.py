@@ -43,14 +43,14 @@ class NoEarlierOwners:
         self.claimed: list[tuple[str, list[int], str]] = []
         self.outages = outages  # the first calls fail as if the database were restarting
 
-    async def claim(self, topic: str, partitions: Sequence[int], transactional_id: str) -> set[str]:
+    async def claim(self, topic: str, partitions: Sequence[int], owner_id: str) -> set[str]:
         if self.outages:
             self.outages -= 1
             raise TransientFailure("database: connection refused")
-        self.claimed.append((topic, sorted(partitions), transactional_id))
+        self.claimed.append((topic, sorted(partitions), owner_id))
         return set()
 
-    async def confirm_fenced(self, topic: str, partitions: Sequence[int], transactional_id: str) -> None: ...
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> None: ...
 
 
 class AnswerEachRecord:
@@ -77,7 +77,7 @@ async def run_pipeline(committed: dict[int, int | None], records: list[ConsumerR
 
     pipeline = AssignmentPipeline(
         [TopicPartition(TOPIC, p) for p in committed], "unused:9092", "group.commands",
-        lambda transactional_id: cast(TransactionalPublisher, publisher), claims,
+        lambda owner_id: cast(TransactionalPublisher, publisher), claims,
         cast(BatchProcessor, AnswerEachRecord()), max_batch, committed_offset, Health(stall_seconds=60),
     )
     pipeline.submit(records)  # before it has read the committed offsets, as after a rebalance
@@ -106,14 +106,14 @@ async def test_a_batch_commits_the_next_offset_of_every_partition_in_it() -> Non
         {TopicPartition(TOPIC, 2): 1, TopicPartition(TOPIC, 1): 2},
     ]
     assert decided(publisher) == [b"0:0", b"1:0", b"0:1", b"2:0", b"1:1"]  # each partition in order
-    [(topic, partitions, transactional_id)] = claims.claimed
-    assert (topic, partitions) == (TOPIC, [0, 1, 2]) and transactional_id.startswith("group.commands-")
+    [(topic, partitions, owner_id)] = claims.claimed
+    assert (topic, partitions) == (TOPIC, [0, 1, 2]) and owner_id.startswith("group.commands-")
 
 
-async def test_each_assignment_publishes_under_a_transactional_id_of_its_own() -> None:
+async def test_each_assignment_publishes_under_an_owner_id_of_its_own() -> None:
     first, _, _ = await run_pipeline({0: None}, [record(0, 0)])
     second, _, _ = await run_pipeline({0: 1}, [record(0, 1)])
-    assert first.transactional_id != second.transactional_id
+    assert first.owner_id != second.owner_id
 
 
 async def test_a_database_outage_while_claiming_is_waited_out() -> None:

@@ -80,11 +80,11 @@ class CommandStore(Protocol):
 class PartitionClaims(Protocol):
     """Who owns which command partition, for fencing the producers of earlier owners."""
 
-    async def claim(self, topic: str, partitions: Sequence[int], transactional_id: str) -> set[str]:
-        """Records `transactional_id` as the partitions' owner; returns the transactional ids
+    async def claim(self, topic: str, partitions: Sequence[int], owner_id: str) -> set[str]:
+        """Records `owner_id` as the partitions' owner; returns the ids
         of earlier owners that may still be able to commit and must be fenced first."""
         ...
 
-    async def confirm_fenced(self, topic: str, partitions: Sequence[int], transactional_id: str) -> None:
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> None:
         """Notes that the ids `claim` returned are fenced (if this id still owns the partitions)."""
         ...

@@ -171,8 +171,8 @@ class CommandConsumer:
             assert consumer is not None
             pipeline = AssignmentPipeline(
                 assignment, s.kafka_bootstrap_servers, s.transactional_id_prefix,
-                lambda transactional_id: TransactionalPublisher(
-                    s.kafka_bootstrap_servers, transactional_id, s.consumer_group, self._topics),
+                lambda owner_id: TransactionalPublisher(
+                    s.kafka_bootstrap_servers, owner_id, s.consumer_group, self._topics),
                 self._claims, self._processor, s.max_batch, consumer.committed, self._health,
             )
             self._pipeline = pipeline

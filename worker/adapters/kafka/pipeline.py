@@ -87,7 +87,7 @@ class AssignmentPipeline:
         self,
         partitions: Iterable[TopicPartition],
         bootstrap_servers: str,
-        transactional_id_prefix: str,
+        owner_id_prefix: str,
         make_publisher: Callable[[str], TransactionalPublisher],
         claims: PartitionClaims,
         processor: BatchProcessor,
@@ -96,12 +96,12 @@ class AssignmentPipeline:
         health: Health,
     ) -> None:
         self.partitions = frozenset(partitions)
-        self.transactional_id = f"{transactional_id_prefix}-{uuid.uuid4().hex[:16]}"
+        self.owner_id = f"{owner_id_prefix}-{uuid.uuid4().hex[:16]}"
         # Per partition: the next offset to process, as the group knows it once committed.
         self.committed: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}  # the next offset to take into a batch
         self._bootstrap_servers = bootstrap_servers
-        self._publisher = make_publisher(self.transactional_id)
+        self._publisher = make_publisher(self.owner_id)
         self._claims = claims
         self._committed_offset = committed_offset
         self._processor = processor
@@ -111,7 +111,7 @@ class AssignmentPipeline:
         self._in_flight: deque[list[Record]] = deque()  # decided or deciding
         self._wake = asyncio.Event()
         self._closing = False
-        self.task = asyncio.create_task(self._run(), name=f"pipeline-{self.transactional_id}")
+        self.task = asyncio.create_task(self._run(), name=f"pipeline-{self.owner_id}")
 
     @property
     def backlog(self) -> int:
@@ -156,15 +156,15 @@ class AssignmentPipeline:
         for tp in self.partitions:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         for topic, numbers in by_topic.items():
-            earlier = await _retrying(partial(self._claims.claim, topic, numbers, self.transactional_id))
+            earlier = await _retrying(partial(self._claims.claim, topic, numbers, self.owner_id))
             await fence(self._bootstrap_servers, earlier)
-            await _retrying(partial(self._claims.confirm_fenced, topic, numbers, self.transactional_id))
+            await _retrying(partial(self._claims.confirm_fenced, topic, numbers, self.owner_id))
             if earlier:
-                log.info("fenced earlier owners", extra={"transactional_ids": sorted(earlier)})
+                log.info("fenced earlier owners", extra={"owner_ids": sorted(earlier)})
         await self._publisher.start()
         for tp in self.partitions:
             self.committed[tp] = self._next[tp] = await self._committed_offset(tp) or 0
-        log.info("pipeline ready", extra={"transactional_id": self.transactional_id,
+        log.info("pipeline ready", extra={"owner_id": self.owner_id,
                                           "offsets": {tp.partition: o for tp, o in self.committed.items()}})
 
     async def _run(self) -> None:

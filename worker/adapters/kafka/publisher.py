@@ -1,11 +1,11 @@
 """Publishes one batch's outputs and its consumer offsets in one Kafka transaction.
 
-One transactional producer per group assignment, under a fresh transactional id. aiokafka
-has no KIP-447 group-metadata fencing, so the new owner of a partition fences the earlier
-owners' ids itself (`fence`, using the claims registry): their epoch is bumped, their open
-transaction aborted, and a zombie's next commit fails with ProducerFenced. A reader with
-isolation_level=read_committed sees a batch's results, events, DLQ copies and offset commits
-all together or not at all.
+Each group assignment has an owner id of its own and publishes under the transactional ids
+derived from it (`producer_ids`). aiokafka has no KIP-447 group-metadata fencing, so the new
+owner of a partition fences the earlier owners' producers itself (`fence`, using the claims
+registry): their epoch is bumped, their open transaction aborted, and a zombie's next commit
+fails with ProducerFenced. A reader with isolation_level=read_committed sees a batch's
+results, events, DLQ copies and offset commits all together or not at all.
 """
 
 from __future__ import annotations
@@ -26,14 +26,33 @@ log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 5
 
+# Transactions take turns between two producers. A commit returns once the coordinator has
+# decided it, before it has written the markers; a new transaction of the same producer in
+# that window is refused (CONCURRENT_TRANSACTIONS) and retried 20 ms later, which one in five
+# batches met. Transactions still run one after another, never overlapping, and the group
+# coordinator keeps whichever offset commit was appended last, so the order in which the two
+# producers' markers land does not matter.
+PRODUCERS_PER_OWNER = 2
+
+
+def producer_ids(owner_id: str) -> list[str]:
+    """The transactional ids an owner publishes under, and a new owner fences."""
+    return [f"{owner_id}-{n}" for n in range(PRODUCERS_PER_OWNER)]
+
 
 class TransactionalPublisher:
-    def __init__(self, bootstrap_servers: str, transactional_id: str, group_id: str,
+    def __init__(self, bootstrap_servers: str, owner_id: str, group_id: str,
                  topics: dict[Channel, str]) -> None:
         self._group_id = group_id
         self._topics = topics
         self._partitioner = DefaultPartitioner()
-        self._producer = AIOKafkaProducer(
+        self._producers = [self._new_producer(bootstrap_servers, transactional_id)
+                           for transactional_id in producer_ids(owner_id)]
+        self._turn = 0
+
+    @staticmethod
+    def _new_producer(bootstrap_servers: str, transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             transactional_id=transactional_id,
             enable_idempotence=True,
@@ -46,19 +65,22 @@ class TransactionalPublisher:
         )
 
     async def start(self) -> None:
-        # init_transactions: fences any earlier holder of this id and aborts its open work.
-        await self._producer.start()
+        # init_transactions: fences any earlier holder of these ids and aborts its open work.
+        await asyncio.gather(*(producer.start() for producer in self._producers))
 
     async def stop(self) -> None:
-        try:
-            await self._producer.stop()
-        except KafkaError:
-            log.debug("producer stop failed", exc_info=True)
+        for outcome in await asyncio.gather(*(p.stop() for p in self._producers), return_exceptions=True):
+            if isinstance(outcome, KafkaError):
+                log.debug("producer stop failed", exc_info=outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def publish(self, emissions: Sequence[Emission], offsets: Mapping[TopicPartition, int]) -> None:
-        """Sends `emissions` and commits `offsets` (the next offset to read, per partition)."""
+        """Sends `emissions` and commits `offsets` (the next offset to read, per partition).
+        Never called again before it has returned: transactions do not overlap."""
+        producer = self._producers[self._turn]
+        self._turn = (self._turn + 1) % len(self._producers)
         for attempt in range(1, SEND_ATTEMPTS + 1):
-            producer = self._producer
             try:
                 await producer.begin_transaction()
             except KafkaError as error:
@@ -106,9 +128,9 @@ class TransactionalPublisher:
             await producer.send_batch(builder, topic, partition=partition)
 
 
-async def fence(bootstrap_servers: str, transactional_ids: Iterable[str]) -> None:
-    """Fences earlier producers: initialising their transactional ids bumps the epoch and
-    completes (aborts) whatever transaction they had open, before this returns."""
+async def fence(bootstrap_servers: str, owner_ids: Iterable[str]) -> None:
+    """Fences earlier owners' producers: initialising their transactional ids bumps the epoch
+    and completes (aborts) whatever transaction they had open, before this returns."""
 
     async def one(transactional_id: str) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, transactional_id=transactional_id,
@@ -118,4 +140,4 @@ async def fence(bootstrap_servers: str, transactional_ids: Iterable[str]) -> Non
         finally:
             await producer.stop()
 
-    await asyncio.gather(*(one(t) for t in sorted(transactional_ids)))
+    await asyncio.gather(*(one(t) for owner_id in sorted(owner_ids) for t in producer_ids(owner_id)))

@@ -1,9 +1,11 @@
-"""The partition-claims registry: which transactional producer owns each command partition.
+"""The partition-claims registry: which owner (one per group assignment) holds each command
+partition.
 
-A worker publishes all its partitions' outputs in one Kafka transaction per batch, under a
-transactional id of its own. aiokafka cannot attach the group generation to its offset
-commits (KIP-447), so the broker cannot tell a zombie from the owner; instead each new owner
-records its id here and fences every earlier claimant it replaces before it reads offsets.
+A worker publishes all its partitions' outputs in one Kafka transaction per batch, under
+transactional ids derived from its owner id. aiokafka cannot attach the group generation to
+its offset commits (KIP-447), so the broker cannot tell a zombie from the owner; instead each
+new owner records its id here and fences every earlier claimant it replaces before it reads
+offsets.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ from worker.adapters.postgres.errors import translate_transient
 # One statement: the row lock taken by ON CONFLICT makes claims of a partition a sequence,
 # and partitions are claimed in order, so two claimants cannot deadlock.
 CLAIM = """
-INSERT INTO partition_claims (topic, partition, transactional_id)
+INSERT INTO partition_claims (topic, partition, owner_id)
 SELECT $1, p, $3 FROM unnest($2::int[]) AS p ORDER BY p
 ON CONFLICT (topic, partition) DO UPDATE
-   SET transactional_id = EXCLUDED.transactional_id,
-       unfenced = array_append(partition_claims.unfenced, partition_claims.transactional_id),
+   SET owner_id = EXCLUDED.owner_id,
+       unfenced = array_append(partition_claims.unfenced, partition_claims.owner_id),
        claimed_at = now()
 RETURNING unfenced
 """
 
 CONFIRM_FENCED = """
 UPDATE partition_claims SET unfenced = '{}'
- WHERE topic = $1 AND partition = ANY($2::int[]) AND transactional_id = $3
+ WHERE topic = $1 AND partition = ANY($2::int[]) AND owner_id = $3
 """
 
 
@@ -36,11 +38,11 @@ class PostgresPartitionClaims:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def claim(self, topic: str, partitions: Sequence[int], transactional_id: str) -> set[str]:
+    async def claim(self, topic: str, partitions: Sequence[int], owner_id: str) -> set[str]:
         with translate_transient():
-            rows = await self._pool.fetch(CLAIM, topic, sorted(partitions), transactional_id)
-        return {earlier for row in rows for earlier in row["unfenced"]} - {transactional_id}
+            rows = await self._pool.fetch(CLAIM, topic, sorted(partitions), owner_id)
+        return {earlier for row in rows for earlier in row["unfenced"]} - {owner_id}
 
-    async def confirm_fenced(self, topic: str, partitions: Sequence[int], transactional_id: str) -> None:
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> None:
         with translate_transient():
-            await self._pool.execute(CONFIRM_FENCED, topic, list(partitions), transactional_id)
+            await self._pool.execute(CONFIRM_FENCED, topic, list(partitions), owner_id)
