@@ -115,7 +115,7 @@ async def test_commands_for_one_run_in_one_batch_apply_in_order() -> None:
                          h.record(for_run(if_match='W/"2"')))
     assert [r["status"] for r in results(out)] == [204, 412, 422]
     assert len(events(out)) == 1
-    assert h.store.transactions == 1
+    assert h.store.saves == 1
 
 
 async def test_a_duplicate_within_one_batch_is_replayed_not_applied_twice() -> None:

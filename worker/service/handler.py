@@ -1,4 +1,4 @@
-"""Decides a batch of command records: one database transaction, outputs in record order.
+"""Decides a batch of command records: one read and one atomic write, outputs in record order.
 
 The order of checks is the public API's: 401, 400, 403 happen in `intake`; here come replays
 of remembered commands, then 429, and then the domain's 404, 412, 422 or 204.
@@ -21,10 +21,10 @@ from worker.service.intake import Admitted, CommandRecord, Rejected, Unreadable,
 from worker.service.outputs import Channel, Emission, result_json, result_key
 from worker.service.ports import (
     CommandStore,
-    DecisionTransaction,
     Quota,
     RememberedOutcome,
     RunChange,
+    Snapshot,
 )
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,13 @@ class CommandHandler:
 
     async def _decide(self, admitted: list[Admitted]) -> dict[int, list[Emission]]:
         now = self._clock()
-        async with self._store.transaction() as tx:
-            remembered = await tx.remembered(
-                list({(a.command.account_id, a.command.command_id) for a in admitted})
-            )
-            fresh = [a for a in admitted if (a.command.account_id, a.command.command_id) not in remembered]
-            quotas = await self._quotas(fresh)
-            decided = await self._apply(tx, admitted, fresh, remembered, quotas, now)
+        commands = [a.command for a in admitted]
+        snapshot = await self._store.load(sorted({c.fielding_run_id for c in commands}),
+                                          list({(c.account_id, c.command_id) for c in commands}))
+        fresh = [a for a in admitted if (a.command.account_id, a.command.command_id) not in snapshot.outcomes]
+        quotas = await self._quotas(fresh)
+        decided, changes, new_outcomes = self._apply(admitted, snapshot, quotas, now)
+        await self._store.save(changes, new_outcomes)
         return decided
 
     async def _quotas(self, fresh: list[Admitted]) -> dict[int, Quota]:
@@ -124,18 +124,18 @@ class CommandHandler:
             return {}
         return await self._store.take_quota(Counter(a.command.account_id for a in fresh))
 
-    async def _apply(
+    def _apply(
         self,
-        tx: DecisionTransaction,
         admitted: list[Admitted],
-        fresh: list[Admitted],
-        remembered: dict[tuple[int, str], RememberedOutcome],
+        snapshot: Snapshot,
         quotas: dict[int, Quota],
         now: datetime,
-    ) -> dict[int, list[Emission]]:
+    ) -> tuple[dict[int, list[Emission]], list[RunChange], list[RememberedOutcome]]:
+        """Decides the batch in memory, in record order: a later command on the same run sees
+        what an earlier one did. Returns the outputs per command and what to save."""
         allowance = {account: quota.allowed for account, quota in quotas.items()}
-        runs = await tx.lock_runs(sorted({a.command.fielding_run_id for a in fresh}))
-        read_versions = {run_id: run.version for run_id, run in runs.items()}
+        runs = dict(snapshot.runs)
+        remembered = dict(snapshot.outcomes)
         changes: dict[str, RunChange] = {}
         new_outcomes: list[RememberedOutcome] = []
         decided: dict[int, list[Emission]] = {}
@@ -161,7 +161,7 @@ class CommandHandler:
             if isinstance(decision, Completed):
                 runs[command.fielding_run_id] = decision.run
                 changes[command.fielding_run_id] = RunChange(
-                    run=decision.run, expected_version=read_versions[command.fielding_run_id],
+                    run=decision.run, expected_version=snapshot.runs[command.fielding_run_id].version,
                     changed_at=now, changed_by=item.principal.user_id,
                 )
                 event = self._closed_event(item, decision, now)
@@ -179,8 +179,7 @@ class CommandHandler:
             new_outcomes.append(outcome)
             decided[id(item)] = self._emit(item, outcome, with_event=True)
 
-        await tx.save(list(changes.values()), new_outcomes)
-        return decided
+        return decided, list(changes.values()), new_outcomes
 
     def _replay(self, item: Admitted, prior: RememberedOutcome, now: datetime) -> list[Emission]:
         if prior.fingerprint != item.command.fingerprint():

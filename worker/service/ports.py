@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -52,25 +51,28 @@ class Quota:
     retry_after_seconds: int
 
 
-class DecisionTransaction(Protocol):
-    """One database transaction deciding one batch of commands."""
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a batch's decisions start from, read at one moment."""
 
-    async def remembered(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], RememberedOutcome]: ...
-
-    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, RunState]:
-        """Current state of these runs, locked until commit (in id order, so batches never deadlock)."""
-        ...
-
-    async def save(self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]) -> None:
-        """Writes the runs with a compare-and-swap on their version, and remembers the outcomes.
-
-        Raises TransientFailure when another transaction won a race; the batch is then retried.
-        """
-        ...
+    runs: dict[str, RunState]
+    outcomes: dict[tuple[int, str], RememberedOutcome]
 
 
 class CommandStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[DecisionTransaction]: ...
+    async def load(self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]) -> Snapshot:
+        """The runs with these ids and the outcomes remembered for these (account, command)
+        ids, as of one moment. Nothing is locked: `save` checks what changed since."""
+        ...
+
+    async def save(self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]) -> None:
+        """Writes the runs with a compare-and-swap on the versions `load` read, and remembers
+        the outcomes, all or nothing.
+
+        Raises TransientFailure when another writer won a race; nothing is written then, and
+        the batch is decided again from a fresh `load`.
+        """
+        ...
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
         """Counts `requested` commands per account against the shared rate limit."""
