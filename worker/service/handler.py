@@ -17,6 +17,7 @@ from schemas.errors import InvalidParam
 from schemas.event import TargetGroupClosed
 from schemas.types import etag_of
 from worker.service.auth import TokenVerifier
+from worker.service.cooperative import take_turn
 from worker.service.intake import Admitted, CommandRecord, Rejected, Unreadable, triage
 from worker.service.outputs import Channel, Emission, result_json, result_key
 from worker.service.ports import (
@@ -84,7 +85,10 @@ class CommandHandler:
         return self._verifier
 
     async def handle(self, records: Sequence[CommandRecord]) -> list[Emission]:
-        triaged = [triage(record, self._verifier) for record in records]
+        triaged = []
+        for done, record in enumerate(records):
+            await take_turn(done)
+            triaged.append(triage(record, self._verifier))
         admitted = [t for t in triaged if isinstance(t, Admitted)]
         decided = await self._decide(admitted) if admitted else {}
         processed_at = self._clock()
@@ -115,7 +119,7 @@ class CommandHandler:
                                           list({(c.account_id, c.command_id) for c in commands}))
         fresh = [a for a in admitted if (a.command.account_id, a.command.command_id) not in snapshot.outcomes]
         quotas = await self._quotas(fresh)
-        decided, changes, new_outcomes = self._apply(admitted, snapshot, quotas, now)
+        decided, changes, new_outcomes = await self._apply(admitted, snapshot, quotas, now)
         await self._store.save(changes, new_outcomes)
         return decided
 
@@ -124,7 +128,7 @@ class CommandHandler:
             return {}
         return await self._store.take_quota(Counter(a.command.account_id for a in fresh))
 
-    def _apply(
+    async def _apply(
         self,
         admitted: list[Admitted],
         snapshot: Snapshot,
@@ -140,7 +144,8 @@ class CommandHandler:
         new_outcomes: list[RememberedOutcome] = []
         decided: dict[int, list[Emission]] = {}
 
-        for item in admitted:
+        for done, item in enumerate(admitted):
+            await take_turn(done)
             command = item.command
             key = (command.account_id, command.command_id)
             prior = remembered.get(key)

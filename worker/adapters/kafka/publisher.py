@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from worker.adapters.kafka.errors import PartitionLost
+from worker.service.cooperative import take_turn
 from worker.service.outputs import Channel, Emission
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ class TransactionalPublisher:
         partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in
                       {self._topics[e.channel] for e in emissions}}
         builders: dict[tuple[str, int], BatchBuilder] = {}
-        for emission in emissions:
+        for done, emission in enumerate(emissions):
+            await take_turn(done)
             topic = self._topics[emission.channel]
             partition = self._partitioner(emission.key, partitions[topic], partitions[topic])
             builder = builders.get((topic, partition))
