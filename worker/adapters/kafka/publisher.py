@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from worker.adapters.kafka.errors import PartitionLost
+from worker.adapters.kafka.partitioning import partition_for
 from worker.service.cooperative import take_turn
 from worker.service.outputs import Channel, Emission
 
@@ -46,7 +46,6 @@ class TransactionalPublisher:
                  topics: dict[Channel, str]) -> None:
         self._group_id = group_id
         self._topics = topics
-        self._partitioner = DefaultPartitioner()
         self._producers = [self._new_producer(bootstrap_servers, transactional_id)
                            for transactional_id in producer_ids(owner_id)]
         self._turn = 0
@@ -109,15 +108,15 @@ class TransactionalPublisher:
     async def _send_all(self, producer: AIOKafkaProducer, emissions: Sequence[Emission]) -> None:
         """Hands the records to the producer one batch per partition: per-record `send()` costs
         a future, a metadata check and a partitioner call each, which was a fifth of the
-        worker's CPU. Partitions come from the producer's own default (murmur2) partitioner,
-        so keys land where any Kafka client would put them."""
+        worker's CPU. Partitions are Kafka's default for the key (murmur2), so keys land where
+        any Kafka client would put them."""
         partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in
                       {self._topics[e.channel] for e in emissions}}
         builders: dict[tuple[str, int], BatchBuilder] = {}
         for done, emission in enumerate(emissions):
             await take_turn(done)
             topic = self._topics[emission.channel]
-            partition = self._partitioner(emission.key, partitions[topic], partitions[topic])
+            partition = partition_for(emission.key, partitions[topic])
             builder = builders.get((topic, partition))
             if builder is None or builder.append(key=emission.key, value=emission.value, timestamp=None,
                                                  headers=emission.headers) is None:
