@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -29,7 +30,7 @@ class CompleteFieldingRun(BaseModel):
     if_match: ETag
     issued_at: Timestamp
 
-    @property
+    @cached_property  # asked for more than once per command; the model is frozen
     def expected_version(self) -> int:
         return version_of(self.if_match)
 

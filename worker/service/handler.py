@@ -7,7 +7,6 @@ of remembered commands, then 429, and then the domain's 404, 412, 422 or 204.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from schemas.types import etag_of
 from worker.service.auth import TokenVerifier
 from worker.service.cooperative import take_turn
 from worker.service.intake import Admitted, CommandRecord, Rejected, Unreadable, triage
-from worker.service.outputs import Channel, Emission, result_json, result_key
+from worker.service.outputs import Channel, Emission, new_id, result_json, result_key
 from worker.service.ports import (
     CommandStore,
     Quota,
@@ -220,7 +219,7 @@ class CommandHandler:
         previous = decision.previous_status.value
         assert previous in ("live", "scheduled")  # the machine completes only these
         return TargetGroupClosed(
-            event_id=uuid.uuid4(), account_id=command.account_id, project_id=command.project_id,
+            event_id=new_id(), account_id=command.account_id, project_id=command.project_id,
             target_group_id=command.target_group_id, fielding_run_id=command.fielding_run_id,
             previous_status=previous, fielding_run_version=decision.run.version, closed_at=now,
             command_id=command.command_id,
