@@ -7,8 +7,8 @@
 3. two ceilings: Kafka consume -> produce without a database, and the database work alone.
 
 Reports sustained commands/s, p50/p99 latency (command produced -> result visible to a
-read_committed consumer) at half the worker's throughput, peak memory, commands per WAL
-flush, and the ratios, as a table and as JSON (bench/results/latest.json).
+read_committed consumer) at half and at a tenth of the worker's throughput, peak memory,
+commands per WAL flush, and the ratios, as a table and as JSON (bench/results/latest.json).
 """
 
 from __future__ import annotations
@@ -191,10 +191,44 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "worker.entrypoints.cli", "run"], env=env)
 
 
+# Latency is measured at two offered loads, as fractions of the throughput just measured: the
+# issue's half, and a tenth (what a worker sized with headroom sees). Each lasts about as long.
+LOAD_POINTS = {"half": 0.5, "tenth": 0.1}
+
+
+def worker_runs(n: int, latency_n: int) -> int:
+    """How many runs bench_worker completes: the backlog, then each load point's commands."""
+    return n + sum(max(1, int(latency_n * f / LOAD_POINTS["half"])) for f in LOAD_POINTS.values())
+
+
+async def offer(settings: Settings, watcher: ResultWatcher, runs: Runs, indexes: range, rate: float) -> list[float]:
+    """Produces the commands for `indexes` at `rate` per second; returns each one's latency in
+    ms, from send() to its result being visible to a read_committed reader."""
+    # linger.ms=5 is the Java producer's default since Kafka 4.0 (KIP-1030), what an upstream
+    # service would run; the 5 ms are inside the measured latency (timed from send()).
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
+    await producer.start()
+    load = [(runs.ids[i].encode(), command_value(runs, i)) for i in indexes]  # made before the clock runs
+    sent: dict[bytes, float] = {}
+    headers = auth_header()
+    reading = asyncio.create_task(watcher.wait_for(watcher.count + len(load)))
+    started = time.monotonic()
+    try:
+        for k, (key, value) in enumerate(load):
+            if (pause := started + k / rate - time.monotonic()) > 0:
+                await asyncio.sleep(pause)
+            sent[key] = time.time()
+            await producer.send(settings.commands_topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+    await reading
+    return sorted((watcher.seen[key] - t) * 1000 for key, t in sent.items())
+
+
 async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int,
                        first_run: int = 0) -> dict[str, Any]:
-    """Drains a backlog of `n` commands, then offers `latency_n` more at half the measured
-    rate; the commands complete runs first_run, first_run + 1, ..."""
+    """Drains a backlog of `n` commands, then offers commands at each load point (`latency_n`
+    at half the measured rate); the commands complete runs first_run, first_run + 1, ..."""
     settings = scenario_settings(base, database_url, "worker")
     await ensure_topics(settings)
     await produce_commands(settings, runs, range(first_run, first_run + n))
@@ -202,8 +236,8 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
     await watcher.start()
     wal_before = await wal_syncs(database_url)
     process = start_worker(settings)
+    report: dict[str, Any] = {"commands": n}
     try:
-        first = None
         while watcher.count == 0:
             await watcher.wait_for(1)
         first = time.monotonic()
@@ -212,42 +246,27 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         cpu_seconds = cpu_seconds_of(process.pid)
         wal_after = await wal_syncs(database_url)
         throughput = (n - 1) / drained if drained > 0 else float("inf")
-
-        # Latency at a fixed offered load: half the throughput just measured.
-        rate = throughput / 2
-        # linger.ms=5 is the Java producer's default since Kafka 4.0 (KIP-1030), what an upstream
-        # service would run; the 5 ms are inside the measured latency (timed from send()).
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
-        await producer.start()
-        indexes = range(first_run + n, first_run + n + latency_n)
-        load = [(runs.ids[i].encode(), command_value(runs, i)) for i in indexes]  # made before the clock runs
-        sent: dict[bytes, float] = {}
-        headers = auth_header()
-        started = time.monotonic()
-        reading = asyncio.create_task(watcher.wait_for(n + latency_n))
-        for k, (key, value) in enumerate(load):
-            target = started + k / rate
-            if (pause := target - time.monotonic()) > 0:
-                await asyncio.sleep(pause)
-            sent[key] = time.time()
-            await producer.send(settings.commands_topic, value, key=key, headers=headers)
-        await producer.stop()
-        await reading
-        latencies = sorted((watcher.seen[key] - t) * 1000 for key, t in sent.items())
-        memory = memory_mb(process.pid, "VmHWM")
+        report.update({
+            "commands_per_second": throughput, "cpu_us_per_command": cpu_seconds * 1e6 / n,
+            "wal_syncs": wal_after - wal_before, "commands_per_wal_sync": n / max(1, wal_after - wal_before),
+        })
+        next_run = first_run + n
+        for name, fraction in LOAD_POINTS.items():
+            count = max(1, int(latency_n * fraction / LOAD_POINTS["half"]))
+            latencies = await offer(settings, watcher, runs, range(next_run, next_run + count), throughput * fraction)
+            next_run += count
+            prefix = "latency" if name == "half" else f"latency_{name}"
+            report.update({
+                f"{prefix}_offered_per_second": throughput * fraction, f"{prefix}_commands": count,
+                f"{prefix}_p50_ms": statistics.median(latencies),
+                f"{prefix}_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            })
+        report["peak_rss_mb"] = memory_mb(process.pid, "VmHWM")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
         await watcher.stop()
-    return {
-        "commands": n, "commands_per_second": throughput, "peak_rss_mb": memory,
-        "cpu_us_per_command": cpu_seconds * 1e6 / n,
-        "wal_syncs": wal_after - wal_before,
-        "commands_per_wal_sync": n / max(1, wal_after - wal_before),
-        "latency_offered_per_second": rate, "latency_commands": latency_n,
-        "latency_p50_ms": statistics.median(latencies),
-        "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-    }
+    return report
 
 
 async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
@@ -298,12 +317,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     n, naive_n, latency_n = args.commands, args.naive_commands, args.latency_commands
     database_url = await fresh_database(base.database_url, "fielding_bench")
-    runs = await create_runs(database_url, n + latency_n + naive_n + n)
+    used_by_worker = worker_runs(n, latency_n)
+    runs = await create_runs(database_url, used_by_worker + naive_n + n)
     report: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "sizes": vars(args)}
     report["worker"] = await bench_worker(base, database_url, runs, n, latency_n)
-    report["naive"] = await bench_naive(base, database_url, runs, n + latency_n, naive_n)
+    report["naive"] = await bench_naive(base, database_url, runs, used_by_worker, naive_n)
     report["kafka_ceiling"] = await bench_kafka_ceiling(base, database_url, runs, n)
-    report["database_ceiling"] = await bench_database_ceiling(database_url, runs, n + latency_n + naive_n, n)
+    report["database_ceiling"] = await bench_database_ceiling(database_url, runs, used_by_worker + naive_n, n)
     if args.scale:
         report["scale"] = await bench_scale(base, args)
     if args.memory:
@@ -322,7 +342,7 @@ async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 2)
     in rounds that alternate between the two tables (a round uses runs not yet completed), so
     that the machine's drift hits both alike. Compares the medians."""
     small, large = args.scale_small_table, args.scale_large_table
-    per_round = min(args.commands, small // rounds - 10)
+    per_round = min(args.commands, small // rounds - worker_runs(0, 10))
     tables: dict[int, tuple[str, Runs]] = {}
     for size in (small, large):
         url = await fresh_database(base.database_url, f"fielding_bench_{size}")
@@ -331,7 +351,7 @@ async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 2)
     for round_ in range(rounds):
         for size, (url, runs) in tables.items():
             measured[size].append(await bench_worker(base, url, runs, per_round, 10,
-                                                     first_run=round_ * (per_round + 10)))
+                                                     first_run=round_ * worker_runs(per_round, 10)))
     out: dict[str, Any] = {"commands_per_round": per_round, "rounds": rounds}
     for size, results in measured.items():
         out[f"table_{size}"] = {
@@ -383,8 +403,10 @@ def table(report: dict[str, Any]) -> str:
     w = report["worker"]
     lines += [
         "",
-        f"worker latency at {w['latency_offered_per_second']:,.0f}/s offered: "
+        f"worker latency at {w['latency_offered_per_second']:,.0f}/s offered (half): "
         f"p50 {w['latency_p50_ms']:.1f} ms, p99 {w['latency_p99_ms']:.1f} ms",
+        f"worker latency at {w['latency_tenth_offered_per_second']:,.0f}/s offered (a tenth): "
+        f"p50 {w['latency_tenth_p50_ms']:.1f} ms, p99 {w['latency_tenth_p99_ms']:.1f} ms",
         f"worker peak RSS {w['peak_rss_mb']:.0f} MB; {w['commands_per_wal_sync']:.1f} commands per WAL sync; "
         f"{w['cpu_us_per_command']:.0f} µs CPU per command",
         *(f"{k}: {v:.2f}" for k, v in report["ratios"].items()),
@@ -400,9 +422,10 @@ def table(report: dict[str, Any]) -> str:
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description="fielding-worker benchmark")
-    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--naive-commands", type=int, default=1_000)
-    parser.add_argument("--latency-commands", type=int, default=2_000)
+    parser.add_argument("--latency-commands", type=int, default=20_000,
+                        help="commands offered at half the throughput (proportionally fewer at a tenth)")
     parser.add_argument("--scale", action="store_true", help="also compare a 10k and a 1M-run table")
     parser.add_argument("--scale-small-table", type=int, default=10_000)
     parser.add_argument("--scale-large-table", type=int, default=1_000_000)

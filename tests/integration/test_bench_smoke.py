@@ -31,6 +31,7 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
         report["worker"]["commands_per_second"], report["naive"]["commands_per_second"],
         report["kafka_ceiling"]["commands_per_second"], report["database_ceiling"]["commands_per_second"],
         report["worker"]["latency_p50_ms"], report["worker"]["latency_p99_ms"],
+        report["worker"]["latency_tenth_p50_ms"], report["worker"]["latency_tenth_p99_ms"],
         report["worker"]["peak_rss_mb"], report["worker"]["commands_per_wal_sync"],
         report["worker"]["cpu_us_per_command"], *report["ratios"].values(),
         report["scale"]["large_vs_small_throughput"], report["scale"]["large_vs_small_cpu_per_command"],
