@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from fielding_statemachine.status import RunStatus
 from tests.support.commands import SECRET, auth_headers, command, encode
 from tests.support.fakes import InMemoryStore
 from worker.service.auth import TokenVerifier
+from worker.service.cooperative import SLICE
 from worker.service.handler import CommandHandler
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
@@ -175,3 +177,23 @@ def test_json_logs_carry_the_extra_fields(capsys: Any) -> None:
             "WARNING", "hello", "c1", "t1")
     finally:
         logging.getLogger().handlers.clear()
+
+
+async def test_a_large_batch_lets_other_tasks_run_while_it_is_decided() -> None:
+    # The other pipeline stage reads its Kafka and database replies only when it gets a turn.
+    h = Harness()
+    records = [h.record(for_run()) for _ in range(1000)]
+    turns = 0
+
+    async def other_stage() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_stage())
+    await asyncio.sleep(0)
+    before = turns
+    await h.handler.handle(records)
+    other.cancel()
+    assert turns - before >= 2 * 1000 // SLICE - 2  # a turn per slice, in intake and in deciding
