@@ -95,7 +95,10 @@ class CommandConsumer:
             heartbeat_interval_ms=max(500, s.session_timeout_ms // 5),
             max_poll_interval_ms=s.max_poll_interval_ms,
             rebalance_timeout_ms=s.max_poll_interval_ms,
-            max_partition_fetch_bytes=4 << 20,
+            # What the fetcher may hold unread, whatever the backlog: with aiokafka's 50 MB per
+            # fetch, the worker's memory depended on how far ahead it had happened to read.
+            max_partition_fetch_bytes=1 << 20,
+            fetch_max_bytes=8 << 20,
         )
         consumer.subscribe([s.commands_topic], listener=_Rebalance(self))
         self._consumer = consumer
