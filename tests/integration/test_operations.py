@@ -127,6 +127,9 @@ async def test_lag_grows_by_exactly_n_while_stopped_and_cli_and_metrics_agree_un
         assert samples[("fielding_worker_commands_total", refused)] == n - 1
         assert samples[("fielding_worker_events_total", ())] == 1
         assert samples[("fielding_worker_command_latency_seconds_count", ())] == n
+        decided = samples[("fielding_worker_stage_seconds_count", (("stage", "decide"),))]
+        assert decided >= 1 and samples[("fielding_worker_stage_seconds_count", (("stage", "publish"),))] == decided
+        assert samples[("fielding_worker_stage_seconds_sum", (("stage", "decide"),))] > 0
         assert samples[("fielding_worker_last_progress_timestamp_seconds", ())] > time.time() - 60
         assert samples[("fielding_worker_assigned_partitions", ())] == 3
     finally:

@@ -29,8 +29,17 @@ LATENCY = Histogram(
 BATCH_SIZE = Histogram(
     "fielding_worker_batch_size",
     "Command records decided in one database transaction.",
-    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
+STAGE_SECONDS = Histogram(
+    "fielding_worker_stage_seconds",
+    "How long a batch took in each stage: decide (intake, the database read and write) or "
+    "publish (its Kafka transaction). A round lasts as long as the slower of the two.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DECIDE_SECONDS = STAGE_SECONDS.labels(stage="decide")
+PUBLISH_SECONDS = STAGE_SECONDS.labels(stage="publish")
 RETRIES = Counter("fielding_worker_retries", "Retried batches, by kind of failure.", ["kind"])
 REBALANCES = Counter(
     "fielding_worker_rebalances", "Partitions assigned to or revoked from this worker.", ["change"]

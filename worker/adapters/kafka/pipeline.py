@@ -181,7 +181,8 @@ class AssignmentPipeline:
                     self._wake.clear()
                     continue
                 self._in_flight.append(batch)
-                emissions = await self._processor.process([command_record(r) for r in batch])
+                with metrics.DECIDE_SECONDS.time():
+                    emissions = await self._processor.process([command_record(r) for r in batch])
                 # Batches commit in order. The next batch is taken only once this one is
                 # handed over, so records wait in one growing batch, not in a queue of small ones.
                 if publishing is not None:
@@ -210,8 +211,9 @@ class AssignmentPipeline:
         return batch, offsets
 
     async def _publish(self, decided: Decided) -> None:
-        await within(PUBLISH_TIMEOUT_SECONDS,
-                     self._publisher.publish(decided.emissions, decided.offsets), "publishing a batch")
+        with metrics.PUBLISH_SECONDS.time():
+            await within(PUBLISH_TIMEOUT_SECONDS,
+                         self._publisher.publish(decided.emissions, decided.offsets), "publishing a batch")
         self._in_flight.popleft()
         self.committed.update(decided.offsets)
         self._health.progressed()
