@@ -32,10 +32,37 @@ class RecordingPublisher:
 
     async def stop(self) -> None: ...
 
-    async def publish(self, emissions: Sequence[Emission], offsets: Mapping[TopicPartition, int]) -> None:
-        self.batches.append(([e.value for e in emissions], dict(offsets)))
+    async def prepare(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        return dict(offsets)  # stands in for the open transaction holding them
+
+    async def publish(self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]) -> None:
+        self.batches.append(([e.value for e in emissions], transaction))
         if sum(len(values) for values, _ in self.batches) >= self.expected:
             self.all_published.set()
+
+
+class SlowTimedPublisher(RecordingPublisher):
+    """Notes when each batch's transaction is prepared and published; both take a while, so
+    steps that could overlap would."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__(expected)
+        self.steps: list[tuple[str, int, str]] = []  # (step, batch number, start|end)
+        self.prepared = 0
+
+    async def prepare(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        batch, self.prepared = self.prepared, self.prepared + 1
+        self.steps.append(("prepare", batch, "start"))
+        await asyncio.sleep(0.003 if batch % 2 else 0.012)
+        self.steps.append(("prepare", batch, "end"))
+        return {**offsets, TopicPartition("batch", batch): 0}
+
+    async def publish(self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]) -> None:
+        [batch] = [tp.partition for tp in transaction if tp.topic == "batch"]
+        self.steps.append(("publish", batch, "start"))
+        await asyncio.sleep(0.008)
+        self.steps.append(("publish", batch, "end"))
+        await super().publish(transaction, emissions)
 
 
 class NoEarlierOwners:
@@ -67,10 +94,10 @@ def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
 
 
 async def run_pipeline(committed: dict[int, int | None], records: list[ConsumerRecord[bytes, bytes]],
-                       max_batch: int = 100, claim_outages: int = 0,
+                       max_batch: int = 100, claim_outages: int = 0, publisher_type: type[RecordingPublisher] = RecordingPublisher,
                        ) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
     expected = len([r for r in records if r.offset >= (committed[r.partition] or 0)])
-    publisher, claims = RecordingPublisher(expected), NoEarlierOwners(claim_outages)
+    publisher, claims = publisher_type(expected), NoEarlierOwners(claim_outages)
 
     async def committed_offset(tp: TopicPartition) -> int | None:
         return committed[tp.partition]
@@ -119,3 +146,25 @@ async def test_each_assignment_publishes_under_an_owner_id_of_its_own() -> None:
 async def test_a_database_outage_while_claiming_is_waited_out() -> None:
     _, publisher, claims = await run_pipeline({0: None}, [record(0, 0)], claim_outages=2)
     assert decided(publisher) == [b"0:0"] and len(claims.claimed) == 1
+
+
+async def test_transactions_are_prepared_and_published_strictly_in_batch_order() -> None:
+    # Prepared ahead (while the database decides), but: a batch's offsets join after the
+    # previous batch's, its outputs go out after the previous commit, and a producer is reused
+    # (every second batch) only after its last transaction was published.
+    records = [record(p, o) for o in range(4) for p in range(3)]
+    _, publisher, _ = await run_pipeline({0: None, 1: None, 2: None}, records, max_batch=2,
+                                         publisher_type=SlowTimedPublisher)
+    steps = cast(SlowTimedPublisher, publisher).steps
+    at = {step: i for i, step in enumerate(steps)}
+    batches = publisher.prepared if isinstance(publisher, SlowTimedPublisher) else 0
+    assert batches == 6
+    for k in range(batches):
+        assert at[("prepare", k, "end")] < at[("publish", k, "start")]
+        if k >= 1:
+            assert at[("prepare", k - 1, "end")] < at[("prepare", k, "start")]
+            assert at[("publish", k - 1, "end")] < at[("publish", k, "start")]
+        if k >= 2:
+            assert at[("publish", k - 2, "end")] < at[("prepare", k, "start")]
+    # and preparing did overlap publishing somewhere, or it would gain nothing
+    assert any(at[("prepare", k, "start")] < at[("publish", k - 1, "end")] for k in range(1, batches))

@@ -24,7 +24,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from worker.adapters.kafka.deadline import within
 from worker.adapters.kafka.errors import PartitionLost
-from worker.adapters.kafka.publisher import TransactionalPublisher, fence
+from worker.adapters.kafka.publisher import Transaction, TransactionalPublisher, fence
 from worker.observability import metrics
 from worker.observability.health import Health
 from worker.service.intake import CommandRecord
@@ -170,6 +170,7 @@ class AssignmentPipeline:
     async def _run(self) -> None:
         await within(OWNERSHIP_TIMEOUT_SECONDS, self._take_ownership(), "taking ownership")
         publishing: asyncio.Task[None] | None = None
+        preparing: asyncio.Task[Transaction] | None = None
         try:
             while not self._closing:
                 if publishing is not None and publishing.done():
@@ -181,20 +182,30 @@ class AssignmentPipeline:
                     self._wake.clear()
                     continue
                 self._in_flight.append(batch)
+                # Kafka opens the batch's transaction with its offsets while the database
+                # decides it; offset commits go out in batch order.
+                preparing = asyncio.create_task(self._prepare(offsets, after=preparing))
                 with metrics.DECIDE_SECONDS.time():
                     emissions = await self._processor.process([command_record(r) for r in batch])
                 # Batches commit in order. The next batch is taken only once this one is
                 # handed over, so records wait in one growing batch, not in a queue of small ones.
                 if publishing is not None:
                     await publishing
-                publishing = asyncio.create_task(self._publish(Decided(batch, offsets, emissions)))
+                publishing = asyncio.create_task(self._publish(Decided(batch, offsets, emissions), preparing))
                 publishing.add_done_callback(lambda _: self._wake.set())
             if publishing is not None:
                 await publishing
         finally:
-            if publishing is not None and not publishing.done():
-                publishing.cancel()
-                await asyncio.gather(publishing, return_exceptions=True)
+            for task in (publishing, preparing):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    async def _prepare(self, offsets: dict[TopicPartition, int],
+                       after: asyncio.Task[Transaction] | None) -> Transaction:
+        if after is not None:
+            await after  # the previous batch's offsets reach the coordinator first
+        return await within(PUBLISH_TIMEOUT_SECONDS, self._publisher.prepare(offsets), "preparing a transaction")
 
     def _take_batch(self) -> tuple[list[Record], dict[TopicPartition, int]]:
         """The next batch, and the offsets committing it: per partition, the next to read."""
@@ -210,10 +221,11 @@ class AssignmentPipeline:
             batch.append(record)
         return batch, offsets
 
-    async def _publish(self, decided: Decided) -> None:
+    async def _publish(self, decided: Decided, preparing: asyncio.Task[Transaction]) -> None:
         with metrics.PUBLISH_SECONDS.time():
+            transaction = await preparing
             await within(PUBLISH_TIMEOUT_SECONDS,
-                         self._publisher.publish(decided.emissions, decided.offsets), "publishing a batch")
+                         self._publisher.publish(transaction, decided.emissions), "publishing a batch")
         self._in_flight.popleft()
         self.committed.update(decided.offsets)
         self._health.progressed()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -26,20 +27,28 @@ from worker.service.outputs import Channel, Emission
 
 log = logging.getLogger(__name__)
 
-SEND_ATTEMPTS = 5
-
-# Transactions take turns between two producers. A commit returns once the coordinator has
+# Transactions take turns between three producers. A commit returns once the coordinator has
 # decided it, before it has written the markers; a new transaction of the same producer in
-# that window is refused (CONCURRENT_TRANSACTIONS) and retried 20 ms later, which one in five
-# batches met. Transactions still run one after another, never overlapping, and the group
-# coordinator keeps whichever offset commit was appended last, so the order in which the two
-# producers' markers land does not matter.
-PRODUCERS_PER_OWNER = 2
+# that window is refused (CONCURRENT_TRANSACTIONS) and retried 20 ms later. With one producer
+# one batch in five met that; with two, a batch is prepared as soon as the batch two back has
+# committed on the same producer, and one in six met it; with three, that commit is a whole
+# round older. Outputs are
+# written only after the previous transaction committed, offset commits reach the group
+# coordinator in batch order, and the coordinator keeps the offset commit appended last, so
+# the order in which the producers' markers land does not matter.
+PRODUCERS_PER_OWNER = 3
 
 
 def producer_ids(owner_id: str) -> list[str]:
     """The transactional ids an owner publishes under, and a new owner fences."""
     return [f"{owner_id}-{n}" for n in range(PRODUCERS_PER_OWNER)]
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An open transaction holding a batch's offsets, waiting for the batch's outputs."""
+
+    producer: AIOKafkaProducer
 
 
 class TransactionalPublisher:
@@ -76,40 +85,37 @@ class TransactionalPublisher:
             elif isinstance(outcome, BaseException):
                 raise outcome
 
-    async def publish(self, emissions: Sequence[Emission], offsets: Mapping[TopicPartition, int]) -> None:
-        """Sends `emissions` and commits `offsets` (the next offset to read, per partition).
-        Never called again before it has returned: transactions do not overlap."""
+    async def prepare(self, offsets: Mapping[TopicPartition, int]) -> Transaction:
+        """Opens the next batch's transaction on the producer whose turn it is and adds the
+        batch's offsets (the next offset to read, per partition) to it, while the database is
+        still deciding the batch: two of a transaction's five round trips off the critical path.
+
+        Called only once the previous batch's `prepare` has returned and the batch before that
+        is published, so offset commits reach the group coordinator in batch order."""
         producer = self._producers[self._turn]
         self._turn = (self._turn + 1) % len(self._producers)
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                await producer.begin_transaction()
-            except KafkaError as error:
-                raise PartitionLost(f"cannot begin a transaction: {error!r}") from error
-            try:
-                # The records first, the offsets once they are written: aiokafka would add the
-                # offsets to the transaction while the records are in flight, and the broker's
-                # check of a transactional write (KIP-890) answers those records with a
-                # retriable error when it meets the coordinator mid-change: a 10 ms retry in
-                # most batches.
-                await asyncio.gather(*await self._send_all(producer, emissions))
-                await producer.send_offsets_to_transaction(dict(offsets), self._group_id)
-            except (TimeoutError, KafkaError) as error:
-                # Nothing is committed before commit_transaction: abort and send again.
-                try:
-                    await producer.abort_transaction()
-                except Exception as abort_error:  # aiokafka asserts when its state is fatal
-                    raise PartitionLost(f"abort failed: {abort_error!r}") from error
-                log.warning("publish failed; retrying", extra={"attempt": attempt, "error": repr(error)})
-                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-                continue
-            try:
-                await producer.commit_transaction()
-            except KafkaError as error:
-                # Fenced, or committed-or-not unknown: never guess, never send twice.
-                raise PartitionLost(f"commit failed: {error!r}") from error
-            return
-        raise PartitionLost(f"publish failed {SEND_ATTEMPTS} times")
+        try:
+            await producer.begin_transaction()
+            await producer.send_offsets_to_transaction(dict(offsets), self._group_id)
+        except KafkaError as error:
+            raise PartitionLost(f"cannot prepare a transaction: {error!r}") from error
+        return Transaction(producer)
+
+    async def publish(self, transaction: Transaction, emissions: Sequence[Emission]) -> None:
+        """Sends `emissions` in the prepared transaction and commits it. Only once the previous
+        batch's transaction has committed: outputs keep their order.
+
+        Any failure loses the partitions; nothing is retried here. The next batch's
+        transaction may already hold its offsets, and a retried offset commit appended after
+        them would win and move the group's offsets back; the next owner fences both producers
+        and starts from the committed offsets instead."""
+        producer = transaction.producer
+        try:
+            await asyncio.gather(*await self._send_all(producer, emissions))
+            await producer.commit_transaction()
+        except (TimeoutError, KafkaError) as error:
+            # Fenced, failed, or committed-or-not unknown: never guess, never send twice.
+            raise PartitionLost(f"publish failed: {error!r}") from error
 
     async def _send_all(self, producer: AIOKafkaProducer, emissions: Sequence[Emission]) -> list[asyncio.Future[Any]]:
         """Hands the records to the producer one batch per partition, and returns the batches'
