@@ -107,7 +107,7 @@ class TransactionalPublisher:
 
         Any failure loses the partitions; nothing is retried here. The next batch's
         transaction may already hold its offsets, and a retried offset commit appended after
-        them would win and move the group's offsets back; the next owner fences both producers
+        them would win and move the group's offsets back; the next owner fences all the producers
         and starts from the committed offsets instead."""
         producer = transaction.producer
         try:
