@@ -116,10 +116,14 @@ def kafka_up() -> None:
 
 
 def _kraft_cluster_id() -> str:
-    """A KRaft cluster id is a base64url-encoded UUID without padding (22 characters)."""
+    """A KRaft cluster id is a base64url-encoded UUID without padding (22 characters). Like
+    Kafka's own Uuid.randomUuid, never one that starts with '-': the storage tool would read
+    it as an option (one format in 64 failed so)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 async def _kafka_ready(timeout: float) -> None:
