@@ -202,9 +202,14 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
 LOAD_POINTS = {"half": 0.5, "tenth": 0.1}
 
 
+def load_point_commands(latency_n: int, fraction: float) -> int:
+    """Commands offered at a load point: `latency_n` at half, as many seconds' worth elsewhere."""
+    return max(1, int(latency_n * fraction / LOAD_POINTS["half"]))
+
+
 def worker_runs(n: int, latency_n: int) -> int:
     """How many runs bench_worker completes: the backlog, then each load point's commands."""
-    return n + sum(max(1, int(latency_n * f / LOAD_POINTS["half"])) for f in LOAD_POINTS.values())
+    return n + sum(load_point_commands(latency_n, f) for f in LOAD_POINTS.values())
 
 
 async def offer(settings: Settings, watcher: ResultWatcher, runs: Runs, indexes: range, rate: float) -> list[float]:
@@ -261,7 +266,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         })
         next_run = first_run + n
         for name, fraction in LOAD_POINTS.items():
-            count = max(1, int(latency_n * fraction / LOAD_POINTS["half"]))
+            count = load_point_commands(latency_n, fraction)
             latencies = await offer(settings, watcher, runs, range(next_run, next_run + count), throughput * fraction)
             next_run += count
             prefix = "latency" if name == "half" else f"latency_{name}"

@@ -114,7 +114,7 @@ class CommandHandler:
     async def _decide(self, admitted: list[Admitted]) -> dict[int, list[Emission]]:
         now = self._clock()
         commands = [a.command for a in admitted]
-        snapshot = await self._store.load(sorted({c.fielding_run_id for c in commands}),
+        snapshot = await self._store.load(list({c.fielding_run_id for c in commands}),
                                           list({(c.account_id, c.command_id) for c in commands}))
         fresh = [a for a in admitted if (a.command.account_id, a.command.command_id) not in snapshot.outcomes]
         quotas = await self._quotas(fresh)
