@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -30,7 +29,7 @@ class CompleteFieldingRun(BaseModel):
     if_match: ETag
     issued_at: Timestamp
 
-    @cached_property  # asked for more than once per command; the model is frozen
+    @property  # not functools.cached_property: its lock cost more than the parse it saved
     def expected_version(self) -> int:
         return version_of(self.if_match)
 
