@@ -3,9 +3,14 @@ alone (the worker's own reads and writes, batched, no Kafka)."""
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -29,9 +34,21 @@ EVENT = (b'{"event_id":"6f1c2d4e-8a9b-4c0d-9e1f-2a3b4c5d6e7f","type":"target_gro
          b'"command_id":"01KB4Z5T6X2M8D3F0QK7N9R1WE"}')
 
 
-async def kafka_consume_produce(settings: Settings, expected: int, timeout: float = 600) -> float:
-    """Reads every command and produces one result-sized record for each; commits per batch.
-    Returns the seconds it took."""
+@dataclass(frozen=True)
+class LoopRun:
+    """What one consume -> produce loop did: records, wall-clock span, CPU seconds."""
+
+    records: int
+    first: float  # time.time() of its first batch
+    last: float  # time.time() once its last batch was committed
+    cpu_seconds: float
+
+
+async def kafka_consume_produce(settings: Settings, expected: int, consumed: Synchronized[int] | None = None,
+                                timeout: float = 600) -> LoopRun:
+    """Reads commands and produces one result-sized record for each; commits per batch. Stops
+    once `expected` records are consumed: by this loop, or with `consumed` (a counter shared
+    by several loops on one topic) by all of them together."""
     consumer = AIOKafkaConsumer(settings.commands_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
                                 group_id=settings.consumer_group, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
@@ -40,24 +57,52 @@ async def kafka_consume_produce(settings: Settings, expected: int, timeout: floa
     await consumer.start()
     await producer.start()
     done = 0
-    started: float | None = None
+    first = last = cpu_at_first = 0.0
     deadline = time.monotonic() + timeout
     try:
-        while done < expected and time.monotonic() < deadline:
+        while (consumed.value if consumed is not None else done) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-            if batch and started is None:
-                started = time.monotonic()
+            if not batch:
+                continue
+            if not first:
+                first, cpu_at_first = time.time(), time.process_time()
+            count = 0
             for records in batch.values():
                 for record in records:
                     await producer.send(settings.results_topic, record.value, key=record.key)
-                done += len(records)
-            if batch:
-                await producer.flush()
-                await consumer.commit()
-        return time.monotonic() - (started or time.monotonic())
+                count += len(records)
+            await producer.flush()
+            await consumer.commit()
+            done, last = done + count, time.time()
+            if consumed is not None:
+                with consumed.get_lock():
+                    consumed.value += count
+        return LoopRun(done, first, last, time.process_time() - cpu_at_first if first else 0.0)
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def _loop_process(settings: Settings, expected: int, consumed: Synchronized[int], runs: Queue[LoopRun]) -> None:
+    runs.put(asyncio.run(kafka_consume_produce(settings, expected, consumed)))
+
+
+def kafka_loops(settings: Settings, loops: int, expected: int) -> list[LoopRun]:
+    """`loops` consume -> produce loops, each a process of its own in one consumer group,
+    until they have consumed `expected` records together. Shows whether the ceiling is the
+    broker's or one Python client's: a broker-bound ceiling would not rise with a second loop."""
+    context = multiprocessing.get_context("spawn")
+    consumed: Synchronized[int] = context.Value("q", 0)
+    runs: Queue[LoopRun] = context.Queue()
+    processes = [context.Process(target=_loop_process, args=(settings, expected, consumed, runs))
+                 for _ in range(loops)]
+    for process in processes:
+        process.start()
+    try:
+        return [runs.get(timeout=600) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(60)
 
 
 async def database_alone(database_url: str, run_ids: list[str], batch: int = 2000) -> float:

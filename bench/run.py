@@ -32,7 +32,7 @@ import asyncpg
 import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.ceilings import database_alone, kafka_consume_produce
+from bench.ceilings import database_alone, kafka_consume_produce, kafka_loops
 from bench.naive import run_naive
 from schemas.types import format_timestamp
 from worker.adapters.kafka.admin import admin_client
@@ -182,6 +182,19 @@ def cpu_seconds_of(pid: int) -> float:
     return total / 1e9
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores so far, from the first line of /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(fields)
+    return total - fields[3] - fields[4], total  # idle and iowait are not busy
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How many of the machine's cores were busy between two cpu_jiffies() readings, by
+    anything: the worker, the broker, Postgres and the bench itself."""
+    return (after[0] - before[0]) / max(1, after[1] - before[1]) * (os.cpu_count() or 1)
+
+
 async def wal_syncs(database_url: str) -> int:
     await asyncio.sleep(1.5)  # backends report WAL statistics at most once a second
     connection = await asyncpg.connect(database_url)
@@ -254,24 +267,30 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         # Timed from the first results on (start-up and joining the group are not part of the
         # rate), counting only the commands answered after them.
         first, cpu_at_first, answered_at_first = time.monotonic(), cpu_seconds_of(process.pid), watcher.count
+        machine_at_first = cpu_jiffies()
         await watcher.wait_for(n)
         drained = time.monotonic() - first
         cpu_seconds = cpu_seconds_of(process.pid) - cpu_at_first
+        busy = busy_cores(machine_at_first, cpu_jiffies())
         timed = max(1, n - answered_at_first)
         wal_after = await wal_syncs(database_url)
         throughput = timed / drained if drained > 0 else float("inf")
         report.update({
             "commands_per_second": throughput, "cpu_us_per_command": cpu_seconds * 1e6 / timed,
+            "busy_cores": busy,
             "wal_syncs": wal_after - wal_before, "commands_per_wal_sync": n / max(1, wal_after - wal_before),
         })
         next_run = first_run + n
         for name, fraction in LOAD_POINTS.items():
             count = load_point_commands(latency_n, fraction)
+            machine_before = cpu_jiffies()
             latencies = await offer(settings, watcher, runs, range(next_run, next_run + count), throughput * fraction)
+            busy = busy_cores(machine_before, cpu_jiffies())
             next_run += count
             prefix = "latency" if name == "half" else f"latency_{name}"
             report.update({
                 f"{prefix}_offered_per_second": throughput * fraction, f"{prefix}_commands": count,
+                f"{prefix}_busy_cores": busy,
                 f"{prefix}_p50_ms": statistics.median(latencies),
                 f"{prefix}_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             })
@@ -300,11 +319,24 @@ async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int
 
 
 async def bench_kafka_ceiling(base: Settings, database_url: str, runs: Runs, n: int) -> dict[str, Any]:
+    """One loop, as the issue asks; then two loop processes on as many commands again."""
     settings = scenario_settings(base, database_url, "kafka")
     await ensure_topics(settings)
     await produce_commands(settings, runs, range(n))
-    seconds = await kafka_consume_produce(settings, n)
-    return {"commands": n, "commands_per_second": n / seconds}
+    machine_before = cpu_jiffies()
+    one = await kafka_consume_produce(settings, n)
+    report = {"commands": n, "commands_per_second": n / (one.last - one.first),
+              "cpu_us_per_command": one.cpu_seconds * 1e6 / n, "busy_cores": busy_cores(machine_before, cpu_jiffies())}
+    settings = scenario_settings(base, database_url, "kafka-2")
+    await ensure_topics(settings)
+    await produce_commands(settings, runs, range(n))
+    loops = await asyncio.to_thread(kafka_loops, settings, 2, n)
+    if sum(loop.records for loop in loops) != n:
+        raise RuntimeError(f"two loops consumed {[loop.records for loop in loops]} of {n} commands")
+    busy_loops = [loop for loop in loops if loop.records]  # at tiny sizes one loop may take all
+    span = max(loop.last for loop in busy_loops) - min(loop.first for loop in busy_loops)
+    report["two_loops_commands_per_second"] = n / span
+    return report
 
 
 async def bench_database_ceiling(database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
@@ -349,6 +381,11 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "worker_vs_naive": w / report["naive"]["commands_per_second"],
         "worker_vs_kafka_ceiling": w / report["kafka_ceiling"]["commands_per_second"],
         "worker_vs_database_ceiling": w / report["database_ceiling"]["commands_per_second"],
+        # Whether the Kafka ceiling is the broker's: near 2, it is one Python client's CPU.
+        "kafka_ceiling_two_loops_vs_one": report["kafka_ceiling"]["two_loops_commands_per_second"]
+        / report["kafka_ceiling"]["commands_per_second"],
+        "worker_vs_kafka_loop_cpu_per_command": report["worker"]["cpu_us_per_command"]
+        / report["kafka_ceiling"]["cpu_us_per_command"],
     }
     return report
 
@@ -414,6 +451,9 @@ def table(report: dict[str, Any]) -> str:
     rows = [("scenario", "commands", "commands/s")]
     for name in ("worker", "naive", "kafka_ceiling", "database_ceiling"):
         rows.append((name, str(report[name]["commands"]), f"{report[name]['commands_per_second']:,.0f}"))
+        if name == "kafka_ceiling":
+            rows.append(("kafka_ceiling, 2 loop processes", str(report[name]["commands"]),
+                         f"{report[name]['two_loops_commands_per_second']:,.0f}"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(r)) for r in rows]
     w = report["worker"]
@@ -424,7 +464,10 @@ def table(report: dict[str, Any]) -> str:
         f"worker latency at {w['latency_tenth_offered_per_second']:,.0f}/s offered (a tenth): "
         f"p50 {w['latency_tenth_p50_ms']:.1f} ms, p99 {w['latency_tenth_p99_ms']:.1f} ms",
         f"worker peak RSS {w['peak_rss_mb']:.0f} MB; {w['commands_per_wal_sync']:.1f} commands per WAL sync; "
-        f"{w['cpu_us_per_command']:.0f} µs CPU per command",
+        f"{w['cpu_us_per_command']:.0f} µs CPU per command "
+        f"(the Kafka ceiling's loop: {report['kafka_ceiling']['cpu_us_per_command']:.0f} µs)",
+        f"busy cores of {os.cpu_count()}: drain {w['busy_cores']:.2f}, half {w['latency_busy_cores']:.2f}, "
+        f"tenth {w['latency_tenth_busy_cores']:.2f}, Kafka ceiling {report['kafka_ceiling']['busy_cores']:.2f}",
         *(f"{k}: {v:.2f}" for k, v in report["ratios"].items()),
     ]
     if "scale" in report:

@@ -30,6 +30,8 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
     figures = [
         report["worker"]["commands_per_second"], report["naive"]["commands_per_second"],
         report["kafka_ceiling"]["commands_per_second"], report["database_ceiling"]["commands_per_second"],
+        report["kafka_ceiling"]["two_loops_commands_per_second"], report["kafka_ceiling"]["cpu_us_per_command"],
+        report["worker"]["busy_cores"], report["worker"]["latency_busy_cores"],
         report["worker"]["latency_p50_ms"], report["worker"]["latency_p99_ms"],
         report["worker"]["latency_tenth_p50_ms"], report["worker"]["latency_tenth_p99_ms"],
         report["worker"]["peak_rss_mb"], report["worker"]["commands_per_wal_sync"],
