@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -43,6 +44,15 @@ def create_topics() -> None:
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
+def _tune_garbage_collection() -> None:
+    """The worker's objects are short-lived and free of reference cycles, so reference counting
+    frees them; Python's cycle collector, at its defaults, still walked every live object
+    (the imported libraries' included) every ~2,000 commands, a tenth of a drain's CPU.
+    Start-up's objects are frozen out of its reach, and it runs less often."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 @main.command()
 def run() -> None:
     """Run the worker until SIGTERM or SIGINT, then drain and commit."""
@@ -51,6 +61,7 @@ def run() -> None:
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _tune_garbage_collection()
 
     async def _main() -> None:
         stop = asyncio.Event()
