@@ -50,7 +50,7 @@ def _tune_garbage_collection() -> None:
     (the imported libraries' included) every ~2,000 commands, a tenth of a drain's CPU.
     Start-up's objects are frozen out of its reach, and it runs less often."""
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(10_000, 10, 10)
 
 
 @main.command()
