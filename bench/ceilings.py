@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fielding_statemachine.decisions import RunState
 from fielding_statemachine.status import RunStatus
@@ -45,13 +45,20 @@ class LoopRun:
 
 
 async def kafka_consume_produce(settings: Settings, expected: int, consumed: Synchronized[int] | None = None,
-                                timeout: float = 600) -> LoopRun:
+                                share: tuple[int, int] | None = None, timeout: float = 600) -> LoopRun:
     """Reads commands and produces one result-sized record for each; commits per batch. Stops
     once `expected` records are consumed: by this loop, or with `consumed` (a counter shared
-    by several loops on one topic) by all of them together."""
-    consumer = AIOKafkaConsumer(settings.commands_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+    by several loops on one topic) by all of them together. `share` (i, n): this loop reads
+    every n-th partition from the i-th, assigned outright so that no rebalance interrupts it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
                                 group_id=settings.consumer_group, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
+    if share is None:
+        consumer.subscribe([settings.commands_topic])
+    else:
+        index, loops = share
+        consumer.assign([TopicPartition(settings.commands_topic, p)
+                         for p in range(settings.commands_partitions)[index::loops]])
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True,
                                 linger_ms=5, max_batch_size=1 << 20)
     await consumer.start()
@@ -83,19 +90,20 @@ async def kafka_consume_produce(settings: Settings, expected: int, consumed: Syn
         await consumer.stop()
 
 
-def _loop_process(settings: Settings, expected: int, consumed: Synchronized[int], runs: Queue[LoopRun]) -> None:
-    runs.put(asyncio.run(kafka_consume_produce(settings, expected, consumed)))
+def _loop_process(settings: Settings, expected: int, consumed: Synchronized[int], share: tuple[int, int],
+                  runs: Queue[LoopRun]) -> None:
+    runs.put(asyncio.run(kafka_consume_produce(settings, expected, consumed, share)))
 
 
 def kafka_loops(settings: Settings, loops: int, expected: int) -> list[LoopRun]:
-    """`loops` consume -> produce loops, each a process of its own in one consumer group,
-    until they have consumed `expected` records together. Shows whether the ceiling is the
+    """`loops` consume -> produce loops, each a process of its own with a share of the
+    partitions, until they have consumed `expected` records together. Shows whether the ceiling is the
     broker's or one Python client's: a broker-bound ceiling would not rise with a second loop."""
     context = multiprocessing.get_context("spawn")
     consumed: Synchronized[int] = context.Value("q", 0)
     runs: Queue[LoopRun] = context.Queue()
-    processes = [context.Process(target=_loop_process, args=(settings, expected, consumed, runs))
-                 for _ in range(loops)]
+    processes = [context.Process(target=_loop_process, args=(settings, expected, consumed, (index, loops), runs))
+                 for index in range(loops)]
     for process in processes:
         process.start()
     try:

@@ -45,7 +45,7 @@ def create_topics() -> None:
 
 
 def _tune_garbage_collection() -> None:
-    """The worker's objects are short-lived and free of reference cycles, so reference counting
+    """The worker's objects are short-lived and mostly acyclic, so reference counting
     frees them; Python's cycle collector, at its defaults, still walked every live object
     (the imported libraries' included) every ~2,000 commands, a tenth of a drain's CPU.
     Start-up's objects are frozen out of its reach, and it runs less often."""
