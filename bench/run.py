@@ -81,6 +81,16 @@ async def create_runs(database_url: str, count: int) -> Runs:
     return Runs(ids, project, groups)
 
 
+async def reopen_runs(database_url: str) -> None:
+    """Every run the bench completed is live at version 1 again (the others are untouched), so
+    that a round can complete them anew."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("UPDATE fielding_runs SET status = 'live', version = 1 WHERE version <> 1")
+    finally:
+        await connection.close()
+
+
 def command_value(runs: Runs, index: int) -> bytes:
     return json.dumps({
         "type": "complete_fielding_run", "command_id": new_ulid(), "account_id": ACCOUNT,
@@ -390,21 +400,22 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 2) -> dict[str, Any]:
+async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 3) -> dict[str, Any]:
     """Throughput with a small and a large fielding_runs table, the same command count each,
-    in rounds that alternate between the two tables (a round uses runs not yet completed), so
-    that the machine's drift hits both alike. Compares the medians."""
+    in rounds that alternate between the two tables, so that the machine's drift hits both
+    alike. Each round completes the same runs, reopened before it: the small table has room
+    for only so many commands, and shorter rounds are too short to time. Compares the medians."""
     small, large = args.scale_small_table, args.scale_large_table
-    per_round = min(args.commands, small // rounds - worker_runs(0, 10))
+    per_round = min(args.commands, small - worker_runs(0, 10))
     tables: dict[int, tuple[str, Runs]] = {}
     for size in (small, large):
         url = await fresh_database(base.database_url, f"fielding_bench_{size}")
         tables[size] = (url, await create_runs(url, size))
     measured: dict[int, list[dict[str, Any]]] = {small: [], large: []}
-    for round_ in range(rounds):
+    for _ in range(rounds):
         for size, (url, runs) in tables.items():
-            measured[size].append(await bench_worker(base, url, runs, per_round, 10,
-                                                     first_run=round_ * worker_runs(per_round, 10)))
+            await reopen_runs(url)
+            measured[size].append(await bench_worker(base, url, runs, per_round, 10))
     out: dict[str, Any] = {"commands_per_round": per_round, "rounds": rounds}
     for size, results in measured.items():
         out[f"table_{size}"] = {
