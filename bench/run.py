@@ -259,13 +259,12 @@ async def offer(settings: Settings, watcher: ResultWatcher, runs: Runs, indexes:
     return sorted((watcher.seen[key] - t) * 1000 for key, t in sent.items())
 
 
-async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int,
-                       first_run: int = 0) -> dict[str, Any]:
+async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int) -> dict[str, Any]:
     """Drains a backlog of `n` commands, then offers commands at each load point (`latency_n`
-    at half the measured rate); the commands complete runs first_run, first_run + 1, ..."""
+    at half the measured rate); the commands complete runs 0, 1, 2, ..."""
     settings = scenario_settings(base, database_url, "worker")
     await ensure_topics(settings)
-    await produce_commands(settings, runs, range(first_run, first_run + n))
+    await produce_commands(settings, runs, range(n))
     watcher = ResultWatcher(settings)
     await watcher.start()
     wal_before = await wal_syncs(database_url)
@@ -290,7 +289,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
             "busy_cores": busy,
             "wal_syncs": wal_after - wal_before, "commands_per_wal_sync": n / max(1, wal_after - wal_before),
         })
-        next_run = first_run + n
+        next_run = n
         for name, fraction in LOAD_POINTS.items():
             count = load_point_commands(latency_n, fraction)
             machine_before = cpu_jiffies()
