@@ -97,8 +97,8 @@ def _loop_process(settings: Settings, expected: int, consumed: Synchronized[int]
 
 def kafka_loops(settings: Settings, loops: int, expected: int) -> list[LoopRun]:
     """`loops` consume -> produce loops, each a process of its own with a share of the
-    partitions, until they have consumed `expected` records together. Shows whether the ceiling is the
-    broker's or one Python client's: a broker-bound ceiling would not rise with a second loop."""
+    partitions, until they have consumed `expected` records together. Shows whether the ceiling
+    is the broker's or one Python client's: a broker-bound one would not rise with a second loop."""
     context = multiprocessing.get_context("spawn")
     consumed: Synchronized[int] = context.Value("q", 0)
     runs: Queue[LoopRun] = context.Queue()

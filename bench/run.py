@@ -128,6 +128,14 @@ async def produce_commands(settings: Settings, runs: Runs, indexes: range) -> No
         await producer.stop()
 
 
+async def backlog_scenario(base: Settings, database_url: str, name: str, runs: Runs, indexes: range) -> Settings:
+    """A scenario's own topics, with the commands for `indexes` already waiting on them."""
+    settings = scenario_settings(base, database_url, name)
+    await ensure_topics(settings)
+    await produce_commands(settings, runs, indexes)
+    return settings
+
+
 class ResultWatcher:
     """A read_committed consumer of the results topic noting when each result became visible."""
 
@@ -262,9 +270,7 @@ async def offer(settings: Settings, watcher: ResultWatcher, runs: Runs, indexes:
 async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int) -> dict[str, Any]:
     """Drains a backlog of `n` commands, then offers commands at each load point (`latency_n`
     at half the measured rate); the commands complete runs 0, 1, 2, ..."""
-    settings = scenario_settings(base, database_url, "worker")
-    await ensure_topics(settings)
-    await produce_commands(settings, runs, range(n))
+    settings = await backlog_scenario(base, database_url, "worker", runs, range(n))
     watcher = ResultWatcher(settings)
     await watcher.start()
     wal_before = await wal_syncs(database_url)
@@ -312,9 +318,7 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
 
 
 async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
-    settings = scenario_settings(base, database_url, "naive")
-    await ensure_topics(settings)
-    await produce_commands(settings, runs, range(offset, offset + n))
+    settings = await backlog_scenario(base, database_url, "naive", runs, range(offset, offset + n))
     watcher = ResultWatcher(settings)
     await watcher.start()
     task = asyncio.create_task(run_naive(settings, n))
@@ -329,16 +333,12 @@ async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int
 
 async def bench_kafka_ceiling(base: Settings, database_url: str, runs: Runs, n: int) -> dict[str, Any]:
     """One loop, as the issue asks; then two loop processes on as many commands again."""
-    settings = scenario_settings(base, database_url, "kafka")
-    await ensure_topics(settings)
-    await produce_commands(settings, runs, range(n))
+    settings = await backlog_scenario(base, database_url, "kafka", runs, range(n))
     machine_before = cpu_jiffies()
     one = await kafka_consume_produce(settings, n)
     report = {"commands": n, "commands_per_second": n / (one.last - one.first),
               "cpu_us_per_command": one.cpu_seconds * 1e6 / n, "busy_cores": busy_cores(machine_before, cpu_jiffies())}
-    settings = scenario_settings(base, database_url, "kafka-2")
-    await ensure_topics(settings)
-    await produce_commands(settings, runs, range(n))
+    settings = await backlog_scenario(base, database_url, "kafka-2", runs, range(n))
     loops = await asyncio.to_thread(kafka_loops, settings, 2, n)
     if sum(loop.records for loop in loops) != n:
         raise RuntimeError(f"two loops consumed {[loop.records for loop in loops]} of {n} commands")

@@ -32,10 +32,9 @@ log = logging.getLogger(__name__)
 # that window is refused (CONCURRENT_TRANSACTIONS) and retried 20 ms later. With one producer
 # one batch in five met that; with two, a batch is prepared as soon as the batch two back has
 # committed on the same producer, and one in six met it; with three, that commit is a whole
-# round older. Outputs are
-# written only after the previous transaction committed, offset commits reach the group
-# coordinator in batch order, and the coordinator keeps the offset commit appended last, so
-# the order in which the producers' markers land does not matter.
+# round older. Outputs are written only after the previous transaction committed, offset
+# commits reach the group coordinator in batch order, and the coordinator keeps the offset
+# commit appended last, so the order in which the producers' markers land does not matter.
 PRODUCERS_PER_OWNER = 3
 
 
@@ -119,10 +118,9 @@ class TransactionalPublisher:
 
     async def _send_all(self, producer: AIOKafkaProducer, emissions: Sequence[Emission]) -> list[asyncio.Future[Any]]:
         """Hands the records to the producer one batch per partition, and returns the batches'
-        delivery futures. Per-record `send()` costs
-        a future, a metadata check and a partitioner call each, which was a fifth of the
-        worker's CPU. Partitions are Kafka's default for the key (murmur2), so keys land where
-        any Kafka client would put them."""
+        delivery futures. Per-record `send()` costs a future, a metadata check and a partitioner
+        call each, which was a fifth of the worker's CPU. Partitions are Kafka's default for the
+        key (murmur2), so keys land where any Kafka client would put them."""
         partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in
                       {self._topics[e.channel] for e in emissions}}
         builders: dict[tuple[str, int], BatchBuilder] = {}
