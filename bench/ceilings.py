@@ -23,15 +23,19 @@ from worker.settings import Settings
 
 ACCOUNT = 101
 # Outcomes the size of the worker's (a 204 result and its event).
-RESULT = (b'{"command_id":"01KB4Z5T6X2M8D3F0QK7N9R1WE","type":"complete_fielding_run","status":204,'
-          b'"etag":"W/\\"2\\"","error":null,"retry_after_seconds":null,"account_id":101,'
-          b'"project_id":"01KB4Z5T6X2M8D3F0QK7N9R1WF","target_group_id":"01KB4Z5T6X2M8D3F0QK7N9R1WG",'
-          b'"fielding_run_id":"01KB4Z5T6X2M8D3F0QK7N9R1WH","processed_at":"2026-11-29T08:00:00.000Z"}')
-EVENT = (b'{"event_id":"6f1c2d4e-8a9b-4c0d-9e1f-2a3b4c5d6e7f","type":"target_group_closed","account_id":101,'
-         b'"project_id":"01KB4Z5T6X2M8D3F0QK7N9R1WF","target_group_id":"01KB4Z5T6X2M8D3F0QK7N9R1WG",'
-         b'"fielding_run_id":"01KB4Z5T6X2M8D3F0QK7N9R1WH","reason":"fielding_run_completed",'
-         b'"previous_status":"live","fielding_run_version":2,"closed_at":"2026-11-29T08:00:00.000Z",'
-         b'"command_id":"01KB4Z5T6X2M8D3F0QK7N9R1WE"}')
+RESULT = (
+    b'{"command_id":"01KB4Z5T6X2M8D3F0QK7N9R1WE","type":"complete_fielding_run","status":204,'
+    b'"etag":"W/\\"2\\"","error":null,"retry_after_seconds":null,"account_id":101,'
+    b'"project_id":"01KB4Z5T6X2M8D3F0QK7N9R1WF","target_group_id":"01KB4Z5T6X2M8D3F0QK7N9R1WG",'
+    b'"fielding_run_id":"01KB4Z5T6X2M8D3F0QK7N9R1WH","processed_at":"2026-11-29T08:00:00.000Z"}'
+)
+EVENT = (
+    b'{"event_id":"6f1c2d4e-8a9b-4c0d-9e1f-2a3b4c5d6e7f","type":"target_group_closed","account_id":101,'
+    b'"project_id":"01KB4Z5T6X2M8D3F0QK7N9R1WF","target_group_id":"01KB4Z5T6X2M8D3F0QK7N9R1WG",'
+    b'"fielding_run_id":"01KB4Z5T6X2M8D3F0QK7N9R1WH","reason":"fielding_run_completed",'
+    b'"previous_status":"live","fielding_run_version":2,"closed_at":"2026-11-29T08:00:00.000Z",'
+    b'"command_id":"01KB4Z5T6X2M8D3F0QK7N9R1WE"}'
+)
 
 
 @dataclass(frozen=True)
@@ -44,30 +48,49 @@ class LoopRun:
     cpu_seconds: float
 
 
-async def kafka_consume_produce(settings: Settings, expected: int, consumed: Synchronized[int] | None = None,
-                                share: tuple[int, int] | None = None, timeout: float = 600) -> LoopRun:
+async def kafka_consume_produce(
+    settings: Settings,
+    expected: int,
+    consumed: Synchronized[int] | None = None,
+    share: tuple[int, int] | None = None,
+    timeout: float = 600,
+) -> LoopRun:
     """Reads commands and produces one result-sized record for each; commits per batch. Stops
     once `expected` records are consumed: by this loop, or with `consumed` (a counter shared
     by several loops on one topic) by all of them together. `share` (i, n): this loop reads
     every n-th partition from the i-th, assigned outright so that no rebalance interrupts it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=settings.consumer_group, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 << 20,
+    )
     if share is None:
         consumer.subscribe([settings.commands_topic])
     else:
         index, loops = share
-        consumer.assign([TopicPartition(settings.commands_topic, p)
-                         for p in range(settings.commands_partitions)[index::loops]])
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True,
-                                linger_ms=5, max_batch_size=1 << 20)
+        consumer.assign(
+            [
+                TopicPartition(settings.commands_topic, p)
+                for p in range(settings.commands_partitions)[index::loops]
+            ]
+        )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1 << 20,
+    )
     await consumer.start()
     await producer.start()
     done = 0
     first = last = cpu_at_first = 0.0
     deadline = time.monotonic() + timeout
     try:
-        while (consumed.value if consumed is not None else done) < expected and time.monotonic() < deadline:
+        while (
+            consumed.value if consumed is not None else done
+        ) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             if not batch:
                 continue
@@ -90,8 +113,13 @@ async def kafka_consume_produce(settings: Settings, expected: int, consumed: Syn
         await consumer.stop()
 
 
-def _loop_process(settings: Settings, expected: int, consumed: Synchronized[int], share: tuple[int, int],
-                  runs: Queue[LoopRun]) -> None:
+def _loop_process(
+    settings: Settings,
+    expected: int,
+    consumed: Synchronized[int],
+    share: tuple[int, int],
+    runs: Queue[LoopRun],
+) -> None:
     runs.put(asyncio.run(kafka_consume_produce(settings, expected, consumed, share)))
 
 
@@ -102,8 +130,12 @@ def kafka_loops(settings: Settings, loops: int, expected: int) -> list[LoopRun]:
     context = multiprocessing.get_context("spawn")
     consumed: Synchronized[int] = context.Value("q", 0)
     runs: Queue[LoopRun] = context.Queue()
-    processes = [context.Process(target=_loop_process, args=(settings, expected, consumed, (index, loops), runs))
-                 for index in range(loops)]
+    processes = [
+        context.Process(
+            target=_loop_process, args=(settings, expected, consumed, (index, loops), runs)
+        )
+        for index in range(loops)
+    ]
     for process in processes:
         process.start()
     try:
@@ -122,15 +154,31 @@ async def database_alone(database_url: str, run_ids: list[str], batch: int = 200
     started = time.monotonic()
     try:
         for start in range(0, len(run_ids), batch):
-            ids = run_ids[start:start + batch]
+            ids = run_ids[start : start + batch]
             commands = [(ACCOUNT, uuid.uuid4().hex) for _ in ids]
             snapshot = await store.load(ids, commands)
             now = datetime.now(UTC)
-            changes = [RunChange(RunState(run.key, RunStatus.COMPLETED, run.version + 1), run.version, now, uuid.uuid4())
-                       for run in snapshot.runs.values()]
-            outcomes = [RememberedOutcome(account_id, command_id, bytes(16), 204, RESULT, EVENT,
-                                          RecordOrigin("bench", 0, offset))
-                        for offset, (account_id, command_id) in enumerate(commands)]
+            changes = [
+                RunChange(
+                    RunState(run.key, RunStatus.COMPLETED, run.version + 1),
+                    run.version,
+                    now,
+                    uuid.uuid4(),
+                )
+                for run in snapshot.runs.values()
+            ]
+            outcomes = [
+                RememberedOutcome(
+                    account_id,
+                    command_id,
+                    bytes(16),
+                    204,
+                    RESULT,
+                    EVENT,
+                    RecordOrigin("bench", 0, offset),
+                )
+                for offset, (account_id, command_id) in enumerate(commands)
+            ]
             await store.save(changes, outcomes)
         return time.monotonic() - started
     finally:

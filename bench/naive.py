@@ -21,10 +21,16 @@ from worker.settings import Settings
 
 async def run_naive(settings: Settings, expected: int, timeout: float = 600) -> None:
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    consumer = AIOKafkaConsumer(settings.commands_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=settings.consumer_group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
+    consumer = AIOKafkaConsumer(
+        settings.commands_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True
+    )
     await consumer.start()
     await producer.start()
     done = 0
@@ -36,7 +42,8 @@ async def run_naive(settings: Settings, expected: int, timeout: float = 600) -> 
                 async with pool.acquire() as connection, connection.transaction():
                     row = await connection.fetchrow(
                         "SELECT status, version FROM fielding_runs WHERE id = $1 FOR UPDATE",
-                        command.fielding_run_id)
+                        command.fielding_run_id,
+                    )
                     status = 404
                     if row is not None and row["version"] != command.expected_version:
                         status = 412
@@ -46,14 +53,22 @@ async def run_naive(settings: Settings, expected: int, timeout: float = 600) -> 
                             machine.send("complete")
                             await connection.execute(
                                 "UPDATE fielding_runs SET status = $2, version = version + 1 WHERE id = $1",
-                                command.fielding_run_id, machine.current_state_value.value)
+                                command.fielding_run_id,
+                                machine.current_state_value.value,
+                            )
                             status = 204
                         except TransitionNotAllowed:
                             status = 422
-                result = {"command_id": command.command_id, "status": status,
-                          "processed_at": datetime.now(UTC).isoformat()}
-                await producer.send_and_wait(settings.results_topic, json.dumps(result).encode(),
-                                             key=command.fielding_run_id.encode())
+                result = {
+                    "command_id": command.command_id,
+                    "status": status,
+                    "processed_at": datetime.now(UTC).isoformat(),
+                }
+                await producer.send_and_wait(
+                    settings.results_topic,
+                    json.dumps(result).encode(),
+                    key=command.fielding_run_id.encode(),
+                )
                 tp = TopicPartition(record.topic, record.partition)
                 await consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "")})
                 done += 1

@@ -74,7 +74,11 @@ async def create_runs(database_url: str, count: int) -> Runs:
             await connection.execute(
                 """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status, version)
                    SELECT id, $3, $4, tg, 'live', 1 FROM unnest($1::text[], $2::text[]) AS u(id, tg)""",
-                ids[start:start + 50_000], groups[start:start + 50_000], ACCOUNT, project)
+                ids[start : start + 50_000],
+                groups[start : start + 50_000],
+                ACCOUNT,
+                project,
+            )
         await connection.execute("ANALYZE fielding_runs")
     finally:
         await connection.close()
@@ -86,49 +90,78 @@ async def reopen_runs(database_url: str) -> None:
     that a round can complete them anew."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("UPDATE fielding_runs SET status = 'live', version = 1 WHERE version <> 1")
+        await connection.execute(
+            "UPDATE fielding_runs SET status = 'live', version = 1 WHERE version <> 1"
+        )
     finally:
         await connection.close()
 
 
 def command_value(runs: Runs, index: int) -> bytes:
-    return json.dumps({
-        "type": "complete_fielding_run", "command_id": new_ulid(), "account_id": ACCOUNT,
-        "project_id": runs.project_id, "target_group_id": runs.target_groups[index],
-        "fielding_run_id": runs.ids[index], "if_match": 'W/"1"',
-        "issued_at": format_timestamp(datetime.now(UTC)),
-    }).encode()
+    return json.dumps(
+        {
+            "type": "complete_fielding_run",
+            "command_id": new_ulid(),
+            "account_id": ACCOUNT,
+            "project_id": runs.project_id,
+            "target_group_id": runs.target_groups[index],
+            "fielding_run_id": runs.ids[index],
+            "if_match": 'W/"1"',
+            "issued_at": format_timestamp(datetime.now(UTC)),
+        }
+    ).encode()
 
 
 def auth_header() -> list[tuple[str, bytes]]:
-    token = jwt.encode({"sub": str(uuid.uuid4()), "account_ids": [ACCOUNT], "exp": int(time.time()) + 86400},
-                       SECRET, algorithm="HS256")
+    token = jwt.encode(
+        {"sub": str(uuid.uuid4()), "account_ids": [ACCOUNT], "exp": int(time.time()) + 86400},
+        SECRET,
+        algorithm="HS256",
+    )
     return [("authorization", f"Bearer {token}".encode())]
 
 
 def scenario_settings(base: Settings, database_url: str, name: str) -> Settings:
     suffix = f"{name}-{uuid.uuid4().hex[:6]}"
-    return base.model_copy(update={
-        "database_url": database_url, "commands_topic": f"bench-commands-{suffix}",
-        "results_topic": f"bench-results-{suffix}", "events_topic": f"bench-events-{suffix}",
-        "dlq_topic": f"bench-dlq-{suffix}", "consumer_group": f"bench-{suffix}",
-    })
+    return base.model_copy(
+        update={
+            "database_url": database_url,
+            "commands_topic": f"bench-commands-{suffix}",
+            "results_topic": f"bench-results-{suffix}",
+            "events_topic": f"bench-events-{suffix}",
+            "dlq_topic": f"bench-dlq-{suffix}",
+            "consumer_group": f"bench-{suffix}",
+        }
+    )
 
 
 async def produce_commands(settings: Settings, runs: Runs, indexes: range) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20,
-                                max_batch_size=1 << 20, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        acks="all",
+    )
     await producer.start()
     headers = auth_header()
     try:
-        futures = [await producer.send(settings.commands_topic, command_value(runs, i),
-                                       key=runs.ids[i].encode(), headers=headers) for i in indexes]
+        futures = [
+            await producer.send(
+                settings.commands_topic,
+                command_value(runs, i),
+                key=runs.ids[i].encode(),
+                headers=headers,
+            )
+            for i in indexes
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def backlog_scenario(base: Settings, database_url: str, name: str, runs: Runs, indexes: range) -> Settings:
+async def backlog_scenario(
+    base: Settings, database_url: str, name: str, runs: Runs, indexes: range
+) -> Settings:
     """A scenario's own topics, with the commands for `indexes` already waiting on them."""
     settings = scenario_settings(base, database_url, name)
     await ensure_topics(settings)
@@ -142,9 +175,13 @@ class ResultWatcher:
     def __init__(self, settings: Settings) -> None:
         # A short fetch wait: a read_committed fetch parked on the broker is not woken by a
         # commit marker, so a long wait would measure the reader, not the worker.
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                          isolation_level="read_committed", auto_offset_reset="earliest",
-                                          max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=5)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 << 20,
+            fetch_max_wait_ms=5,
+        )
         self._topic = settings.results_topic
         self._bootstrap_servers = settings.kafka_bootstrap_servers
         # When each result became visible, by its key: the run it answers, and every command
@@ -223,8 +260,13 @@ async def wal_syncs(database_url: str) -> int:
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.as_environment(), "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
-           "FIELDING_RATE_LIMIT": "0"}
+    env = {
+        **os.environ,
+        **settings.as_environment(),
+        "METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        "FIELDING_RATE_LIMIT": "0",
+    }
     return subprocess.Popen([sys.executable, "-m", "worker.entrypoints.cli", "run"], env=env)
 
 
@@ -243,14 +285,18 @@ def worker_runs(n: int, latency_n: int) -> int:
     return n + sum(load_point_commands(latency_n, f) for f in LOAD_POINTS.values())
 
 
-async def offer(settings: Settings, watcher: ResultWatcher, runs: Runs, indexes: range, rate: float) -> list[float]:
+async def offer(
+    settings: Settings, watcher: ResultWatcher, runs: Runs, indexes: range, rate: float
+) -> list[float]:
     """Produces the commands for `indexes` at `rate` per second; returns each one's latency in
     ms, from send() to its result being visible to a read_committed reader."""
     # linger.ms=5 is the Java producer's default since Kafka 4.0 (KIP-1030), what an upstream
     # service would run; the 5 ms are inside the measured latency (timed from send()).
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
     await producer.start()
-    load = [(runs.ids[i].encode(), command_value(runs, i)) for i in indexes]  # made before the clock runs
+    load = [
+        (runs.ids[i].encode(), command_value(runs, i)) for i in indexes
+    ]  # made before the clock runs
     sent: dict[bytes, float] = {}
     headers = auth_header()
     reading = asyncio.create_task(watcher.wait_for(watcher.count + len(load)))
@@ -267,7 +313,9 @@ async def offer(settings: Settings, watcher: ResultWatcher, runs: Runs, indexes:
     return sorted((watcher.seen[key] - t) * 1000 for key, t in sent.items())
 
 
-async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, latency_n: int) -> dict[str, Any]:
+async def bench_worker(
+    base: Settings, database_url: str, runs: Runs, n: int, latency_n: int
+) -> dict[str, Any]:
     """Drains a backlog of `n` commands, then offers commands at each load point (`latency_n`
     at half the measured rate); the commands complete runs 0, 1, 2, ..."""
     settings = await backlog_scenario(base, database_url, "worker", runs, range(n))
@@ -281,7 +329,11 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
             await watcher.wait_for(1)
         # Timed from the first results on (start-up and joining the group are not part of the
         # rate), counting only the commands answered after them.
-        first, cpu_at_first, answered_at_first = time.monotonic(), cpu_seconds_of(process.pid), watcher.count
+        first, cpu_at_first, answered_at_first = (
+            time.monotonic(),
+            cpu_seconds_of(process.pid),
+            watcher.count,
+        )
         machine_at_first = cpu_jiffies()
         await watcher.wait_for(n)
         drained = time.monotonic() - first
@@ -290,25 +342,36 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
         timed = max(1, n - answered_at_first)
         wal_after = await wal_syncs(database_url)
         throughput = timed / drained if drained > 0 else float("inf")
-        report.update({
-            "commands_per_second": throughput, "cpu_us_per_command": cpu_seconds * 1e6 / timed,
-            "busy_cores": busy,
-            "wal_syncs": wal_after - wal_before, "commands_per_wal_sync": n / max(1, wal_after - wal_before),
-        })
+        report.update(
+            {
+                "commands_per_second": throughput,
+                "cpu_us_per_command": cpu_seconds * 1e6 / timed,
+                "busy_cores": busy,
+                "wal_syncs": wal_after - wal_before,
+                "commands_per_wal_sync": n / max(1, wal_after - wal_before),
+            }
+        )
         next_run = n
         for name, fraction in LOAD_POINTS.items():
             count = load_point_commands(latency_n, fraction)
             machine_before = cpu_jiffies()
-            latencies = await offer(settings, watcher, runs, range(next_run, next_run + count), throughput * fraction)
+            latencies = await offer(
+                settings, watcher, runs, range(next_run, next_run + count), throughput * fraction
+            )
             busy = busy_cores(machine_before, cpu_jiffies())
             next_run += count
             prefix = "latency" if name == "half" else f"latency_{name}"
-            report.update({
-                f"{prefix}_offered_per_second": throughput * fraction, f"{prefix}_commands": count,
-                f"{prefix}_busy_cores": busy,
-                f"{prefix}_p50_ms": statistics.median(latencies),
-                f"{prefix}_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            })
+            report.update(
+                {
+                    f"{prefix}_offered_per_second": throughput * fraction,
+                    f"{prefix}_commands": count,
+                    f"{prefix}_busy_cores": busy,
+                    f"{prefix}_p50_ms": statistics.median(latencies),
+                    f"{prefix}_p99_ms": latencies[
+                        min(len(latencies) - 1, int(len(latencies) * 0.99))
+                    ],
+                }
+            )
         report["peak_rss_mb"] = memory_mb(process.pid, "VmHWM")
     finally:
         process.send_signal(signal.SIGTERM)
@@ -317,7 +380,9 @@ async def bench_worker(base: Settings, database_url: str, runs: Runs, n: int, la
     return report
 
 
-async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
+async def bench_naive(
+    base: Settings, database_url: str, runs: Runs, offset: int, n: int
+) -> dict[str, Any]:
     settings = await backlog_scenario(base, database_url, "naive", runs, range(offset, offset + n))
     watcher = ResultWatcher(settings)
     await watcher.start()
@@ -331,13 +396,19 @@ async def bench_naive(base: Settings, database_url: str, runs: Runs, offset: int
     return {"commands": n, "commands_per_second": (n - 1) / drained}
 
 
-async def bench_kafka_ceiling(base: Settings, database_url: str, runs: Runs, n: int) -> dict[str, Any]:
+async def bench_kafka_ceiling(
+    base: Settings, database_url: str, runs: Runs, n: int
+) -> dict[str, Any]:
     """One loop, as the issue asks; then two loop processes on as many commands again."""
     settings = await backlog_scenario(base, database_url, "kafka", runs, range(n))
     machine_before = cpu_jiffies()
     one = await kafka_consume_produce(settings, n)
-    report = {"commands": n, "commands_per_second": n / (one.last - one.first),
-              "cpu_us_per_command": one.cpu_seconds * 1e6 / n, "busy_cores": busy_cores(machine_before, cpu_jiffies())}
+    report = {
+        "commands": n,
+        "commands_per_second": n / (one.last - one.first),
+        "cpu_us_per_command": one.cpu_seconds * 1e6 / n,
+        "busy_cores": busy_cores(machine_before, cpu_jiffies()),
+    }
     settings = await backlog_scenario(base, database_url, "kafka-2", runs, range(n))
     loops = await asyncio.to_thread(kafka_loops, settings, 2, n)
     if sum(loop.records for loop in loops) != n:
@@ -348,8 +419,10 @@ async def bench_kafka_ceiling(base: Settings, database_url: str, runs: Runs, n: 
     return report
 
 
-async def bench_database_ceiling(database_url: str, runs: Runs, offset: int, n: int) -> dict[str, Any]:
-    seconds = await database_alone(database_url, runs.ids[offset:offset + n])
+async def bench_database_ceiling(
+    database_url: str, runs: Runs, offset: int, n: int
+) -> dict[str, Any]:
+    seconds = await database_alone(database_url, runs.ids[offset : offset + n])
     return {"commands": n, "commands_per_second": n / seconds}
 
 
@@ -380,7 +453,9 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     report["worker"] = await bench_worker(base, database_url, runs, n, latency_n)
     report["naive"] = await bench_naive(base, database_url, runs, used_by_worker, naive_n)
     report["kafka_ceiling"] = await bench_kafka_ceiling(base, database_url, runs, n)
-    report["database_ceiling"] = await bench_database_ceiling(database_url, runs, used_by_worker + naive_n, n)
+    report["database_ceiling"] = await bench_database_ceiling(
+        database_url, runs, used_by_worker + naive_n, n
+    )
     if args.scale:
         report["scale"] = await bench_scale(base, args)
     if args.memory:
@@ -421,10 +496,16 @@ async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 3)
             "commands_per_second": [r["commands_per_second"] for r in results],
             "cpu_us_per_command": [r["cpu_us_per_command"] for r in results],
         }
+
     def median_of(size: int, figure: str) -> float:
         return float(statistics.median(out[f"table_{size}"][figure]))
-    out["large_vs_small_throughput"] = median_of(large, "commands_per_second") / median_of(small, "commands_per_second")
-    out["large_vs_small_cpu_per_command"] = median_of(large, "cpu_us_per_command") / median_of(small, "cpu_us_per_command")
+
+    out["large_vs_small_throughput"] = median_of(large, "commands_per_second") / median_of(
+        small, "commands_per_second"
+    )
+    out["large_vs_small_cpu_per_command"] = median_of(large, "cpu_us_per_command") / median_of(
+        small, "cpu_us_per_command"
+    )
     return out
 
 
@@ -443,7 +524,9 @@ async def bench_memory(base: Settings, checkpoints: list[int]) -> dict[str, Any]
         done = 0
         for checkpoint in checkpoints:
             for start in range(done, checkpoint, 50_000):
-                await produce_commands(settings, runs, range(start, min(checkpoint, start + 50_000)))
+                await produce_commands(
+                    settings, runs, range(start, min(checkpoint, start + 50_000))
+                )
             await watcher.wait_for(checkpoint, timeout=1800)
             watcher.seen.clear()  # the bench's own memory, not the worker's
             done = checkpoint
@@ -460,10 +543,17 @@ async def bench_memory(base: Settings, checkpoints: list[int]) -> dict[str, Any]
 def table(report: dict[str, Any]) -> str:
     rows = [("scenario", "commands", "commands/s")]
     for name in ("worker", "naive", "kafka_ceiling", "database_ceiling"):
-        rows.append((name, str(report[name]["commands"]), f"{report[name]['commands_per_second']:,.0f}"))
+        rows.append(
+            (name, str(report[name]["commands"]), f"{report[name]['commands_per_second']:,.0f}")
+        )
         if name == "kafka_ceiling":
-            rows.append(("kafka_ceiling, 2 loop processes", str(report[name]["commands"]),
-                         f"{report[name]['two_loops_commands_per_second']:,.0f}"))
+            rows.append(
+                (
+                    "kafka_ceiling, 2 loop processes",
+                    str(report[name]["commands"]),
+                    f"{report[name]['two_loops_commands_per_second']:,.0f}",
+                )
+            )
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(r)) for r in rows]
     w = report["worker"]
@@ -482,8 +572,10 @@ def table(report: dict[str, Any]) -> str:
     ]
     if "scale" in report:
         scale = report["scale"]
-        lines.append(f"scale: large/small table throughput {scale['large_vs_small_throughput']:.2f}, "
-                     f"CPU per command {scale['large_vs_small_cpu_per_command']:.2f}")
+        lines.append(
+            f"scale: large/small table throughput {scale['large_vs_small_throughput']:.2f}, "
+            f"CPU per command {scale['large_vs_small_cpu_per_command']:.2f}"
+        )
     if "memory" in report:
         lines.append("memory: " + ", ".join(f"{k} {v:.2f}" for k, v in report["memory"].items()))
     return "\n".join(lines)
@@ -493,13 +585,24 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description="fielding-worker benchmark")
     parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--naive-commands", type=int, default=1_000)
-    parser.add_argument("--latency-commands", type=int, default=20_000,
-                        help="commands offered at half the throughput (proportionally fewer at a tenth)")
-    parser.add_argument("--scale", action="store_true", help="also compare a 10k and a 1M-run table")
+    parser.add_argument(
+        "--latency-commands",
+        type=int,
+        default=20_000,
+        help="commands offered at half the throughput (proportionally fewer at a tenth)",
+    )
+    parser.add_argument(
+        "--scale", action="store_true", help="also compare a 10k and a 1M-run table"
+    )
     parser.add_argument("--scale-small-table", type=int, default=10_000)
     parser.add_argument("--scale-large-table", type=int, default=1_000_000)
-    parser.add_argument("--memory", type=int, nargs="+", metavar="N",
-                        help="worker RSS after each N commands in one process, e.g. 100000 1000000")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="worker RSS after each N commands in one process, e.g. 100000 1000000",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()

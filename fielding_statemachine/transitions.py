@@ -24,12 +24,16 @@ class RunEvent(StrEnum):
     COMPLETE = "complete"
 
 
-def compile_transitions(machine: type[FieldingRunMachine]) -> Mapping[tuple[RunStatus, RunEvent], RunStatus]:
+def compile_transitions(
+    machine: type[FieldingRunMachine],
+) -> Mapping[tuple[RunStatus, RunEvent], RunStatus]:
     table: dict[tuple[RunStatus, RunEvent], RunStatus] = {}
     for state in machine.states:
         for transition in state.transitions:
             for event in transition.events:
-                table[(RunStatus(state.value), RunEvent(event.id))] = RunStatus(transition.target.value)
+                table[(RunStatus(state.value), RunEvent(event.id))] = RunStatus(
+                    transition.target.value
+                )
     return MappingProxyType(table)
 
 

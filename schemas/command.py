@@ -18,7 +18,9 @@ class CompleteFieldingRun(BaseModel):
     Unknown extra fields are ignored, so producers can add fields before the worker knows them.
     """
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore", title="complete_fielding_run")
+    model_config = ConfigDict(
+        strict=True, frozen=True, extra="ignore", title="complete_fielding_run"
+    )
 
     type: Literal["complete_fielding_run"]
     command_id: CommandId
@@ -40,7 +42,13 @@ class CompleteFieldingRun(BaseModel):
         `W/"5"` and `"5"` are the same precondition.
         """
         canonical = "\x1f".join(
-            (self.type, str(self.account_id), self.project_id, self.target_group_id,
-             self.fielding_run_id, str(self.expected_version))
+            (
+                self.type,
+                str(self.account_id),
+                self.project_id,
+                self.target_group_id,
+                self.fielding_run_id,
+                str(self.expected_version),
+            )
         )
         return hashlib.sha256(canonical.encode()).digest()[:16]

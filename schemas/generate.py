@@ -1,7 +1,7 @@
 """Writes the JSON Schema of every message into schemas/json/ (checked in).
 
-    python -m schemas.generate           # rewrite the files
-    python -m schemas.generate --check   # exit 1 if a file is stale
+python -m schemas.generate           # rewrite the files
+python -m schemas.generate --check   # exit 1 if a file is stale
 """
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ MESSAGES: dict[str, tuple[type[BaseModel], Mode]] = {
 
 
 def render(model: type[BaseModel], mode: Mode) -> str:
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-              **model.model_json_schema(mode=mode)}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **model.model_json_schema(mode=mode),
+    }
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def stale_files() -> list[str]:
     return [
-        name for name, (model, mode) in MESSAGES.items()
+        name
+        for name, (model, mode) in MESSAGES.items()
         if not (JSON_DIR / name).exists() or (JSON_DIR / name).read_text() != render(model, mode)
     ]
 

@@ -66,8 +66,16 @@ def kafka_libs() -> Path:
     log("assembling Apache Kafka from Maven Central (cached in ~/.m2 and .local/kafka/libs)")
     shutil.rmtree(libs, ignore_errors=True)
     subprocess.run(
-        ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ],
         check=True,
     )
     stamp.write_text(pom.read_text())
@@ -76,11 +84,18 @@ def kafka_libs() -> Path:
 
 def java_command(libs: Path, main_class: str, *args: str, heap: str = "768m") -> list[str]:
     return [
-        "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+        "java",
+        "-Xms256m",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:TieredStopAtLevel=1",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={ROOT / 'scripts' / 'kafka' / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={KAFKA_DIR}",
-        "-cp", f"{libs}/*", main_class, *args,
+        "-cp",
+        f"{libs}/*",
+        main_class,
+        *args,
     ]
 
 
@@ -102,15 +117,27 @@ def kafka_up() -> None:
         data.mkdir(parents=True, exist_ok=True)
         log("formatting KRaft storage")
         subprocess.run(
-            java_command(libs, "kafka.tools.StorageTool", "format", "--standalone",
-                         "-t", _kraft_cluster_id(), "-c", str(properties), heap="256m"),
-            check=True, stdout=subprocess.DEVNULL,
+            java_command(
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                _kraft_cluster_id(),
+                "-c",
+                str(properties),
+                heap="256m",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
     log("starting kafka broker")
     with open(KAFKA_DIR / "broker.out", "ab") as out:
         process = subprocess.Popen(
             java_command(libs, "kafka.Kafka", str(properties)),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     pid_file.write_text(str(process.pid))
 
@@ -121,7 +148,9 @@ def _kraft_cluster_id() -> str:
     it as an option (one format in 64 failed so)."""
     import base64
 
-    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+    while (
+        cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    ).startswith("-"):
         pass
     return cluster_id
 
@@ -136,8 +165,9 @@ async def _kafka_ready(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=f"localhost:{KAFKA_PORT}",
-                                    request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=f"localhost:{KAFKA_PORT}", request_timeout_ms=5000
+        )
         try:
             await admin.start()
             await admin.list_topics()
@@ -147,7 +177,9 @@ async def _kafka_ready(timeout: float) -> None:
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
-    raise TimeoutError(f"kafka not ready after {timeout}s: {last_error!r}; see {KAFKA_DIR}/broker.log")
+    raise TimeoutError(
+        f"kafka not ready after {timeout}s: {last_error!r}; see {KAFKA_DIR}/broker.log"
+    )
 
 
 async def _create_topics() -> None:
@@ -175,8 +207,12 @@ def postgres_install() -> None:
     log("installing Debian's postgresql package")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-q", f"postgresql-{PG_VERSION}"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", f"postgresql-{PG_VERSION}"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def postgres_up() -> None:
@@ -195,10 +231,23 @@ def postgres_up() -> None:
         if os.geteuid() == 0:
             shutil.chown(password_file, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", DB_USER,
-                          f"--pwfile={password_file}", "--auth=scram-sha-256",
-                          "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-            check=True, stdout=subprocess.DEVNULL,
+            _as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    DB_USER,
+                    f"--pwfile={password_file}",
+                    "--auth=scram-sha-256",
+                    "--auth-local=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
@@ -208,19 +257,53 @@ def postgres_up() -> None:
             )
     log("starting postgres")
     subprocess.run(
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(PG_DIR / "server.log"),
-                      "-w", "-t", "60", "start"]),
-        check=True, stdout=subprocess.DEVNULL,
+        _as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(PG_DIR / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     exists = subprocess.run(
-        [str(PG_BIN / "psql"), "-h", str(PG_DIR), "-p", str(PG_PORT), "-U", DB_USER, "-d",
-         "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-        check=True, capture_output=True, text=True,
+        [
+            str(PG_BIN / "psql"),
+            "-h",
+            str(PG_DIR),
+            "-p",
+            str(PG_PORT),
+            "-U",
+            DB_USER,
+            "-d",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if exists != "1":
         subprocess.run(
-            [str(PG_BIN / "createdb"), "-h", str(PG_DIR), "-p", str(PG_PORT), "-U", DB_USER,
-             DB_NAME], check=True,
+            [
+                str(PG_BIN / "createdb"),
+                "-h",
+                str(PG_DIR),
+                "-p",
+                str(PG_PORT),
+                "-U",
+                DB_USER,
+                DB_NAME,
+            ],
+            check=True,
         )
 
 
@@ -229,8 +312,11 @@ def postgres_down() -> None:
     if not (data / "postmaster.pid").exists():
         log("postgres not running")
         return
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                                 "stop"]), check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
     log("postgres stopped")
 
 
@@ -263,8 +349,10 @@ def up(only: str | None = None) -> None:
     if only in (None, "kafka"):
         asyncio.run(_kafka_ready(timeout=120))
         asyncio.run(_create_topics())
-    log(f"ready in {time.monotonic() - started:.1f}s: kafka localhost:{KAFKA_PORT}, "
-        f"postgres postgresql://{DB_USER}:{DB_PASSWORD}@localhost:{PG_PORT}/{DB_NAME}")
+    log(
+        f"ready in {time.monotonic() - started:.1f}s: kafka localhost:{KAFKA_PORT}, "
+        f"postgres postgresql://{DB_USER}:{DB_PASSWORD}@localhost:{PG_PORT}/{DB_NAME}"
+    )
 
 
 def down(only: str | None = None) -> None:

@@ -101,13 +101,20 @@ async def workers() -> AsyncIterator[WorkerFactory]:
 
 @pytest.fixture
 def make_run(pool: asyncpg.Pool) -> RunMaker:
-    async def make(status: RunStatus = RunStatus.LIVE, account_id: int = 101, version: int | None = None,
-                   **ids: Any) -> FieldingRunRecord:
+    async def make(
+        status: RunStatus = RunStatus.LIVE,
+        account_id: int = 101,
+        version: int | None = None,
+        **ids: Any,
+    ) -> FieldingRunRecord:
         return await put_run(
-            pool, account_id=account_id, project_id=ids.get("project_id") or new_ulid(),
+            pool,
+            account_id=account_id,
+            project_id=ids.get("project_id") or new_ulid(),
             target_group_id=ids.get("target_group_id") or new_ulid(),
-            fielding_run_id=ids.get("fielding_run_id") or new_ulid(), status=status, version=version,
+            fielding_run_id=ids.get("fielding_run_id") or new_ulid(),
+            status=status,
+            version=version,
         )
 
     return make
-

@@ -33,7 +33,8 @@ def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchPro
     )
     handler = CommandHandler(store, verifier, settings.rate_limit_per_account)
     return BatchProcessor(
-        handler, settings.unexpected_error_attempts,
+        handler,
+        settings.unexpected_error_attempts,
         on_retry=lambda kind: metrics.RETRIES.labels(kind).inc(),
     )
 
@@ -43,8 +44,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool =
     pool = await create_pool(settings.database_url, max_size=8)
     health = Health(stall_seconds=settings.stall_seconds)
     server = http.serve(health, settings.metrics_port) if serve_http else None
-    store = PostgresCommandStore(pool, settings.rate_limit_window_seconds, settings.rate_limit_per_account)
-    consumer = CommandConsumer(settings, build_processor(settings, store), PostgresPartitionClaims(pool), health)
+    store = PostgresCommandStore(
+        pool, settings.rate_limit_window_seconds, settings.rate_limit_per_account
+    )
+    consumer = CommandConsumer(
+        settings, build_processor(settings, store), PostgresPartitionClaims(pool), health
+    )
     metrics.LAST_PROGRESS.set_to_current_time()
     chores = asyncio.create_task(_chores(pool, settings, health))
     try:

@@ -32,8 +32,13 @@ class Load:
     sent_command_ids: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def build(cls, runs: list[FieldingRunRecord], seed: int, repeat_every: int = 7,
-              conflict_every: int = 5) -> Load:
+    def build(
+        cls,
+        runs: list[FieldingRunRecord],
+        seed: int,
+        repeat_every: int = 7,
+        conflict_every: int = 5,
+    ) -> Load:
         rng = random.Random(seed)
         load = cls(runs)
         for i, run in enumerate(runs):
@@ -59,8 +64,12 @@ class Load:
 
         async def started() -> AIOKafkaProducer:
             while True:
-                producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                            request_timeout_ms=20_000, retry_backoff_ms=200)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=bootstrap,
+                    enable_idempotence=True,
+                    request_timeout_ms=20_000,
+                    retry_backoff_ms=200,
+                )
                 try:
                     await producer.start()
                     return producer
@@ -75,8 +84,9 @@ class Load:
             try:
                 for record in pending:
                     try:
-                        future = await producer.send(topic, record.value, key=record.key,
-                                                     headers=list(record.headers))
+                        future = await producer.send(
+                            topic, record.value, key=record.key, headers=list(record.headers)
+                        )
                     except KafkaError:
                         break  # not queued: this and the rest go again
                     sent.append((record, future))
@@ -84,7 +94,11 @@ class Load:
                 outcomes = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
             finally:
                 await producer.stop()
-            acknowledged = {id(r) for (r, _), o in zip(sent, outcomes, strict=True) if not isinstance(o, BaseException)}
+            acknowledged = {
+                id(r)
+                for (r, _), o in zip(sent, outcomes, strict=True)
+                if not isinstance(o, BaseException)
+            }
             pending = [r for r in pending if id(r) not in acknowledged]
 
 
@@ -97,11 +111,15 @@ class Tally:
     duplicated: int
 
     def __str__(self) -> str:
-        return (f"commands={self.commands} results={self.results} events={self.events} "
-                f"lost={self.lost} duplicated={self.duplicated}")
+        return (
+            f"commands={self.commands} results={self.results} events={self.events} "
+            f"lost={self.lost} duplicated={self.duplicated}"
+        )
 
 
-async def check_invariants(load: Load, outputs: Outputs, pool: asyncpg.Pool, timeout: float = 180) -> Tally:
+async def check_invariants(
+    load: Load, outputs: Outputs, pool: asyncpg.Pool, timeout: float = 180
+) -> Tally:
     """No command without its result, no completion without its event, nothing twice, and each
     run's version rose exactly once per 204."""
     total = sum(load.sent_command_ids.values())
@@ -126,17 +144,29 @@ async def check_invariants(load: Load, outputs: Outputs, pool: asyncpg.Pool, tim
 
     winners = {r["command_id"]: r for r in results if r["status"] == 204}
     completed_by_results = Counter(r["fielding_run_id"] for r in winners.values())
-    rows = await pool.fetch("SELECT id, status, version FROM fielding_runs WHERE id = ANY($1::text[])",
-                            [r.id for r in load.runs])
+    rows = await pool.fetch(
+        "SELECT id, status, version FROM fielding_runs WHERE id = ANY($1::text[])",
+        [r.id for r in load.runs],
+    )
     state = {row["id"]: row for row in rows}
     for run in load.runs:
         row = state[run.id]
         rises = row["version"] - run.version
-        assert rises == completed_by_results[run.id], f"run {run.id}: version rose {rises}, 204s {completed_by_results[run.id]}"
+        assert rises == completed_by_results[run.id], (
+            f"run {run.id}: version rose {rises}, 204s {completed_by_results[run.id]}"
+        )
         assert (row["status"] == RunStatus.COMPLETED.value) == (rises == 1)
-        assert per_run[run.id] == rises, f"run {run.id}: {per_run[run.id]} events for {rises} completions"
+        assert per_run[run.id] == rises, (
+            f"run {run.id}: {per_run[run.id]} events for {rises} completions"
+        )
     assert len(events_records) == len(winners)
-    return Tally(total, len(results_records), len(events_records), lost, duplicated_results + duplicated_events)
+    return Tally(
+        total,
+        len(results_records),
+        len(events_records),
+        lost,
+        duplicated_results + duplicated_events,
+    )
 
 
 @pytest.fixture
@@ -163,4 +193,3 @@ async def live_runs(make_run: Any) -> AsyncIterator[Any]:
 
 def report(name: str, tally: Tally, faults: int, runs: int = 1) -> None:
     print(f"\nFAULTS {name}: runs={runs} faults={faults} {tally}")
-

@@ -32,7 +32,9 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
         await asyncio.sleep(0.1)
 
 
-def start_workers(count: int, settings: Settings, log_dir: Path, started: list[WorkerProcess]) -> list[WorkerProcess]:
+def start_workers(
+    count: int, settings: Settings, log_dir: Path, started: list[WorkerProcess]
+) -> list[WorkerProcess]:
     workers = [WorkerProcess(settings, log_dir, f"worker-{len(started) + i}") for i in range(count)]
     for worker in workers:
         worker.start()
@@ -41,13 +43,19 @@ def start_workers(count: int, settings: Settings, log_dir: Path, started: list[W
 
 
 async def test_sigkill_at_random_moments_then_restart(
-    settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
+    settings: Settings,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    live_runs: LiveRuns,
+    worker_processes: list[WorkerProcess],
+    fault_log_dir: Path,
 ) -> None:
     load = Load.build(await live_runs(200), seed=1)
     [worker] = start_workers(1, settings, fault_log_dir, worker_processes)
     rng = random.Random(7)
-    sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60))
+    sending = asyncio.create_task(
+        load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60)
+    )
     kills = 0
     while not sending.done() and kills < 4:
         await asyncio.sleep(rng.uniform(0.5, 2.0))
@@ -62,13 +70,21 @@ async def test_sigkill_at_random_moments_then_restart(
 
 
 async def test_sigterm_drains_and_exits_zero_in_bounded_time(
-    settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
+    settings: Settings,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    live_runs: LiveRuns,
+    worker_processes: list[WorkerProcess],
+    fault_log_dir: Path,
 ) -> None:
     load = Load.build(await live_runs(120), seed=2)
     [worker] = start_workers(1, settings, fault_log_dir, worker_processes)
-    sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60))
-    await wait_for(lambda: http_status(worker.metrics_port, "/readyz") == 200, 60, "the worker to be ready")
+    sending = asyncio.create_task(
+        load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60)
+    )
+    await wait_for(
+        lambda: http_status(worker.metrics_port, "/readyz") == 200, 60, "the worker to be ready"
+    )
     await asyncio.sleep(1.0)  # mid-load
     code, took = worker.terminate()
     assert code == 0, worker.log()[-2000:]
@@ -80,12 +96,18 @@ async def test_sigterm_drains_and_exits_zero_in_bounded_time(
 
 
 async def test_several_workers_share_the_partitions_and_survive_one_being_killed(
-    settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
+    settings: Settings,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    live_runs: LiveRuns,
+    worker_processes: list[WorkerProcess],
+    fault_log_dir: Path,
 ) -> None:
     load = Load.build(await live_runs(200), seed=3)
     workers = start_workers(3, settings, fault_log_dir, worker_processes)
-    sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60))
+    sending = asyncio.create_task(
+        load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60)
+    )
     await asyncio.sleep(1.5)
     workers[1].kill()  # its partitions move to the others after the session timeout
     await sending
@@ -94,12 +116,18 @@ async def test_several_workers_share_the_partitions_and_survive_one_being_killed
 
 
 async def test_a_frozen_zombie_cannot_apply_or_publish_twice(
-    settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
+    settings: Settings,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    live_runs: LiveRuns,
+    worker_processes: list[WorkerProcess],
+    fault_log_dir: Path,
 ) -> None:
     load = Load.build(await live_runs(200), seed=4)
     zombie, survivor = start_workers(2, settings, fault_log_dir, worker_processes)
-    sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60))
+    sending = asyncio.create_task(
+        load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 60)
+    )
     await asyncio.sleep(1.0)
     zombie.send(signal.SIGSTOP)  # frozen mid-work, past the session timeout
     await asyncio.sleep(settings.session_timeout_ms / 1000 + 4)
@@ -112,12 +140,21 @@ async def test_a_frozen_zombie_cannot_apply_or_publish_twice(
 
 @pytest.mark.parametrize(("service", "down_for"), [("kafka", 2.0), ("postgres", 3.0)])
 async def test_a_service_restart_under_load(
-    service: str, down_for: float, services: Services, settings: Settings, outputs: Outputs,
-    pool: asyncpg.Pool, live_runs: LiveRuns, worker_processes: list[WorkerProcess], fault_log_dir: Path,
+    service: str,
+    down_for: float,
+    services: Services,
+    settings: Settings,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    live_runs: LiveRuns,
+    worker_processes: list[WorkerProcess],
+    fault_log_dir: Path,
 ) -> None:
     load = Load.build(await live_runs(150), seed=5)
     start_workers(2, settings, fault_log_dir, worker_processes)
-    sending = asyncio.create_task(load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 50))
+    sending = asyncio.create_task(
+        load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 50)
+    )
     await asyncio.sleep(1.0)
     await asyncio.to_thread(services.stop, service)
     await asyncio.sleep(down_for)
@@ -129,8 +166,12 @@ async def test_a_service_restart_under_load(
 
 
 async def test_conflicting_commands_for_one_run_across_partitions_win_once(
-    settings: Settings, outputs: Outputs, pool: asyncpg.Pool, live_runs: LiveRuns,
-    worker_processes: list[WorkerProcess], fault_log_dir: Path,
+    settings: Settings,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    live_runs: LiveRuns,
+    worker_processes: list[WorkerProcess],
+    fault_log_dir: Path,
 ) -> None:
     runs = await live_runs(30)
     load = Load(runs)

@@ -20,23 +20,39 @@ ROOT = Path(__file__).parents[2]
 
 def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    env_overrides = {"KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
-                     "DATABASE_URL": services.postgres_url}
-    ran = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--json", str(output)],
-                         cwd=ROOT, env={**os.environ, **env_overrides}, capture_output=True, text=True,
-                         timeout=600)
+    env_overrides = {
+        "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
+        "DATABASE_URL": services.postgres_url,
+    }
+    ran = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--json", str(output)],
+        cwd=ROOT,
+        env={**os.environ, **env_overrides},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     report = json.loads(output.read_text())
     figures = [
-        report["worker"]["commands_per_second"], report["naive"]["commands_per_second"],
-        report["kafka_ceiling"]["commands_per_second"], report["database_ceiling"]["commands_per_second"],
-        report["kafka_ceiling"]["two_loops_commands_per_second"], report["kafka_ceiling"]["cpu_us_per_command"],
-        report["worker"]["busy_cores"], report["worker"]["latency_busy_cores"],
-        report["worker"]["latency_p50_ms"], report["worker"]["latency_p99_ms"],
-        report["worker"]["latency_tenth_p50_ms"], report["worker"]["latency_tenth_p99_ms"],
-        report["worker"]["peak_rss_mb"], report["worker"]["commands_per_wal_sync"],
-        report["worker"]["cpu_us_per_command"], *report["ratios"].values(),
-        report["scale"]["large_vs_small_throughput"], report["scale"]["large_vs_small_cpu_per_command"],
+        report["worker"]["commands_per_second"],
+        report["naive"]["commands_per_second"],
+        report["kafka_ceiling"]["commands_per_second"],
+        report["database_ceiling"]["commands_per_second"],
+        report["kafka_ceiling"]["two_loops_commands_per_second"],
+        report["kafka_ceiling"]["cpu_us_per_command"],
+        report["worker"]["busy_cores"],
+        report["worker"]["latency_busy_cores"],
+        report["worker"]["latency_p50_ms"],
+        report["worker"]["latency_p99_ms"],
+        report["worker"]["latency_tenth_p50_ms"],
+        report["worker"]["latency_tenth_p99_ms"],
+        report["worker"]["peak_rss_mb"],
+        report["worker"]["commands_per_wal_sync"],
+        report["worker"]["cpu_us_per_command"],
+        *report["ratios"].values(),
+        report["scale"]["large_vs_small_throughput"],
+        report["scale"]["large_vs_small_cpu_per_command"],
         report["memory"]["rss_last_vs_first"],
     ]
     assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures

@@ -26,31 +26,57 @@ def store(pool: asyncpg.Pool) -> PostgresCommandStore:
 
 def completed(run: FieldingRunRecord, read_version: int) -> RunChange:
     key = RunKey(run.account_id, run.project_id, run.target_group_id, run.id)
-    return RunChange(run=RunState(key, RunStatus.COMPLETED, read_version + 1), expected_version=read_version,
-                     changed_at=datetime.now(UTC), changed_by=uuid.uuid4())
+    return RunChange(
+        run=RunState(key, RunStatus.COMPLETED, read_version + 1),
+        expected_version=read_version,
+        changed_at=datetime.now(UTC),
+        changed_by=uuid.uuid4(),
+    )
 
 
 def outcome(account_id: int = 101, event: bytes | None = b'{"e": 1}') -> RememberedOutcome:
-    return RememberedOutcome(account_id=account_id, command_id=str(uuid.uuid4()), fingerprint=b"\x01\x02",
-                             status=204, result=b'{"status": 204, "detail": "caf\xc3\xa9"}', event=event,
-                             origin=RecordOrigin("commands", 3, 42))
+    return RememberedOutcome(
+        account_id=account_id,
+        command_id=str(uuid.uuid4()),
+        fingerprint=b"\x01\x02",
+        status=204,
+        result=b'{"status": 204, "detail": "caf\xc3\xa9"}',
+        event=event,
+        origin=RecordOrigin("commands", 3, 42),
+    )
 
 
-async def test_what_is_saved_is_loaded_back_as_it_was(pool: asyncpg.Pool, make_run: RunMaker) -> None:
+async def test_what_is_saved_is_loaded_back_as_it_was(
+    pool: asyncpg.Pool, make_run: RunMaker
+) -> None:
     run = await make_run(RunStatus.LIVE, version=4)
     decided, refused = outcome(), outcome(event=None)
     await store(pool).save([completed(run, 4)], [decided, refused])
 
-    snapshot = await store(pool).load([run.id], [(101, decided.command_id), (101, refused.command_id),
-                                                 (101, "never-seen")])
-    assert snapshot.runs[run.id].status is RunStatus.COMPLETED and snapshot.runs[run.id].version == 5
-    assert snapshot.outcomes == {(101, decided.command_id): decided, (101, refused.command_id): refused}
+    snapshot = await store(pool).load(
+        [run.id], [(101, decided.command_id), (101, refused.command_id), (101, "never-seen")]
+    )
+    assert (
+        snapshot.runs[run.id].status is RunStatus.COMPLETED and snapshot.runs[run.id].version == 5
+    )
+    assert snapshot.outcomes == {
+        (101, decided.command_id): decided,
+        (101, refused.command_id): refused,
+    }
 
 
-async def test_a_run_changed_since_it_was_read_fails_the_whole_batch(pool: asyncpg.Pool, make_run: RunMaker) -> None:
+async def test_a_run_changed_since_it_was_read_fails_the_whole_batch(
+    pool: asyncpg.Pool, make_run: RunMaker
+) -> None:
     untouched, raced = await make_run(RunStatus.LIVE), await make_run(RunStatus.LIVE)
-    await put_run(pool, account_id=raced.account_id, project_id=raced.project_id,  # another writer
-                  target_group_id=raced.target_group_id, fielding_run_id=raced.id, status=RunStatus.PAUSED)
+    await put_run(
+        pool,
+        account_id=raced.account_id,
+        project_id=raced.project_id,  # another writer
+        target_group_id=raced.target_group_id,
+        fielding_run_id=raced.id,
+        status=RunStatus.PAUSED,
+    )
     lost = outcome()
     with pytest.raises(TransientFailure):
         await store(pool).save([completed(untouched, 1), completed(raced, 1)], [lost])
@@ -60,7 +86,8 @@ async def test_a_run_changed_since_it_was_read_fails_the_whole_batch(pool: async
 
 
 async def test_a_command_decided_elsewhere_meanwhile_fails_the_whole_batch(
-    pool: asyncpg.Pool, make_run: RunMaker,
+    pool: asyncpg.Pool,
+    make_run: RunMaker,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
     elsewhere = outcome()

@@ -21,16 +21,32 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("status", [RunStatus.LIVE, RunStatus.SCHEDULED])
 async def test_a_complete_command_completes_the_run_and_announces_it_once(
-    status: RunStatus, settings: Settings, outputs: Outputs, workers: WorkerFactory,
-    make_run: RunMaker, pool: asyncpg.Pool,
+    status: RunStatus,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(status, version=5)
-    body = command(account_id=run.account_id, project_id=run.project_id,
-                   target_group_id=run.target_group_id, fielding_run_id=run.id, if_match='W/"5"')
-    headers = [*auth_headers([run.account_id]), ("traceparent", TRACEPARENT), ("tracestate", b"v=1")]
+    body = command(
+        account_id=run.account_id,
+        project_id=run.project_id,
+        target_group_id=run.target_group_id,
+        fielding_run_id=run.id,
+        if_match='W/"5"',
+    )
+    headers = [
+        *auth_headers([run.account_id]),
+        ("traceparent", TRACEPARENT),
+        ("tracestate", b"v=1"),
+    ]
     await workers.start(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
-                  [Outgoing(encode(body), run.id.encode(), headers)])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [Outgoing(encode(body), run.id.encode(), headers)],
+    )
 
     [result_record] = await outputs.results.read(at_least=1)
     [event_record] = await outputs.events.read(at_least=1)
@@ -54,21 +70,39 @@ async def test_a_complete_command_completes_the_run_and_announces_it_once(
     assert stored is not None
     assert (stored.status, stored.version, stored.last_changed_by) == (RunStatus.COMPLETED, 6, USER)
 
-    lag = await group_lag(settings.kafka_bootstrap_servers, settings.consumer_group, settings.commands_topic)
+    lag = await group_lag(
+        settings.kafka_bootstrap_servers, settings.consumer_group, settings.commands_topic
+    )
     assert sum(p.lag for p in lag) == 0 and sum(p.committed or 0 for p in lag) == 1
 
 
 async def test_many_commands_over_all_partitions_each_get_one_result(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
 ) -> None:
     runs = [await make_run(RunStatus.LIVE) for _ in range(60)]
-    commands = [command(account_id=r.account_id, project_id=r.project_id, target_group_id=r.target_group_id,
-                        fielding_run_id=r.id, if_match='W/"1"') for r in runs]
+    commands = [
+        command(
+            account_id=r.account_id,
+            project_id=r.project_id,
+            target_group_id=r.target_group_id,
+            fielding_run_id=r.id,
+            if_match='W/"1"',
+        )
+        for r in runs
+    ]
     await workers.start(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
-                  [Outgoing(encode(c), c["fielding_run_id"].encode(), auth_headers([101])) for c in commands])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [Outgoing(encode(c), c["fielding_run_id"].encode(), auth_headers([101])) for c in commands],
+    )
     await outputs.results.read(at_least=60)
     await outputs.events.read(at_least=60)
-    assert sorted(r["command_id"] for r in outputs.results.values()) == sorted(c["command_id"] for c in commands)
+    assert sorted(r["command_id"] for r in outputs.results.values()) == sorted(
+        c["command_id"] for c in commands
+    )
     assert {r["status"] for r in outputs.results.values()} == {204}
     assert len({e["event_id"] for e in outputs.events.values()}) == 60

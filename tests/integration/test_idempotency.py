@@ -17,17 +17,27 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_repeated_command_replays_its_result_and_changes_nothing(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
     body = for_run(run)
     await workers.start(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
-                  [Outgoing(encode(body), run.id.encode(), auth_headers([101]))])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [Outgoing(encode(body), run.id.encode(), auth_headers([101]))],
+    )
     await outputs.results.read(at_least=1)
     # The same command again, later, as an upstream retry would send it.
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
-                  [Outgoing(encode(body), run.id.encode(), auth_headers([101]))])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [Outgoing(encode(body), run.id.encode(), auth_headers([101]))],
+    )
     first, again = [r for r in (await outputs.results.read(at_least=2))]
     assert again.value == first.value  # byte for byte: same status, etag, processed_at
     assert outputs.results.values()[0]["status"] == 204
@@ -37,16 +47,25 @@ async def test_a_repeated_command_replays_its_result_and_changes_nothing(
 
 
 async def test_a_reused_command_id_with_other_content_is_400_and_not_applied(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     refused = await make_run(RunStatus.PAUSED)
     other = await make_run(RunStatus.LIVE)
     body = for_run(refused)
     reuse = for_run(other, command_id=body["command_id"])
     await workers.start(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic, [
-        Outgoing(encode(body), b"k", auth_headers([101])), Outgoing(encode(reuse), b"k", auth_headers([101])),
-    ])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [
+            Outgoing(encode(body), b"k", auth_headers([101])),
+            Outgoing(encode(reuse), b"k", auth_headers([101])),
+        ],
+    )
     await outputs.results.read(at_least=2)
     # Results are keyed by run, so they may come back in either order.
     by_run = {r["fielding_run_id"]: r for r in outputs.results.values()}
@@ -54,22 +73,30 @@ async def test_a_reused_command_id_with_other_content_is_400_and_not_applied(
     assert first["status"] == 422
     assert second["status"] == 400
     assert second["error"]["invalid_params"] == [
-        {"name": "command_id", "reason": "this command_id was already used for a different command"}]
+        {"name": "command_id", "reason": "this command_id was already used for a different command"}
+    ]
     stored = await get_run(pool, other.id)
     assert stored is not None and stored.status is RunStatus.LIVE
     assert await outputs.events.read(at_least=0) == []
 
 
 async def test_a_401_is_not_remembered_so_a_retry_with_a_good_token_succeeds(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
     body = for_run(run)
     await workers.start(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic, [
-        Outgoing(encode(body), b"k", auth_headers([101], expires_in=-1)),
-        Outgoing(encode(body), b"k", auth_headers([101])),
-    ])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [
+            Outgoing(encode(body), b"k", auth_headers([101], expires_in=-1)),
+            Outgoing(encode(body), b"k", auth_headers([101])),
+        ],
+    )
     await outputs.results.read(at_least=2)
     assert [r["status"] for r in outputs.results.values()] == [401, 204]
 

@@ -28,21 +28,30 @@ pytestmark = pytest.mark.integration
 
 
 def lag_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.entrypoints.cli", "lag", *args],
-                          env=environment(settings), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.entrypoints.cli", "lag", *args],
+        env=environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text) for sample in family.samples
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
     }
 
 
 def metrics_lag(port: int, topic: str) -> float:
-    return sum(value for (name, labels), value in scrape(port).items()
-               if name == "fielding_worker_consumer_lag" and ("topic", topic) in labels)
+    return sum(
+        value
+        for (name, labels), value in scrape(port).items()
+        if name == "fielding_worker_consumer_lag" and ("topic", topic) in labels
+    )
 
 
 async def eventually(check: object, timeout: float = 30) -> None:
@@ -67,7 +76,9 @@ class RowLock:
 
     async def take(self, run_id: str) -> None:
         await self._connection.execute("BEGIN")
-        await self._connection.execute("SELECT 1 FROM fielding_runs WHERE id = $1 FOR UPDATE", run_id)
+        await self._connection.execute(
+            "SELECT 1 FROM fielding_runs WHERE id = $1 FOR UPDATE", run_id
+        )
         self.held = True
 
     async def release(self) -> None:
@@ -77,7 +88,9 @@ class RowLock:
 
 
 @pytest.fixture
-async def locked_run(make_run: RunMaker, database_url: str) -> AsyncIterator[tuple[FieldingRunRecord, RowLock]]:
+async def locked_run(
+    make_run: RunMaker, database_url: str
+) -> AsyncIterator[tuple[FieldingRunRecord, RowLock]]:
     run = await make_run(RunStatus.LIVE)
     connection = await asyncpg.connect(database_url)
     lock = RowLock(connection)
@@ -90,7 +103,10 @@ async def locked_run(make_run: RunMaker, database_url: str) -> AsyncIterator[tup
 
 
 async def test_lag_grows_by_exactly_n_while_stopped_and_cli_and_metrics_agree_until_it_drains(
-    settings: Settings, outputs: Outputs, locked_run: tuple[FieldingRunRecord, RowLock], tmp_path: Path,
+    settings: Settings,
+    outputs: Outputs,
+    locked_run: tuple[FieldingRunRecord, RowLock],
+    tmp_path: Path,
 ) -> None:
     run, lock = locked_run
     baseline = json.loads(lag_cli(settings, "--json").stdout)
@@ -98,8 +114,11 @@ async def test_lag_grows_by_exactly_n_while_stopped_and_cli_and_metrics_agree_un
 
     n = 7
     bodies = [for_run(run) for _ in range(n)]
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic,
-                  [Outgoing(encode(b), b"one-partition", auth_headers([101])) for b in bodies])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [Outgoing(encode(b), b"one-partition", auth_headers([101])) for b in bodies],
+    )
     stopped = json.loads(lag_cli(settings, "--json").stdout)
     assert stopped["total_lag"] == n
     assert lag_cli(settings, "--max-lag", str(n - 1)).returncode == 1
@@ -109,16 +128,22 @@ async def test_lag_grows_by_exactly_n_while_stopped_and_cli_and_metrics_agree_un
     worker.start()
     try:
         # The worker fetched the commands but cannot commit them while the row is locked.
-        await eventually(lambda: (assert_equal(metrics_lag(worker.metrics_port, settings.commands_topic), n)))
+        await eventually(
+            lambda: assert_equal(metrics_lag(worker.metrics_port, settings.commands_topic), n)
+        )
         assert json.loads(lag_cli(settings, "--json").stdout)["total_lag"] == n
-        await eventually(lambda: (assert_equal(http_status(worker.metrics_port, "/healthz"), 503)))
-        assert http_status(worker.metrics_port, "/readyz") == 200  # in the group, database reachable
+        await eventually(lambda: assert_equal(http_status(worker.metrics_port, "/healthz"), 503))
+        assert (
+            http_status(worker.metrics_port, "/readyz") == 200
+        )  # in the group, database reachable
 
         await lock.release()
         await outputs.results.read(at_least=n)
-        await eventually(lambda: (assert_equal(metrics_lag(worker.metrics_port, settings.commands_topic), 0)))
+        await eventually(
+            lambda: assert_equal(metrics_lag(worker.metrics_port, settings.commands_topic), 0)
+        )
         assert json.loads(lag_cli(settings, "--json").stdout)["total_lag"] == 0
-        await eventually(lambda: (assert_equal(http_status(worker.metrics_port, "/healthz"), 200)))
+        await eventually(lambda: assert_equal(http_status(worker.metrics_port, "/healthz"), 200))
 
         samples = scrape(worker.metrics_port)
         completed = (("status", "204"), ("type", "complete_fielding_run"))
@@ -128,7 +153,10 @@ async def test_lag_grows_by_exactly_n_while_stopped_and_cli_and_metrics_agree_un
         assert samples[("fielding_worker_events_total", ())] == 1
         assert samples[("fielding_worker_command_latency_seconds_count", ())] == n
         decided = samples[("fielding_worker_stage_seconds_count", (("stage", "decide"),))]
-        assert decided >= 1 and samples[("fielding_worker_stage_seconds_count", (("stage", "publish"),))] == decided
+        assert (
+            decided >= 1
+            and samples[("fielding_worker_stage_seconds_count", (("stage", "publish"),))] == decided
+        )
         assert samples[("fielding_worker_stage_seconds_sum", (("stage", "decide"),))] > 0
         assert samples[("fielding_worker_last_progress_timestamp_seconds", ())] > time.time() - 60
         assert samples[("fielding_worker_assigned_partitions", ())] == 3

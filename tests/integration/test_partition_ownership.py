@@ -44,10 +44,15 @@ async def test_a_stale_confirmation_does_not_hide_an_owner(pool: asyncpg.Pool) -
     assert await claims.claim(commands, [0], "third") == {"first", "second"}
 
 
-async def test_fencing_stops_the_earlier_owners_transaction(settings: Settings, outputs: Outputs) -> None:
+async def test_fencing_stops_the_earlier_owners_transaction(
+    settings: Settings, outputs: Outputs
+) -> None:
     zombie_owner = f"{settings.transactional_id_prefix}-{uuid.uuid4().hex[:8]}"
-    zombie = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                              transactional_id=producer_ids(zombie_owner)[-1], enable_idempotence=True)
+    zombie = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        transactional_id=producer_ids(zombie_owner)[-1],
+        enable_idempotence=True,
+    )
     await zombie.start()
     try:
         await zombie.begin_transaction()
@@ -57,7 +62,12 @@ async def test_fencing_stops_the_earlier_owners_transaction(settings: Settings, 
             await zombie.commit_transaction()
     finally:
         await zombie.stop()
-    await produce(settings.kafka_bootstrap_servers, settings.results_topic,
-                  [Outgoing(b"after the fence", key=b"k")])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.results_topic,
+        [Outgoing(b"after the fence", key=b"k")],
+    )
     seen = await outputs.results.read(at_least=1)
-    assert [r.value for r in seen] == [b"after the fence"]  # a read_committed reader never sees the zombie's
+    assert [r.value for r in seen] == [
+        b"after the fence"
+    ]  # a read_committed reader never sees the zombie's

@@ -22,12 +22,21 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-async def send(settings: Settings, *bodies: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> None:
-    await produce(settings.kafka_bootstrap_servers, settings.commands_topic, [
-        Outgoing(encode(b), str(b.get("fielding_run_id", "")).encode(),
-                 auth_headers([101]) if headers is None else headers)
-        for b in bodies
-    ])
+async def send(
+    settings: Settings, *bodies: dict[str, Any], headers: list[tuple[str, bytes]] | None = None
+) -> None:
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [
+            Outgoing(
+                encode(b),
+                str(b.get("fielding_run_id", "")).encode(),
+                auth_headers([101]) if headers is None else headers,
+            )
+            for b in bodies
+        ],
+    )
 
 
 def assert_error(result: dict[str, Any], status: int, error_object: str) -> None:
@@ -44,7 +53,11 @@ async def assert_unchanged(pool: asyncpg.Pool, run: FieldingRunRecord) -> None:
 
 
 async def test_400_names_every_broken_field_and_changes_nothing(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
     body = for_run(run, project_id="not-a-ulid", if_match="5")
@@ -53,7 +66,10 @@ async def test_400_names_every_broken_field_and_changes_nothing(
     [record] = await outputs.results.read(at_least=1)
     [result] = outputs.results.values()
     assert_error(result, 400, "bad_request_error")
-    assert sorted(p["name"] for p in result["error"]["invalid_params"]) == ["if_match", "project_id"]
+    assert sorted(p["name"] for p in result["error"]["invalid_params"]) == [
+        "if_match",
+        "project_id",
+    ]
     assert result["command_id"] == body["command_id"] and result["fielding_run_id"] == run.id
     assert record.key == run.id.encode() and dict(record.headers)["traceparent"]
     await assert_unchanged(pool, run)
@@ -62,7 +78,11 @@ async def test_400_names_every_broken_field_and_changes_nothing(
 
 @pytest.mark.parametrize("problem", ["missing", "expired", "bad signature"])
 async def test_401_for_a_bad_token(
-    problem: str, settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker,
+    problem: str,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
     pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
@@ -80,7 +100,11 @@ async def test_401_for_a_bad_token(
 
 
 async def test_403_when_the_token_lacks_the_account(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(RunStatus.LIVE, account_id=202)
     await workers.start(settings)
@@ -93,7 +117,11 @@ async def test_403_when_the_token_lacks_the_account(
 
 @pytest.mark.parametrize("mismatch", ["no such run", "other project", "other account"])
 async def test_404_unless_account_project_and_target_group_all_match(
-    mismatch: str, settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker,
+    mismatch: str,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
     pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
@@ -113,7 +141,11 @@ async def test_404_unless_account_project_and_target_group_all_match(
 
 
 async def test_412_for_a_stale_version_even_when_the_state_is_also_wrong(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     live = await make_run(RunStatus.LIVE, version=3)
     paused = await make_run(RunStatus.PAUSED, version=3)
@@ -129,7 +161,11 @@ async def test_412_for_a_stale_version_even_when_the_state_is_also_wrong(
 
 @pytest.mark.parametrize("status", [RunStatus.PAUSED, RunStatus.COMPLETED])
 async def test_422_for_a_paused_or_completed_run(
-    status: RunStatus, settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker,
+    status: RunStatus,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
     pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(status, version=2)
@@ -143,19 +179,27 @@ async def test_422_for_a_paused_or_completed_run(
 
 
 async def test_429_beyond_the_accounts_rate_across_the_window(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     account = 4_000_000 + uuid.uuid4().int % 1_000_000  # a fresh account: its own counter
     runs = [await make_run(RunStatus.LIVE, account_id=account) for _ in range(5)]
-    limited = settings.model_copy(update={"rate_limit_per_account": 2, "rate_limit_window_seconds": 3600})
+    limited = settings.model_copy(
+        update={"rate_limit_per_account": 2, "rate_limit_window_seconds": 3600}
+    )
     await workers.start(limited)
     await send(settings, *(for_run(r) for r in runs), headers=auth_headers([account]))
     await outputs.results.read(at_least=5)
     results = outputs.results.values()
     assert sorted(r["status"] for r in results) == [204, 204, 429, 429, 429]
     for result in (r for r in results if r["status"] == 429):
-        assert result["error"] == {"object": "too_many_requests_problem_details",
-                                   "details": result["error"]["details"]}
+        assert result["error"] == {
+            "object": "too_many_requests_problem_details",
+            "details": result["error"]["details"],
+        }
         assert 1 <= result["retry_after_seconds"] <= 3600
         assert result["etag"] is None
     completed = [await get_run(pool, r.id) for r in runs]
@@ -165,7 +209,11 @@ async def test_429_beyond_the_accounts_rate_across_the_window(
 
 
 async def test_500_for_a_command_that_keeps_failing_with_a_dlq_copy_and_the_partition_moves_on(
-    settings: Settings, outputs: Outputs, workers: WorkerFactory, make_run: RunMaker, pool: asyncpg.Pool,
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    pool: asyncpg.Pool,
 ) -> None:
     poisoned = await make_run(RunStatus.LIVE)
     healthy = await make_run(RunStatus.LIVE)
@@ -180,10 +228,14 @@ async def test_500_for_a_command_that_keeps_failing_with_a_dlq_copy_and_the_part
         await workers.start(settings)
         bad, good = for_run(poisoned), for_run(healthy)
         # Same key, so both land on one partition, the poisoned one first.
-        await produce(settings.kafka_bootstrap_servers, settings.commands_topic, [
-            Outgoing(encode(bad), b"same-key", auth_headers([101])),
-            Outgoing(encode(good), b"same-key", auth_headers([101])),
-        ])
+        await produce(
+            settings.kafka_bootstrap_servers,
+            settings.commands_topic,
+            [
+                Outgoing(encode(bad), b"same-key", auth_headers([101])),
+                Outgoing(encode(good), b"same-key", auth_headers([101])),
+            ],
+        )
         await outputs.results.read(at_least=2)
         by_command = {r["command_id"]: r for r in outputs.results.values()}
         assert_error(by_command[bad["command_id"]], 500, "unexpected_internal_error")

@@ -17,8 +17,14 @@ SECRET = "test-secret-for-hs256-at-least-32-bytes-long"
 USER = uuid.UUID("5b0f8c7e-1d2a-4e3b-9c4d-5e6f7a8b9c0d")
 
 
-def token(account_ids: list[int], *, secret: str = SECRET, expires_in: int = 3600,
-          sub: str = str(USER), **extra: Any) -> str:
+def token(
+    account_ids: list[int],
+    *,
+    secret: str = SECRET,
+    expires_in: int = 3600,
+    sub: str = str(USER),
+    **extra: Any,
+) -> str:
     claims = {"sub": sub, "account_ids": account_ids, "exp": int(time.time()) + expires_in, **extra}
     return jwt.encode(claims, secret, algorithm="HS256")
 
@@ -27,9 +33,16 @@ def auth_headers(account_ids: list[int], **kwargs: Any) -> list[tuple[str, bytes
     return [("authorization", f"Bearer {token(account_ids, **kwargs)}".encode())]
 
 
-def command(*, account_id: int = 101, project_id: str | None = None, target_group_id: str | None = None,
-            fielding_run_id: str | None = None, if_match: str = 'W/"1"', command_id: str | None = None,
-            **overrides: Any) -> dict[str, Any]:
+def command(
+    *,
+    account_id: int = 101,
+    project_id: str | None = None,
+    target_group_id: str | None = None,
+    fielding_run_id: str | None = None,
+    if_match: str = 'W/"1"',
+    command_id: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "complete_fielding_run",
         "command_id": command_id or new_ulid(),

@@ -20,11 +20,17 @@ class InMemoryStore:
     def put(self, run: RunState) -> None:
         self.runs[run.key.fielding_run_id] = run
 
-    async def load(self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]) -> Snapshot:
-        return Snapshot(runs={i: self.runs[i] for i in run_ids if i in self.runs},
-                        outcomes={k: self.outcomes[k] for k in command_keys if k in self.outcomes})
+    async def load(
+        self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]
+    ) -> Snapshot:
+        return Snapshot(
+            runs={i: self.runs[i] for i in run_ids if i in self.runs},
+            outcomes={k: self.outcomes[k] for k in command_keys if k in self.outcomes},
+        )
 
-    async def save(self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]) -> None:
+    async def save(
+        self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]
+    ) -> None:
         for change in changes:
             if self.runs[change.run.key.fielding_run_id].version != change.expected_version:
                 raise TransientFailure("compare-and-swap failed")

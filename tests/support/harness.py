@@ -49,8 +49,12 @@ def for_run(run: FieldingRunRecord, **overrides: Any) -> dict[str, Any]:
     """A complete command addressed to `run` (overrides replace any field)."""
     from tests.support.commands import command
 
-    fields: dict[str, Any] = {"account_id": run.account_id, "project_id": run.project_id,
-                              "target_group_id": run.target_group_id, "fielding_run_id": run.id,
-                              "if_match": f'W/"{run.version}"'}
+    fields: dict[str, Any] = {
+        "account_id": run.account_id,
+        "project_id": run.project_id,
+        "target_group_id": run.target_group_id,
+        "fielding_run_id": run.id,
+        "if_match": f'W/"{run.version}"',
+    }
     fields.update(overrides)
     return command(**fields)

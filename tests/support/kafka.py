@@ -25,7 +25,9 @@ async def produce(bootstrap: str, topic: str, records: Sequence[Outgoing]) -> No
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(topic, r.value, key=r.key, headers=list(r.headers)) for r in records]
+        futures = [
+            await producer.send(topic, r.value, key=r.key, headers=list(r.headers)) for r in records
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -38,8 +40,12 @@ class TopicReader:
         self.topic = topic
         self._bootstrap = bootstrap
         self.records: list[ConsumerRecord[bytes, bytes]] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                          enable_auto_commit=False, auto_offset_reset="earliest")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         self._started = False
 
     async def _start(self) -> None:
@@ -56,7 +62,9 @@ class TopicReader:
         async with admin_client(self._bootstrap) as admin:
             return await topic_partitions(admin, self.topic)
 
-    async def read(self, at_least: int, timeout: float = 60.0, settle: float = 1.0) -> list[ConsumerRecord[bytes, bytes]]:
+    async def read(
+        self, at_least: int, timeout: float = 60.0, settle: float = 1.0
+    ) -> list[ConsumerRecord[bytes, bytes]]:
         """Everything so far, once there are `at_least` records and then `settle` seconds of
         quiet (so that a duplicate arriving late is counted)."""
         if not self._started:
@@ -74,7 +82,9 @@ class TopicReader:
                     quiet_until = time.monotonic() + settle
                 elif time.monotonic() >= quiet_until:
                     return self.records
-        raise AssertionError(f"{self.topic}: {len(self.records)} records after {timeout}s, wanted {at_least}")
+        raise AssertionError(
+            f"{self.topic}: {len(self.records)} records after {timeout}s, wanted {at_least}"
+        )
 
     def values(self) -> list[dict[str, Any]]:
         return [json.loads(r.value) for r in self.records if r.value is not None]

@@ -52,8 +52,10 @@ class WorkerProcess:
     def start(self) -> None:
         with open(self._log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.entrypoints.cli", "run"], env=self._env,
-                stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "worker.entrypoints.cli", "run"],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.starts += 1
 

@@ -32,7 +32,9 @@ class Services:
 
 
 def _local(action: str, service: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "services.py"), action, service], check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "services.py"), action, service], check=True
+    )
 
 
 def docker_engine_answers() -> bool:
@@ -52,12 +54,13 @@ def real_services() -> Iterator[Services]:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "services.py"), "up"], check=True)
         yield Services(
             kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-            postgres_url=os.environ.get("DATABASE_URL", "postgresql://fielding:fielding@localhost:5432/fielding"),
+            postgres_url=os.environ.get(
+                "DATABASE_URL", "postgresql://fielding:fielding@localhost:5432/fielding"
+            ),
             kind="local",
             stop=lambda service: _local("down", service),
             start=lambda service: _local("up", service),
         )
-
 
 
 @contextmanager
@@ -75,7 +78,9 @@ def _containers() -> Iterator[Services]:
         .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
         .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://localhost:{port}")
         .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT")
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        )
         .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
         .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
         .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
@@ -84,7 +89,9 @@ def _containers() -> Iterator[Services]:
         .with_env("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "2000")
         .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
     )
-    postgres = PostgresContainer(POSTGRES_IMAGE, username="fielding", password="fielding", dbname="fielding")
+    postgres = PostgresContainer(
+        POSTGRES_IMAGE, username="fielding", password="fielding", dbname="fielding"
+    )
     with kafka, postgres:
         wait_for_logs(kafka, "Kafka Server started", timeout=120)
         url = postgres.get_connection_url(driver=None)

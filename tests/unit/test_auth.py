@@ -13,8 +13,11 @@ from tests.support.commands import SECRET
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
 
 PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PUBLIC_PEM = PRIVATE.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+PUBLIC_PEM = (
+    PRIVATE.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 CLAIMS = {"sub": str(uuid.uuid4()), "account_ids": [101], "exp": int(time.time()) + 600}
 
 

@@ -27,7 +27,15 @@ def env_names() -> set[str]:
 
 
 def test_the_compose_file_has_the_services_the_readme_names() -> None:
-    assert {"kafka", "postgres", "create-topics", "migrate", "worker", "prometheus", "grafana"} <= set(compose()["services"])
+    assert {
+        "kafka",
+        "postgres",
+        "create-topics",
+        "migrate",
+        "worker",
+        "prometheus",
+        "grafana",
+    } <= set(compose()["services"])
 
 
 def test_worker_services_use_only_settings_the_worker_reads_and_run_its_commands() -> None:
@@ -51,7 +59,10 @@ def test_the_worker_reaches_kafka_and_postgres_where_they_listen() -> None:
     pg_env = services["postgres"]["environment"]
     assert database.hostname == "postgres" and database.port == 5432
     assert (database.username, database.password, database.path.lstrip("/")) == (
-        pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"])
+        pg_env["POSTGRES_USER"],
+        pg_env["POSTGRES_PASSWORD"],
+        pg_env["POSTGRES_DB"],
+    )
 
 
 def test_the_worker_publishes_its_metrics_port() -> None:

@@ -17,16 +17,25 @@ from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
 from worker.service.ports import RecordOrigin
 
-KEY = RunKey(101, "01BTGNYV6HRNK8K8VKZASZCFP0", "01BTGNYV6HRNK8K8VKZASZCFP1", "01BTGNYV6HRNK8K8VKZASZCFP2")
+KEY = RunKey(
+    101, "01BTGNYV6HRNK8K8VKZASZCFP0", "01BTGNYV6HRNK8K8VKZASZCFP1", "01BTGNYV6HRNK8K8VKZASZCFP2"
+)
 
 
 def for_run(**overrides: Any) -> dict[str, Any]:
-    return command(account_id=KEY.account_id, project_id=KEY.project_id,
-                   target_group_id=KEY.target_group_id, fielding_run_id=KEY.fielding_run_id, **overrides)
+    return command(
+        account_id=KEY.account_id,
+        project_id=KEY.project_id,
+        target_group_id=KEY.target_group_id,
+        fielding_run_id=KEY.fielding_run_id,
+        **overrides,
+    )
 
 
 class Harness:
-    def __init__(self, status: RunStatus = RunStatus.LIVE, version: int = 1, rate_limit: int = 0) -> None:
+    def __init__(
+        self, status: RunStatus = RunStatus.LIVE, version: int = 1, rate_limit: int = 0
+    ) -> None:
         self.store = InMemoryStore(rate_limit=rate_limit)
         self.store.put(RunState(KEY, status, version))
         self.handler = CommandHandler(self.store, TokenVerifier(SECRET), rate_limit)
@@ -36,8 +45,13 @@ class Harness:
         if offset is None:
             offset = self.offset
             self.offset += 1
-        return CommandRecord(RecordOrigin("commands", 0, offset), KEY.fielding_run_id.encode(),
-                             encode(body), tuple(auth_headers([101])), 0)
+        return CommandRecord(
+            RecordOrigin("commands", 0, offset),
+            KEY.fielding_run_id.encode(),
+            encode(body),
+            tuple(auth_headers([101])),
+            0,
+        )
 
     async def handle(self, *records: CommandRecord) -> list[Emission]:
         return await self.handler.handle(list(records))
@@ -113,8 +127,11 @@ async def test_refusals_are_remembered_too() -> None:
 
 async def test_commands_for_one_run_in_one_batch_apply_in_order() -> None:
     h = Harness()
-    out = await h.handle(h.record(for_run(if_match='W/"1"')), h.record(for_run(if_match='W/"1"')),
-                         h.record(for_run(if_match='W/"2"')))
+    out = await h.handle(
+        h.record(for_run(if_match='W/"1"')),
+        h.record(for_run(if_match='W/"1"')),
+        h.record(for_run(if_match='W/"2"')),
+    )
     assert [r["status"] for r in results(out)] == [204, 412, 422]
     assert len(events(out)) == 1
     assert h.store.saves == 1
@@ -136,7 +153,10 @@ async def test_over_the_rate_limit_is_429_with_retry_after_and_is_not_remembered
     first, second = results(out)
     assert first["status"] == 204
     assert second["status"] == 429
-    assert second["error"] == {"object": "too_many_requests_problem_details", "details": second["error"]["details"]}
+    assert second["error"] == {
+        "object": "too_many_requests_problem_details",
+        "details": second["error"]["details"],
+    }
     assert second["retry_after_seconds"] >= 1
     assert (101, other_run["command_id"]) not in h.store.outcomes
 
@@ -161,7 +181,9 @@ async def test_per_command_log_lines_only_at_debug_and_with_their_ids(caplog: An
     with caplog.at_level("DEBUG", logger="worker.service.handler"):
         await h.handle(h.record(for_run()))
     [line] = caplog.records
-    assert line.command_id and line.fielding_run_id == KEY.fielding_run_id and len(line.trace_id) == 32
+    assert (
+        line.command_id and line.fielding_run_id == KEY.fielding_run_id and len(line.trace_id) == 32
+    )
 
 
 def test_json_logs_carry_the_extra_fields(capsys: Any) -> None:
@@ -171,10 +193,16 @@ def test_json_logs_carry_the_extra_fields(capsys: Any) -> None:
 
     configure_logging("INFO")
     try:
-        logging.getLogger("worker.test").warning("hello", extra={"command_id": "c1", "trace_id": "t1"})
+        logging.getLogger("worker.test").warning(
+            "hello", extra={"command_id": "c1", "trace_id": "t1"}
+        )
         line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
         assert (line["level"], line["message"], line["command_id"], line["trace_id"]) == (
-            "WARNING", "hello", "c1", "t1")
+            "WARNING",
+            "hello",
+            "c1",
+            "t1",
+        )
     finally:
         logging.getLogger().handlers.clear()
 

@@ -15,8 +15,13 @@ TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> CommandRecord:
-    return CommandRecord(RecordOrigin("commands", 0, 7), b"key", value,
-                         tuple(auth_headers([101]) if headers is None else headers), 0)
+    return CommandRecord(
+        RecordOrigin("commands", 0, 7),
+        b"key",
+        value,
+        tuple(auth_headers([101]) if headers is None else headers),
+        0,
+    )
 
 
 def test_a_good_command_is_admitted_with_its_user() -> None:
@@ -41,7 +46,9 @@ def test_a_good_command_is_admitted_with_its_user() -> None:
         (encode(command(command_id="x" * 256)), "no readable command_id"),
     ],
 )
-def test_records_without_a_readable_command_id_are_unreadable(value: bytes | None, reason: str) -> None:
+def test_records_without_a_readable_command_id_are_unreadable(
+    value: bytes | None, reason: str
+) -> None:
     triaged = triage(record(value), VERIFIER)
     assert isinstance(triaged, Unreadable)
     assert reason in triaged.reason
@@ -85,7 +92,9 @@ def test_authentication_is_judged_before_the_schema() -> None:
         ({"issued_at": "yesterday"}, "issued_at"),
     ],
 )
-def test_schema_violations_are_400_naming_the_field(overrides: dict[str, object], field: str) -> None:
+def test_schema_violations_are_400_naming_the_field(
+    overrides: dict[str, object], field: str
+) -> None:
     triaged = triage(record(encode(command(**overrides))), VERIFIER)
     assert isinstance(triaged, Rejected) and triaged.status == 400
     assert triaged.invalid_params is not None
@@ -97,7 +106,9 @@ def test_a_missing_field_is_400_naming_it() -> None:
     del body["if_match"]
     triaged = triage(record(encode(body)), VERIFIER)
     assert isinstance(triaged, Rejected) and triaged.status == 400
-    assert triaged.invalid_params is not None and [p.name for p in triaged.invalid_params] == ["if_match"]
+    assert triaged.invalid_params is not None and [p.name for p in triaged.invalid_params] == [
+        "if_match"
+    ]
 
 
 def test_every_broken_field_is_named() -> None:
@@ -121,7 +132,9 @@ def test_an_account_outside_the_token_is_403() -> None:
 
 
 def test_the_schema_is_judged_before_the_account() -> None:
-    triaged = triage(record(encode(command(account_id=102, project_id="x")), auth_headers([101])), VERIFIER)
+    triaged = triage(
+        record(encode(command(account_id=102, project_id="x")), auth_headers([101])), VERIFIER
+    )
     assert isinstance(triaged, Rejected) and triaged.status == 400
 
 
@@ -131,7 +144,11 @@ def test_a_plain_etag_is_accepted_too() -> None:
 
 
 def test_trace_context_continues_the_commands_trace() -> None:
-    headers = [*auth_headers([101]), ("traceparent", TRACEPARENT), ("tracestate", b"congo=t61rcWkgMzE")]
+    headers = [
+        *auth_headers([101]),
+        ("traceparent", TRACEPARENT),
+        ("tracestate", b"congo=t61rcWkgMzE"),
+    ]
     triaged = triage(record(encode(command()), headers), VERIFIER)
     assert isinstance(triaged, Admitted)
     out = dict(triaged.trace_headers)
@@ -141,7 +158,9 @@ def test_trace_context_continues_the_commands_trace() -> None:
     assert out["tracestate"] == b"congo=t61rcWkgMzE"
 
 
-@pytest.mark.parametrize("traceparent", [None, b"garbage", b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01"])
+@pytest.mark.parametrize(
+    "traceparent", [None, b"garbage", b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01"]
+)
 def test_a_missing_or_invalid_traceparent_starts_a_fresh_trace(traceparent: bytes | None) -> None:
     headers = auth_headers([101]) + ([("traceparent", traceparent)] if traceparent else [])
     triaged = triage(record(encode(command()), headers), VERIFIER)

@@ -15,8 +15,12 @@ from prometheus_client import REGISTRY
 import worker.observability.metrics  # noqa: F401 - registers the worker's metrics
 
 OPS = Path(__file__).parents[2] / "ops"
-SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"],
-            "gauge": [""], "summary": ["_count", "_sum", "_created"]}
+SUFFIXES = {
+    "counter": ["_total", "_created"],
+    "histogram": ["_bucket", "_count", "_sum", "_created"],
+    "gauge": [""],
+    "summary": ["_count", "_sum", "_created"],
+}
 
 
 def exported_names() -> set[str]:
@@ -51,9 +55,14 @@ def test_the_dashboard_shows_lag_throughput_latency_and_outcomes_from_exported_m
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = set().union(*(referenced(e) for e in exprs))
     assert used <= exported_names()
-    assert {"fielding_worker_consumer_lag", "fielding_worker_commands_total",
-            "fielding_worker_command_latency_seconds_bucket"} <= used
-    datasource = yaml.safe_load((OPS / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert {
+        "fielding_worker_consumer_lag",
+        "fielding_worker_commands_total",
+        "fielding_worker_command_latency_seconds_bucket",
+    } <= used
+    datasource = yaml.safe_load(
+        (OPS / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
     uids = {d["uid"] for d in datasource["datasources"]}
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} <= uids
     ids = [p["id"] for p in dashboard["panels"]]
@@ -69,8 +78,13 @@ def test_prometheus_scrapes_the_worker_where_compose_runs_it() -> None:
     assert job["job_name"] == "fielding-worker"  # the FieldingWorkerDown alert selects on it
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)"
+)
 def test_promtool_accepts_the_rules() -> None:
-    checked = subprocess.run(["promtool", "check", "rules", str(OPS / "prometheus" / "alerts.yml")],
-                             capture_output=True, text=True)
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(OPS / "prometheus" / "alerts.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -12,7 +12,11 @@ from worker.adapters.kafka.partitioning import murmur2, partition_for
 
 def test_murmur2_is_the_kafka_clients_function_for_keys_of_every_length() -> None:
     rng = random.Random(7)
-    keys = [bytes(rng.getrandbits(8) for _ in range(length)) for length in range(0, 70) for _ in range(40)]
+    keys = [
+        bytes(rng.getrandbits(8) for _ in range(length))
+        for length in range(0, 70)
+        for _ in range(40)
+    ]
     assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
 
 

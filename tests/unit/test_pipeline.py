@@ -35,7 +35,9 @@ class RecordingPublisher:
     async def prepare(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         return dict(offsets)  # stands in for the open transaction holding them
 
-    async def publish(self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]) -> None:
+    async def publish(
+        self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+    ) -> None:
         self.batches.append(([e.value for e in emissions], transaction))
         if sum(len(values) for values, _ in self.batches) >= self.expected:
             self.all_published.set()
@@ -57,7 +59,9 @@ class SlowTimedPublisher(RecordingPublisher):
         self.steps.append(("prepare", batch, "end"))
         return {**offsets, TopicPartition("batch", batch): 0}
 
-    async def publish(self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]) -> None:
+    async def publish(
+        self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+    ) -> None:
         [batch] = [tp.partition for tp in transaction if tp.topic == "batch"]
         self.steps.append(("publish", batch, "start"))
         await asyncio.sleep(0.008)
@@ -77,25 +81,44 @@ class NoEarlierOwners:
         self.claimed.append((topic, sorted(partitions), owner_id))
         return set()
 
-    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> None: ...
+    async def confirm_fenced(
+        self, topic: str, partitions: Sequence[int], owner_id: str
+    ) -> None: ...
 
 
 class AnswerEachRecord:
     """Stands in for the BatchProcessor: one result per record, naming where it came from."""
 
     async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
-        return [Emission(Channel.RESULT, r.key, f"{r.origin.partition}:{r.origin.offset}".encode()) for r in records]
+        return [
+            Emission(Channel.RESULT, r.key, f"{r.origin.partition}:{r.origin.offset}".encode())
+            for r in records
+        ]
 
 
 def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(topic=TOPIC, partition=partition, offset=offset, timestamp=int(time.time() * 1000),
-                          timestamp_type=0, key=b"k", value=b"{}", checksum=None, serialized_key_size=1,
-                          serialized_value_size=2, headers=[])
+    return ConsumerRecord(
+        topic=TOPIC,
+        partition=partition,
+        offset=offset,
+        timestamp=int(time.time() * 1000),
+        timestamp_type=0,
+        key=b"k",
+        value=b"{}",
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=2,
+        headers=[],
+    )
 
 
-async def run_pipeline(committed: dict[int, int | None], records: list[ConsumerRecord[bytes, bytes]],
-                       max_batch: int = 100, claim_outages: int = 0, publisher_type: type[RecordingPublisher] = RecordingPublisher,
-                       ) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
+async def run_pipeline(
+    committed: dict[int, int | None],
+    records: list[ConsumerRecord[bytes, bytes]],
+    max_batch: int = 100,
+    claim_outages: int = 0,
+    publisher_type: type[RecordingPublisher] = RecordingPublisher,
+) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
     expected = len([r for r in records if r.offset >= (committed[r.partition] or 0)])
     publisher, claims = publisher_type(expected), NoEarlierOwners(claim_outages)
 
@@ -103,9 +126,15 @@ async def run_pipeline(committed: dict[int, int | None], records: list[ConsumerR
         return committed[tp.partition]
 
     pipeline = AssignmentPipeline(
-        [TopicPartition(TOPIC, p) for p in committed], "unused:9092", "group.commands",
-        lambda owner_id: cast(TransactionalPublisher, publisher), claims,
-        cast(BatchProcessor, AnswerEachRecord()), max_batch, committed_offset, Health(stall_seconds=60),
+        [TopicPartition(TOPIC, p) for p in committed],
+        "unused:9092",
+        "group.commands",
+        lambda owner_id: cast(TransactionalPublisher, publisher),
+        claims,
+        cast(BatchProcessor, AnswerEachRecord()),
+        max_batch,
+        committed_offset,
+        Health(stall_seconds=60),
     )
     pipeline.submit(records)  # before it has read the committed offsets, as after a rebalance
     await asyncio.wait_for(publisher.all_published.wait(), 5)
@@ -153,8 +182,9 @@ async def test_transactions_are_prepared_and_published_strictly_in_batch_order()
     # previous batch's, its outputs go out after the previous commit, and a producer is reused
     # (every second batch) only after its last transaction was published.
     records = [record(p, o) for o in range(4) for p in range(3)]
-    _, publisher, _ = await run_pipeline({0: None, 1: None, 2: None}, records, max_batch=2,
-                                         publisher_type=SlowTimedPublisher)
+    _, publisher, _ = await run_pipeline(
+        {0: None, 1: None, 2: None}, records, max_batch=2, publisher_type=SlowTimedPublisher
+    )
     steps = cast(SlowTimedPublisher, publisher).steps
     at = {step: i for i, step in enumerate(steps)}
     batches = publisher.prepared if isinstance(publisher, SlowTimedPublisher) else 0
@@ -167,4 +197,6 @@ async def test_transactions_are_prepared_and_published_strictly_in_batch_order()
         if k >= 2:
             assert at[("publish", k - 2, "end")] < at[("prepare", k, "start")]
     # and preparing did overlap publishing somewhere, or it would gain nothing
-    assert any(at[("prepare", k, "start")] < at[("publish", k - 1, "end")] for k in range(1, batches))
+    assert any(
+        at[("prepare", k, "start")] < at[("publish", k - 1, "end")] for k in range(1, batches)
+    )

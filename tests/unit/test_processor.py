@@ -18,7 +18,9 @@ NO_WAIT = Backoff(first=0, most=0)
 
 
 def record(offset: int, body: dict[str, object]) -> CommandRecord:
-    return CommandRecord(RecordOrigin("commands", 0, offset), None, encode(body), tuple(auth_headers([101])), 0)
+    return CommandRecord(
+        RecordOrigin("commands", 0, offset), None, encode(body), tuple(auth_headers([101])), 0
+    )
 
 
 class FlakyHandler(CommandHandler):
@@ -57,6 +59,8 @@ async def test_a_poison_command_gets_500_and_a_dlq_copy_and_the_rest_go_on() -> 
     [copy] = [e for e in out if e.channel is Channel.DLQ]
     assert copy.value == records[1].value
     assert dict(copy.headers)["dlq.reason"].startswith(b"unexpected_internal_error")
-    [internal] = [json.loads(e.value) for e in out if e.channel is Channel.RESULT and e.status == 500]
+    [internal] = [
+        json.loads(e.value) for e in out if e.channel is Channel.RESULT and e.status == 500
+    ]
     assert internal["error"]["object"] == "unexpected_internal_error"
     assert internal["command_id"] == poison["command_id"]

@@ -35,16 +35,28 @@ def test_etags_round_trip() -> None:
 
 def test_a_result_serialises_like_the_contracts_example() -> None:
     result = CommandResult(
-        command_id="01JDZQ7YV1T2K3M4N5P6Q7R8S9", type="complete_fielding_run", status=204,
-        etag='W/"6"', account_id=101, project_id="01BTGNYV6HRNK8K8VKZASZCFP0",
-        target_group_id="01BTGNYV6HRNK8K8VKZASZCFP1", fielding_run_id="01BTGNYV6HRNK8K8VKZASZCFP2",
+        command_id="01JDZQ7YV1T2K3M4N5P6Q7R8S9",
+        type="complete_fielding_run",
+        status=204,
+        etag='W/"6"',
+        account_id=101,
+        project_id="01BTGNYV6HRNK8K8VKZASZCFP0",
+        target_group_id="01BTGNYV6HRNK8K8VKZASZCFP1",
+        fielding_run_id="01BTGNYV6HRNK8K8VKZASZCFP2",
         processed_at=datetime(2026, 11, 29, 10, 0, 0, 12_000, tzinfo=UTC),
     )
     assert json.loads(result.model_dump_json()) == {
-        "command_id": "01JDZQ7YV1T2K3M4N5P6Q7R8S9", "type": "complete_fielding_run", "status": 204,
-        "etag": 'W/"6"', "error": None, "retry_after_seconds": None, "account_id": 101,
-        "project_id": "01BTGNYV6HRNK8K8VKZASZCFP0", "target_group_id": "01BTGNYV6HRNK8K8VKZASZCFP1",
-        "fielding_run_id": "01BTGNYV6HRNK8K8VKZASZCFP2", "processed_at": "2026-11-29T10:00:00.012Z",
+        "command_id": "01JDZQ7YV1T2K3M4N5P6Q7R8S9",
+        "type": "complete_fielding_run",
+        "status": 204,
+        "etag": 'W/"6"',
+        "error": None,
+        "retry_after_seconds": None,
+        "account_id": 101,
+        "project_id": "01BTGNYV6HRNK8K8VKZASZCFP0",
+        "target_group_id": "01BTGNYV6HRNK8K8VKZASZCFP1",
+        "fielding_run_id": "01BTGNYV6HRNK8K8VKZASZCFP2",
+        "processed_at": "2026-11-29T10:00:00.012Z",
     }
 
 
@@ -55,16 +67,26 @@ def test_an_error_has_the_apis_shape() -> None:
 
 def test_an_event_serialises_like_the_contracts_example() -> None:
     event = TargetGroupClosed(
-        event_id=uuid.UUID("2b1e6a8e-0000-4000-8000-000000000000"), account_id=101,
-        project_id="01BTGNYV6HRNK8K8VKZASZCFP0", target_group_id="01BTGNYV6HRNK8K8VKZASZCFP1",
-        fielding_run_id="01BTGNYV6HRNK8K8VKZASZCFP2", previous_status="live", fielding_run_version=6,
+        event_id=uuid.UUID("2b1e6a8e-0000-4000-8000-000000000000"),
+        account_id=101,
+        project_id="01BTGNYV6HRNK8K8VKZASZCFP0",
+        target_group_id="01BTGNYV6HRNK8K8VKZASZCFP1",
+        fielding_run_id="01BTGNYV6HRNK8K8VKZASZCFP2",
+        previous_status="live",
+        fielding_run_version=6,
         closed_at=datetime(2026, 11, 29, 10, 0, 0, 10_000, tzinfo=UTC),
         command_id="01JDZQ7YV1T2K3M4N5P6Q7R8S9",
     )
     assert json.loads(event.model_dump_json()) == {
-        "event_id": "2b1e6a8e-0000-4000-8000-000000000000", "type": "target_group_closed",
-        "account_id": 101, "project_id": "01BTGNYV6HRNK8K8VKZASZCFP0",
-        "target_group_id": "01BTGNYV6HRNK8K8VKZASZCFP1", "fielding_run_id": "01BTGNYV6HRNK8K8VKZASZCFP2",
-        "reason": "fielding_run_completed", "previous_status": "live", "fielding_run_version": 6,
-        "closed_at": "2026-11-29T10:00:00.010Z", "command_id": "01JDZQ7YV1T2K3M4N5P6Q7R8S9",
+        "event_id": "2b1e6a8e-0000-4000-8000-000000000000",
+        "type": "target_group_closed",
+        "account_id": 101,
+        "project_id": "01BTGNYV6HRNK8K8VKZASZCFP0",
+        "target_group_id": "01BTGNYV6HRNK8K8VKZASZCFP1",
+        "fielding_run_id": "01BTGNYV6HRNK8K8VKZASZCFP2",
+        "reason": "fielding_run_completed",
+        "previous_status": "live",
+        "fielding_run_version": 6,
+        "closed_at": "2026-11-29T10:00:00.010Z",
+        "command_id": "01JDZQ7YV1T2K3M4N5P6Q7R8S9",
     }

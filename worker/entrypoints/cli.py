@@ -81,11 +81,21 @@ def lag(as_json: bool, max_lag: int | None) -> None:
     from worker.adapters.kafka.lag import group_lag
 
     s = _settings()
-    partitions = asyncio.run(group_lag(s.kafka_bootstrap_servers, s.consumer_group, s.commands_topic))
+    partitions = asyncio.run(
+        group_lag(s.kafka_bootstrap_servers, s.consumer_group, s.commands_topic)
+    )
     total = sum(p.lag for p in partitions)
     if as_json:
-        click.echo(json.dumps({"group": s.consumer_group, "topic": s.commands_topic, "total_lag": total,
-                               "partitions": [p.as_json() for p in partitions]}))
+        click.echo(
+            json.dumps(
+                {
+                    "group": s.consumer_group,
+                    "topic": s.commands_topic,
+                    "total_lag": total,
+                    "partitions": [p.as_json() for p in partitions],
+                }
+            )
+        )
     else:
         click.echo(f"group {s.consumer_group}, topic {s.commands_topic}")
         click.echo(f"{'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}")
@@ -123,17 +133,36 @@ async def _with_pool(work: Any) -> Any:
 @click.option("--start-fielding-at", type=click.DateTime(), default=None)
 @click.option("--end-fielding-at", type=click.DateTime(), default=None)
 @click.option("--changed-by", type=click.UUID, default=None)
-def runs_put(account_id: int, project_id: str, target_group_id: str, fielding_run_id: str,
-             status: str, version: int | None, start_fielding_at: datetime | None,
-             end_fielding_at: datetime | None, changed_by: UUID | None) -> None:
+def runs_put(
+    account_id: int,
+    project_id: str,
+    target_group_id: str,
+    fielding_run_id: str,
+    status: str,
+    version: int | None,
+    start_fielding_at: datetime | None,
+    end_fielding_at: datetime | None,
+    changed_by: UUID | None,
+) -> None:
     """Create or replace a fielding run; print it as JSON."""
     from worker.adapters.postgres.runs import put_run
 
-    run = asyncio.run(_with_pool(lambda pool: put_run(
-        pool, account_id=account_id, project_id=project_id, target_group_id=target_group_id,
-        fielding_run_id=fielding_run_id, status=RunStatus(status), version=version,
-        start_fielding_at=start_fielding_at, end_fielding_at=end_fielding_at, changed_by=changed_by,
-    )))
+    run = asyncio.run(
+        _with_pool(
+            lambda pool: put_run(
+                pool,
+                account_id=account_id,
+                project_id=project_id,
+                target_group_id=target_group_id,
+                fielding_run_id=fielding_run_id,
+                status=RunStatus(status),
+                version=version,
+                start_fielding_at=start_fielding_at,
+                end_fielding_at=end_fielding_at,
+                changed_by=changed_by,
+            )
+        )
+    )
     click.echo(json.dumps(run.as_json()))
 
 
@@ -157,18 +186,36 @@ def runs_get(fielding_run_id: str) -> None:
 @click.option("--fielding-run-id", "--id", "fielding_run_id", required=True)
 @click.option("--if-match", required=True, help='The run\'s ETag, e.g. W/"1".')
 @click.option("--command-id", default=None, help="Default: a new ULID-like id.")
-@click.option("--token", default=None, help="Bearer token; default: one signed with FIELDING_JWT_SECRET.")
+@click.option(
+    "--token", default=None, help="Bearer token; default: one signed with FIELDING_JWT_SECRET."
+)
 @click.option("--wait/--no-wait", default=True, help="Wait for the result and print it.")
-def send(account_id: int, project_id: str, target_group_id: str, fielding_run_id: str,
-         if_match: str, command_id: str | None, token: str | None, wait: bool) -> None:
+def send(
+    account_id: int,
+    project_id: str,
+    target_group_id: str,
+    fielding_run_id: str,
+    if_match: str,
+    command_id: str | None,
+    token: str | None,
+    wait: bool,
+) -> None:
     """Send a complete_fielding_run command by hand (a demo helper) and print its result."""
     from worker.entrypoints.send import send_complete
 
-    result = asyncio.run(send_complete(
-        _settings(), account_id=account_id, project_id=project_id, target_group_id=target_group_id,
-        fielding_run_id=fielding_run_id, if_match=if_match, command_id=command_id, token=token,
-        wait=wait,
-    ))
+    result = asyncio.run(
+        send_complete(
+            _settings(),
+            account_id=account_id,
+            project_id=project_id,
+            target_group_id=target_group_id,
+            fielding_run_id=fielding_run_id,
+            if_match=if_match,
+            command_id=command_id,
+            token=token,
+            wait=wait,
+        )
+    )
     click.echo(json.dumps(result))
 
 

@@ -44,7 +44,9 @@ RETRIES = Counter("fielding_worker_retries", "Retried batches, by kind of failur
 REBALANCES = Counter(
     "fielding_worker_rebalances", "Partitions assigned to or revoked from this worker.", ["change"]
 )
-ASSIGNED_PARTITIONS = Gauge("fielding_worker_assigned_partitions", "Command partitions this worker owns.")
+ASSIGNED_PARTITIONS = Gauge(
+    "fielding_worker_assigned_partitions", "Command partitions this worker owns."
+)
 LAST_PROGRESS = Gauge(
     "fielding_worker_last_progress_timestamp_seconds",
     "Unix time of the last committed batch (or of the start, before any).",

@@ -41,7 +41,9 @@ class TokenVerifier:
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._cache_size = cache_size
 
-    def verify(self, authorization: bytes | None, now: float | None = None) -> Principal | AuthFailure:
+    def verify(
+        self, authorization: bytes | None, now: float | None = None
+    ) -> Principal | AuthFailure:
         now = time.time() if now is None else now
         if not authorization:
             return AuthFailure("the authorization header is missing")
@@ -74,7 +76,9 @@ class TokenVerifier:
             return AuthFailure(f"tokens signed with {algorithm!r} are not accepted")
         try:
             claims = jwt.decode(
-                token, key, algorithms=[str(algorithm)],
+                token,
+                key,
+                algorithms=[str(algorithm)],
                 options={"require": ["exp", "sub"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
@@ -98,4 +102,6 @@ def _principal(claims: dict[str, object]) -> Principal | AuthFailure:
         return AuthFailure("the token's account_ids is not a list of integers")
     expires_at = claims["exp"]
     assert isinstance(expires_at, int | float)  # PyJWT has checked it is a number
-    return Principal(user_id=user_id, account_ids=frozenset(account_ids), expires_at=float(expires_at))
+    return Principal(
+        user_id=user_id, account_ids=frozenset(account_ids), expires_at=float(expires_at)
+    )

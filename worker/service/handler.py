@@ -57,12 +57,19 @@ def dlq_emission(record: CommandRecord, reason: str) -> Emission:
 
 def rejected_emission(rejected: Rejected, processed_at: datetime) -> Emission:
     value = result_json(
-        rejected.echo, rejected.status, processed_at,
-        detail=rejected.detail, invalid_params=rejected.invalid_params,
+        rejected.echo,
+        rejected.status,
+        processed_at,
+        detail=rejected.detail,
+        invalid_params=rejected.invalid_params,
     )
     return Emission(
-        Channel.RESULT, result_key(rejected.echo, rejected.record.key), value,
-        rejected.trace_headers, rejected.status, rejected.echo.type,
+        Channel.RESULT,
+        result_key(rejected.echo, rejected.record.key),
+        value,
+        rejected.trace_headers,
+        rejected.status,
+        rejected.echo.type,
     )
 
 
@@ -96,15 +103,27 @@ class CommandHandler:
         for item in triaged:
             if isinstance(item, Unreadable):
                 origin = item.record.origin
-                log.warning("unreadable record copied to the DLQ", extra={
-                    "reason": item.reason, "topic": origin.topic, "partition": origin.partition,
-                    "offset": origin.offset})
+                log.warning(
+                    "unreadable record copied to the DLQ",
+                    extra={
+                        "reason": item.reason,
+                        "topic": origin.topic,
+                        "partition": origin.partition,
+                        "offset": origin.offset,
+                    },
+                )
                 emissions.append(dlq_emission(item.record, item.reason))
                 continue
             if debug:
-                log.debug("command answered", extra={
-                    "command_id": item.echo.command_id, "fielding_run_id": item.echo.fielding_run_id,
-                    "trace_id": item.trace_id, "status": getattr(item, "status", None)})
+                log.debug(
+                    "command answered",
+                    extra={
+                        "command_id": item.echo.command_id,
+                        "fielding_run_id": item.echo.fielding_run_id,
+                        "trace_id": item.trace_id,
+                        "status": getattr(item, "status", None),
+                    },
+                )
             if isinstance(item, Rejected):
                 emissions.append(rejected_emission(item, processed_at))
             else:
@@ -114,9 +133,15 @@ class CommandHandler:
     async def _decide(self, admitted: list[Admitted]) -> dict[int, list[Emission]]:
         now = self._clock()
         commands = [a.command for a in admitted]
-        snapshot = await self._store.load(list({c.fielding_run_id for c in commands}),
-                                          list({(c.account_id, c.command_id) for c in commands}))
-        fresh = [a for a in admitted if (a.command.account_id, a.command.command_id) not in snapshot.outcomes]
+        snapshot = await self._store.load(
+            list({c.fielding_run_id for c in commands}),
+            list({(c.account_id, c.command_id) for c in commands}),
+        )
+        fresh = [
+            a
+            for a in admitted
+            if (a.command.account_id, a.command.command_id) not in snapshot.outcomes
+        ]
         quotas = await self._quotas(fresh)
         decided, changes, new_outcomes = await self._apply(admitted, snapshot, quotas, now)
         await self._store.save(changes, new_outcomes)
@@ -157,16 +182,23 @@ class CommandHandler:
                     continue
                 allowance[command.account_id] -= 1
 
-            run_key = RunKey(command.account_id, command.project_id, command.target_group_id,
-                             command.fielding_run_id)
-            decision = decide_complete(runs.get(command.fielding_run_id), run_key,
-                                       command.expected_version)
+            run_key = RunKey(
+                command.account_id,
+                command.project_id,
+                command.target_group_id,
+                command.fielding_run_id,
+            )
+            decision = decide_complete(
+                runs.get(command.fielding_run_id), run_key, command.expected_version
+            )
             event: bytes | None = None
             if isinstance(decision, Completed):
                 runs[command.fielding_run_id] = decision.run
                 changes[command.fielding_run_id] = RunChange(
-                    run=decision.run, expected_version=snapshot.runs[command.fielding_run_id].version,
-                    changed_at=now, changed_by=item.principal.user_id,
+                    run=decision.run,
+                    expected_version=snapshot.runs[command.fielding_run_id].version,
+                    changed_at=now,
+                    changed_by=item.principal.user_id,
                 )
                 event = self._closed_event(item, decision, now)
                 result = result_json(item.echo, 204, now, etag=etag_of(decision.run.version))
@@ -175,8 +207,12 @@ class CommandHandler:
                 status = decision.value
                 result = result_json(item.echo, status, now, detail=REFUSAL_DETAILS[decision])
             outcome = RememberedOutcome(
-                account_id=command.account_id, command_id=command.command_id,
-                fingerprint=command.fingerprint(), status=status, result=result, event=event,
+                account_id=command.account_id,
+                command_id=command.command_id,
+                fingerprint=command.fingerprint(),
+                status=status,
+                result=result,
+                event=event,
                 origin=item.record.origin,
             )
             remembered[key] = outcome  # a repeat later in this batch is a replay
@@ -187,10 +223,23 @@ class CommandHandler:
 
     def _replay(self, item: Admitted, prior: RememberedOutcome, now: datetime) -> list[Emission]:
         if prior.fingerprint != item.command.fingerprint():
-            value = result_json(item.echo, 400, now, detail=IDEMPOTENCY_CONFLICT.reason,
-                                invalid_params=(IDEMPOTENCY_CONFLICT,))
-            return [Emission(Channel.RESULT, result_key(item.echo, item.record.key), value,
-                             item.trace_headers, 400, item.command.type)]
+            value = result_json(
+                item.echo,
+                400,
+                now,
+                detail=IDEMPOTENCY_CONFLICT.reason,
+                invalid_params=(IDEMPOTENCY_CONFLICT,),
+            )
+            return [
+                Emission(
+                    Channel.RESULT,
+                    result_key(item.echo, item.record.key),
+                    value,
+                    item.trace_headers,
+                    400,
+                    item.command.type,
+                )
+            ]
         # The same record again (a redelivery after a crash) re-emits its event too; the
         # earlier attempt's output was never committed. A new record with the same command
         # only gets the result again.
@@ -198,29 +247,61 @@ class CommandHandler:
 
     def _emit(self, item: Admitted, outcome: RememberedOutcome, with_event: bool) -> list[Emission]:
         command = item.command
-        emissions = [Emission(Channel.RESULT, command.fielding_run_id.encode(), outcome.result,
-                              item.trace_headers, outcome.status, command.type)]
+        emissions = [
+            Emission(
+                Channel.RESULT,
+                command.fielding_run_id.encode(),
+                outcome.result,
+                item.trace_headers,
+                outcome.status,
+                command.type,
+            )
+        ]
         if with_event and outcome.event is not None:
-            emissions.append(Emission(Channel.EVENT, command.target_group_id.encode(), outcome.event,
-                                      item.trace_headers))
+            emissions.append(
+                Emission(
+                    Channel.EVENT,
+                    command.target_group_id.encode(),
+                    outcome.event,
+                    item.trace_headers,
+                )
+            )
         return emissions
 
     def _too_many(self, item: Admitted, quota: Quota, now: datetime) -> Emission:
-        detail = (f"account {item.command.account_id} sent more commands than its limit; "
-                  f"retry after {quota.retry_after_seconds} s")
-        value = result_json(item.echo, 429, now, detail=detail,
-                            retry_after_seconds=quota.retry_after_seconds)
-        return Emission(Channel.RESULT, item.command.fielding_run_id.encode(), value,
-                        item.trace_headers, 429, item.command.type)
+        detail = (
+            f"account {item.command.account_id} sent more commands than its limit; "
+            f"retry after {quota.retry_after_seconds} s"
+        )
+        value = result_json(
+            item.echo, 429, now, detail=detail, retry_after_seconds=quota.retry_after_seconds
+        )
+        return Emission(
+            Channel.RESULT,
+            item.command.fielding_run_id.encode(),
+            value,
+            item.trace_headers,
+            429,
+            item.command.type,
+        )
 
     @staticmethod
     def _closed_event(item: Admitted, decision: Completed, now: datetime) -> bytes:
         command = item.command
         previous = decision.previous_status.value
         assert previous in ("live", "scheduled")  # the machine completes only these
-        return TargetGroupClosed(
-            event_id=new_id(), account_id=command.account_id, project_id=command.project_id,
-            target_group_id=command.target_group_id, fielding_run_id=command.fielding_run_id,
-            previous_status=previous, fielding_run_version=decision.run.version, closed_at=now,
-            command_id=command.command_id,
-        ).model_dump_json().encode()
+        return (
+            TargetGroupClosed(
+                event_id=new_id(),
+                account_id=command.account_id,
+                project_id=command.project_id,
+                target_group_id=command.target_group_id,
+                fielding_run_id=command.fielding_run_id,
+                previous_status=previous,
+                fielding_run_version=decision.run.version,
+                closed_at=now,
+                command_id=command.command_id,
+            )
+            .model_dump_json()
+            .encode()
+        )

@@ -90,7 +90,9 @@ def _header(headers: Headers, name: str) -> bytes | None:
 
 
 def _command_echo(c: CompleteFieldingRun) -> Echo:
-    return Echo(c.command_id, c.type, c.account_id, c.project_id, c.target_group_id, c.fielding_run_id)
+    return Echo(
+        c.command_id, c.type, c.account_id, c.project_id, c.target_group_id, c.fielding_run_id
+    )
 
 
 def _echo(document: dict[str, Any], command_id: str) -> Echo:
@@ -131,7 +133,9 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     trace_headers, trace_id = continue_trace(record.headers)
     principal = verifier.verify(_header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):
-        return Rejected(record, _command_echo(command), 401, principal.detail, None, trace_headers, trace_id)
+        return Rejected(
+            record, _command_echo(command), 401, principal.detail, None, trace_headers, trace_id
+        )
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
         return Rejected(record, _command_echo(command), 403, detail, None, trace_headers, trace_id)
@@ -151,13 +155,20 @@ def _triage_invalid(
         return Unreadable(record, "the value is not a JSON object")
     command_id = document.get("command_id")
     if not isinstance(command_id, str) or not 1 <= len(command_id) <= 255:
-        return Unreadable(record, "the value has no readable command_id (a string of 1 to 255 characters)")
+        return Unreadable(
+            record, "the value has no readable command_id (a string of 1 to 255 characters)"
+        )
     trace_headers, trace_id = continue_trace(record.headers)
     echo = _echo(document, command_id)
     principal = verifier.verify(_header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):  # authentication is judged before the schema
         return Rejected(record, echo, 401, principal.detail, None, trace_headers, trace_id)
     return Rejected(
-        record, echo, 400, "the command does not match its schema", _invalid_params(error),
-        trace_headers, trace_id,
+        record,
+        echo,
+        400,
+        "the command does not match its schema",
+        _invalid_params(error),
+        trace_headers,
+        trace_id,
     )

@@ -65,16 +65,28 @@ def result_json(
         error = TooManyRequestsProblem(details=detail or "the account's command rate is exceeded")
     elif status != 204:
         error = ApiError(
-            id=new_id(), object=ERROR_OBJECTS[status], detail=detail or "",
+            id=new_id(),
+            object=ERROR_OBJECTS[status],
+            detail=detail or "",
             invalid_params=list(invalid_params) if invalid_params is not None else None,
         )
-    return CommandResult(
-        command_id=echo.command_id, type=echo.type, status=status,
-        etag=etag, error=error, retry_after_seconds=retry_after_seconds,
-        account_id=echo.account_id, project_id=echo.project_id,
-        target_group_id=echo.target_group_id, fielding_run_id=echo.fielding_run_id,
-        processed_at=processed_at,
-    ).model_dump_json().encode()
+    return (
+        CommandResult(
+            command_id=echo.command_id,
+            type=echo.type,
+            status=status,
+            etag=etag,
+            error=error,
+            retry_after_seconds=retry_after_seconds,
+            account_id=echo.account_id,
+            project_id=echo.project_id,
+            target_group_id=echo.target_group_id,
+            fielding_run_id=echo.fielding_run_id,
+            processed_at=processed_at,
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def result_key(echo: Echo, record_key: bytes | None) -> bytes | None:

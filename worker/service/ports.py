@@ -60,12 +60,16 @@ class Snapshot:
 
 
 class CommandStore(Protocol):
-    async def load(self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]) -> Snapshot:
+    async def load(
+        self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]
+    ) -> Snapshot:
         """The runs with these ids and the outcomes remembered for these (account, command)
         ids, as of one moment. Nothing is locked: `save` checks what changed since."""
         ...
 
-    async def save(self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]) -> None:
+    async def save(
+        self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]
+    ) -> None:
         """Writes the runs with a compare-and-swap on the versions `load` read, and remembers
         the outcomes, all or nothing.
 

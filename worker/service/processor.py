@@ -52,7 +52,10 @@ class BatchProcessor:
             except TransientFailure as failure:
                 transient += 1
                 self._on_retry("transient")
-                log.warning("transient failure, retrying", extra={"error": str(failure), "attempt": transient})
+                log.warning(
+                    "transient failure, retrying",
+                    extra={"error": str(failure), "attempt": transient},
+                )
                 await asyncio.sleep(self._backoff.delay(transient))
             except Exception as error:
                 unexpected += 1
@@ -62,11 +65,15 @@ class BatchProcessor:
                     await asyncio.sleep(self._backoff.delay(unexpected))
                     continue
                 if len(records) > 1:
-                    log.error("batch keeps failing; trying its %d commands one by one", len(records))
+                    log.error(
+                        "batch keeps failing; trying its %d commands one by one", len(records)
+                    )
                     return [e for record in records for e in await self.process([record])]
                 return self._internal_error(records[0], error, unexpected)
 
-    def _internal_error(self, record: CommandRecord, error: Exception, attempts: int) -> list[Emission]:
+    def _internal_error(
+        self, record: CommandRecord, error: Exception, attempts: int
+    ) -> list[Emission]:
         reason = f"unexpected_internal_error: {type(error).__name__}: {error}"
         copy = dlq_emission(record, reason)
         origin = record.origin
@@ -76,13 +83,29 @@ class BatchProcessor:
         except Exception:  # the record itself may be what breaks things
             triaged = None
         if triaged is None or isinstance(triaged, Unreadable):
-            log.error("record failed %d times; copied to the DLQ", attempts, exc_info=error, extra=where)
+            log.error(
+                "record failed %d times; copied to the DLQ", attempts, exc_info=error, extra=where
+            )
             return [copy]
         echo, trace_headers = triaged.echo, triaged.trace_headers
-        log.error("command failed %d times; answered 500 and copied to the DLQ", attempts, exc_info=error,
-                  extra={**where, "command_id": echo.command_id, "fielding_run_id": echo.fielding_run_id,
-                         "trace_id": triaged.trace_id})
-        value = result_json(echo, 500, utc_now(), detail="an unexpected error occurred; the command is kept in the DLQ")
-        result = Emission(Channel.RESULT, result_key(echo, record.key), value, trace_headers, 500, echo.type)
+        log.error(
+            "command failed %d times; answered 500 and copied to the DLQ",
+            attempts,
+            exc_info=error,
+            extra={
+                **where,
+                "command_id": echo.command_id,
+                "fielding_run_id": echo.fielding_run_id,
+                "trace_id": triaged.trace_id,
+            },
+        )
+        value = result_json(
+            echo,
+            500,
+            utc_now(),
+            detail="an unexpected error occurred; the command is kept in the DLQ",
+        )
+        result = Emission(
+            Channel.RESULT, result_key(echo, record.key), value, trace_headers, 500, echo.type
+        )
         return [result, copy]
-

@@ -31,14 +31,19 @@ def _carrier(headers: Headers) -> dict[str, str]:
 
 def continue_trace(command_headers: Headers) -> tuple[list[tuple[str, bytes]], str]:
     """Headers for an output of this command, and its trace id (hex) for logs."""
-    parent = trace.get_current_span(_PROPAGATOR.extract(_carrier(command_headers))).get_span_context()
+    parent = trace.get_current_span(
+        _PROPAGATOR.extract(_carrier(command_headers))
+    ).get_span_context()
     if parent.is_valid:
         trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
     else:
         trace_id, flags, state = _random.getrandbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
     child = SpanContext(
-        trace_id=trace_id, span_id=_random.getrandbits(64) or 1, is_remote=False,
-        trace_flags=flags, trace_state=state,
+        trace_id=trace_id,
+        span_id=_random.getrandbits(64) or 1,
+        is_remote=False,
+        trace_flags=flags,
+        trace_state=state,
     )
     out: dict[str, str] = {}
     _PROPAGATOR.inject(out, context=trace.set_span_in_context(NonRecordingSpan(child)))

@@ -55,8 +55,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class CommandConsumer:
-    def __init__(self, settings: Settings, processor: BatchProcessor, claims: PartitionClaims,
-                 health: Health) -> None:
+    def __init__(
+        self, settings: Settings, processor: BatchProcessor, claims: PartitionClaims, health: Health
+    ) -> None:
         self._settings = settings
         self._processor = processor
         self._claims = claims
@@ -173,23 +174,34 @@ class CommandConsumer:
             consumer, s = self._consumer, self._settings
             assert consumer is not None
             pipeline = AssignmentPipeline(
-                assignment, s.kafka_bootstrap_servers, s.transactional_id_prefix,
+                assignment,
+                s.kafka_bootstrap_servers,
+                s.transactional_id_prefix,
                 lambda owner_id: TransactionalPublisher(
-                    s.kafka_bootstrap_servers, owner_id, s.consumer_group, self._topics),
-                self._claims, self._processor, s.max_batch, consumer.committed, self._health,
+                    s.kafka_bootstrap_servers, owner_id, s.consumer_group, self._topics
+                ),
+                self._claims,
+                self._processor,
+                s.max_batch,
+                consumer.committed,
+                self._health,
             )
             self._pipeline = pipeline
         return pipeline
 
     async def adopt(self, assigned: list[TopicPartition]) -> None:
         if self._pipeline is not None and self._pipeline.partitions != frozenset(assigned):
-            await self.release(list(self._pipeline.partitions))  # never expected with eager rebalancing
+            await self.release(
+                list(self._pipeline.partitions)
+            )  # never expected with eager rebalancing
         if assigned:
             self._pipeline_for(set(assigned))
         metrics.REBALANCES.labels("assigned").inc(len(assigned))
         metrics.ASSIGNED_PARTITIONS.set(len(assigned))
         self._health.in_group = True
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
+        )
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         """Closes the pipeline if it owns any revoked partition: the group protocol here is
@@ -209,4 +221,7 @@ class CommandConsumer:
                     pass
         metrics.REBALANCES.labels("revoked").inc(len(pipeline.partitions))
         metrics.ASSIGNED_PARTITIONS.set(0)
-        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in pipeline.partitions)})
+        log.info(
+            "partitions revoked",
+            extra={"partitions": sorted(tp.partition for tp in pipeline.partitions)},
+        )

@@ -34,7 +34,9 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[Topic
 async def group_lag(bootstrap_servers: str, group_id: str, topic: str) -> list[PartitionLag]:
     # A group-less consumer only to ask for end offsets (the last stable offset, so records
     # of open transactions do not count as lag).
-    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, isolation_level="read_committed")
+    offsets = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, isolation_level="read_committed"
+    )
     async with admin_client(bootstrap_servers) as admin:
         await offsets.start()
         try:
@@ -44,8 +46,11 @@ async def group_lag(bootstrap_servers: str, group_id: str, topic: str) -> list[P
         finally:
             await offsets.stop()
     return [
-        PartitionLag(topic, tp.partition,
-                     committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
-                     ends[tp])
+        PartitionLag(
+            topic,
+            tp.partition,
+            committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
+            ends[tp],
+        )
         for tp in tps
     ]

@@ -47,7 +47,9 @@ T = TypeVar("T")
 def command_record(record: Record) -> CommandRecord:
     return CommandRecord(
         origin=RecordOrigin(record.topic, record.partition, record.offset),
-        key=record.key, value=record.value, headers=tuple(record.headers),
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers),
         timestamp_ms=record.timestamp,
     )
 
@@ -164,8 +166,13 @@ class AssignmentPipeline:
         await self._publisher.start()
         for tp in self.partitions:
             self.committed[tp] = self._next[tp] = await self._committed_offset(tp) or 0
-        log.info("pipeline ready", extra={"owner_id": self.owner_id,
-                                          "offsets": {tp.partition: o for tp, o in self.committed.items()}})
+        log.info(
+            "pipeline ready",
+            extra={
+                "owner_id": self.owner_id,
+                "offsets": {tp.partition: o for tp, o in self.committed.items()},
+            },
+        )
 
     async def _run(self) -> None:
         await within(OWNERSHIP_TIMEOUT_SECONDS, self._take_ownership(), "taking ownership")
@@ -191,7 +198,9 @@ class AssignmentPipeline:
                 # handed over, so records wait in one growing batch, not in a queue of small ones.
                 if publishing is not None:
                     await publishing
-                publishing = asyncio.create_task(self._publish(Decided(batch, offsets, emissions), preparing))
+                publishing = asyncio.create_task(
+                    self._publish(Decided(batch, offsets, emissions), preparing)
+                )
                 publishing.add_done_callback(lambda _: self._wake.set())
             if publishing is not None:
                 await publishing
@@ -201,11 +210,14 @@ class AssignmentPipeline:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
 
-    async def _prepare(self, offsets: dict[TopicPartition, int],
-                       after: asyncio.Task[Transaction] | None) -> Transaction:
+    async def _prepare(
+        self, offsets: dict[TopicPartition, int], after: asyncio.Task[Transaction] | None
+    ) -> Transaction:
         if after is not None:
             await after  # the previous batch's offsets reach the coordinator first
-        return await within(PUBLISH_TIMEOUT_SECONDS, self._publisher.prepare(offsets), "preparing a transaction")
+        return await within(
+            PUBLISH_TIMEOUT_SECONDS, self._publisher.prepare(offsets), "preparing a transaction"
+        )
 
     def _take_batch(self) -> tuple[list[Record], dict[TopicPartition, int]]:
         """The next batch, and the offsets committing it: per partition, the next to read."""
@@ -224,8 +236,11 @@ class AssignmentPipeline:
     async def _publish(self, decided: Decided, preparing: asyncio.Task[Transaction]) -> None:
         with metrics.PUBLISH_SECONDS.time():
             transaction = await preparing
-            await within(PUBLISH_TIMEOUT_SECONDS,
-                         self._publisher.publish(transaction, decided.emissions), "publishing a batch")
+            await within(
+                PUBLISH_TIMEOUT_SECONDS,
+                self._publisher.publish(transaction, decided.emissions),
+                "publishing a batch",
+            )
         self._in_flight.popleft()
         self.committed.update(decided.offsets)
         self._health.progressed()

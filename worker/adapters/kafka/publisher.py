@@ -51,12 +51,15 @@ class Transaction:
 
 
 class TransactionalPublisher:
-    def __init__(self, bootstrap_servers: str, owner_id: str, group_id: str,
-                 topics: dict[Channel, str]) -> None:
+    def __init__(
+        self, bootstrap_servers: str, owner_id: str, group_id: str, topics: dict[Channel, str]
+    ) -> None:
         self._group_id = group_id
         self._topics = topics
-        self._producers = [self._new_producer(bootstrap_servers, transactional_id)
-                           for transactional_id in producer_ids(owner_id)]
+        self._producers = [
+            self._new_producer(bootstrap_servers, transactional_id)
+            for transactional_id in producer_ids(owner_id)
+        ]
         self._turn = 0
 
     @staticmethod
@@ -78,7 +81,9 @@ class TransactionalPublisher:
         await asyncio.gather(*(producer.start() for producer in self._producers))
 
     async def stop(self) -> None:
-        for outcome in await asyncio.gather(*(p.stop() for p in self._producers), return_exceptions=True):
+        for outcome in await asyncio.gather(
+            *(p.stop() for p in self._producers), return_exceptions=True
+        ):
             if isinstance(outcome, KafkaError):
                 log.debug("producer stop failed", exc_info=outcome)
             elif isinstance(outcome, BaseException):
@@ -116,13 +121,17 @@ class TransactionalPublisher:
             # Fenced, failed, or committed-or-not unknown: never guess, never send twice.
             raise PartitionLost(f"publish failed: {error!r}") from error
 
-    async def _send_all(self, producer: AIOKafkaProducer, emissions: Sequence[Emission]) -> list[asyncio.Future[Any]]:
+    async def _send_all(
+        self, producer: AIOKafkaProducer, emissions: Sequence[Emission]
+    ) -> list[asyncio.Future[Any]]:
         """Hands the records to the producer one batch per partition, and returns the batches'
         delivery futures. Per-record `send()` costs a future, a metadata check and a partitioner
         call each, which was a fifth of the worker's CPU. Partitions are Kafka's default for the
         key (murmur2), so keys land where any Kafka client would put them."""
-        partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in
-                      {self._topics[e.channel] for e in emissions}}
+        partitions = {
+            topic: sorted(await producer.partitions_for(topic))
+            for topic in {self._topics[e.channel] for e in emissions}
+        }
         builders: dict[tuple[str, int], BatchBuilder] = {}
         deliveries: list[asyncio.Future[Any]] = []
         for done, emission in enumerate(emissions):
@@ -130,13 +139,22 @@ class TransactionalPublisher:
             topic = self._topics[emission.channel]
             partition = partition_for(emission.key, partitions[topic])
             builder = builders.get((topic, partition))
-            if builder is None or builder.append(key=emission.key, value=emission.value, timestamp=None,
-                                                 headers=emission.headers) is None:
+            if (
+                builder is None
+                or builder.append(
+                    key=emission.key, value=emission.value, timestamp=None, headers=emission.headers
+                )
+                is None
+            ):
                 if builder is not None:  # full: send it and start another
-                    deliveries.append(await producer.send_batch(builder, topic, partition=partition))
+                    deliveries.append(
+                        await producer.send_batch(builder, topic, partition=partition)
+                    )
                 builder = builders[(topic, partition)] = producer.create_batch()
                 # aiokafka's batch always takes its first record, whatever its size.
-                builder.append(key=emission.key, value=emission.value, timestamp=None, headers=emission.headers)
+                builder.append(
+                    key=emission.key, value=emission.value, timestamp=None, headers=emission.headers
+                )
         for (topic, partition), builder in builders.items():
             deliveries.append(await producer.send_batch(builder, topic, partition=partition))
         return deliveries
@@ -147,11 +165,16 @@ async def fence(bootstrap_servers: str, owner_ids: Iterable[str]) -> None:
     and completes (aborts) whatever transaction they had open, before this returns."""
 
     async def one(transactional_id: str) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, transactional_id=transactional_id,
-                                    enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+        )
         try:
             await producer.start()
         finally:
             await producer.stop()
 
-    await asyncio.gather(*(one(t) for owner_id in sorted(owner_ids) for t in producer_ids(owner_id)))
+    await asyncio.gather(
+        *(one(t) for owner_id in sorted(owner_ids) for t in producer_ids(owner_id))
+    )

@@ -21,14 +21,19 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     }
 
 
-async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+async def _await_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0
+) -> None:
     """New topics take a moment to get partition leaders; clients that come too early see errors."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         descriptions = await admin.describe_topics(names)
-        if all(d["error_code"] == 0 and d["partitions"]
-               and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])
-               for d in descriptions):
+        if all(
+            d["error_code"] == 0
+            and d["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])
+            for d in descriptions
+        ):
             return
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"topics without leaders after {timeout}s: {names}")
@@ -40,7 +45,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
     async with admin_client(settings.kafka_bootstrap_servers) as admin:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor)
+            NewTopic(
+                name, num_partitions=partitions, replication_factor=settings.replication_factor
+            )
             for name, partitions in topic_specs(settings).items()
             if name not in existing
         ]

@@ -47,29 +47,41 @@ class PostgresCommandStore:
         self._rate_window_seconds = rate_window_seconds
         self._rate_limit = rate_limit
 
-    async def load(self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]) -> Snapshot:
+    async def load(
+        self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]
+    ) -> Snapshot:
         with translate_transient():
-            row = await self._pool.fetchrow(LOAD, list(run_ids), [k[0] for k in command_keys],
-                                            [k[1] for k in command_keys])
+            row = await self._pool.fetchrow(
+                LOAD, list(run_ids), [k[0] for k in command_keys], [k[1] for k in command_keys]
+            )
         assert row is not None
         runs = {
-            run_id: RunState(key=RunKey(account_id, project_id, target_group_id, run_id),
-                             status=RunStatus(status), version=version)
+            run_id: RunState(
+                key=RunKey(account_id, project_id, target_group_id, run_id),
+                status=RunStatus(status),
+                version=version,
+            )
             for run_id, account_id, project_id, target_group_id, status, version in row["runs"]
         }
         outcomes = {
             (account_id, command_id): RememberedOutcome(
-                account_id=account_id, command_id=command_id, fingerprint=bytes(fingerprint),
-                status=status, result=result.encode(),
+                account_id=account_id,
+                command_id=command_id,
+                fingerprint=bytes(fingerprint),
+                status=status,
+                result=result.encode(),
                 event=event.encode() if event is not None else None,
                 origin=RecordOrigin(topic, partition, offset),
             )
-            for account_id, command_id, fingerprint, status, result, event, topic, partition, offset
-            in row["outcomes"]
+            for account_id, command_id, fingerprint, status, result, event, topic, partition, offset in row[
+                "outcomes"
+            ]
         }
         return Snapshot(runs, outcomes)
 
-    async def save(self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]) -> None:
+    async def save(
+        self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]
+    ) -> None:
         with translate_transient():
             await self._pool.execute(
                 SAVE,
@@ -96,7 +108,10 @@ class PostgresCommandStore:
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute("SET LOCAL synchronous_commit = off")
                 rows = await connection.fetch(
-                    TAKE_QUOTA, accounts, [requested[a] for a in accounts], self._rate_window_seconds
+                    TAKE_QUOTA,
+                    accounts,
+                    [requested[a] for a in accounts],
+                    self._rate_window_seconds,
                 )
         quotas = {}
         for account_id, used, seconds_left in rows:

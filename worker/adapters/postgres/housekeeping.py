@@ -10,7 +10,9 @@ DELETE FROM command_outcomes WHERE ctid IN (
     WHERE decided_at < now() - make_interval(secs => $1) LIMIT $2
 )
 """
-FORGET_RATE_WINDOWS = "DELETE FROM account_command_rates WHERE window_start < now() - interval '1 hour'"
+FORGET_RATE_WINDOWS = (
+    "DELETE FROM account_command_rates WHERE window_start < now() - interval '1 hour'"
+)
 
 
 async def forget_expired(pool: asyncpg.Pool, retention_seconds: float, chunk: int = 10_000) -> int:

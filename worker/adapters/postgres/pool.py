@@ -12,7 +12,10 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 async def create_pool(database_url: str, max_size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        database_url, min_size=1, max_size=max_size, reset=_keep_session,
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        reset=_keep_session,
         server_settings={
             "application_name": "fielding-worker",
             # A worker frozen or cut off inside a transaction must not hold row locks forever.

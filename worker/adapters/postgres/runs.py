@@ -31,9 +31,13 @@ class FieldingRunRecord:
             return format_timestamp(value) if value else None
 
         return {
-            "account_id": self.account_id, "project_id": self.project_id,
-            "target_group_id": self.target_group_id, "id": self.id, "status": self.status.value,
-            "version": self.version, "etag": etag_of(self.version),
+            "account_id": self.account_id,
+            "project_id": self.project_id,
+            "target_group_id": self.target_group_id,
+            "id": self.id,
+            "status": self.status.value,
+            "version": self.version,
+            "etag": etag_of(self.version),
             "start_fielding_at": moment(self.start_fielding_at),
             "end_fielding_at": moment(self.end_fielding_at),
             "last_changed_at": moment(self.last_changed_at),
@@ -41,8 +45,10 @@ class FieldingRunRecord:
         }
 
 
-COLUMNS = ("account_id, project_id, target_group_id, id, status, version, start_fielding_at, "
-           "end_fielding_at, last_changed_at, last_changed_by")
+COLUMNS = (
+    "account_id, project_id, target_group_id, id, status, version, start_fielding_at, "
+    "end_fielding_at, last_changed_at, last_changed_by"
+)
 
 # A replace is a change like any other: the version grows by one, unless one is given.
 PUT = f"""
@@ -76,13 +82,25 @@ async def put_run(
     changed_by: UUID | None = None,
 ) -> FieldingRunRecord:
     row = await connection.fetchrow(
-        PUT, account_id, project_id, target_group_id, fielding_run_id, status.value, version,
-        start_fielding_at, end_fielding_at, changed_by,
+        PUT,
+        account_id,
+        project_id,
+        target_group_id,
+        fielding_run_id,
+        status.value,
+        version,
+        start_fielding_at,
+        end_fielding_at,
+        changed_by,
     )
     assert row is not None
     return _record(row)
 
 
-async def get_run(connection: asyncpg.Connection | asyncpg.Pool, fielding_run_id: str) -> FieldingRunRecord | None:
-    row = await connection.fetchrow(f"SELECT {COLUMNS} FROM fielding_runs WHERE id = $1", fielding_run_id)
+async def get_run(
+    connection: asyncpg.Connection | asyncpg.Pool, fielding_run_id: str
+) -> FieldingRunRecord | None:
+    row = await connection.fetchrow(
+        f"SELECT {COLUMNS} FROM fielding_runs WHERE id = $1", fielding_run_id
+    )
     return _record(row) if row else None
