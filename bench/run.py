@@ -37,8 +37,8 @@ from bench.naive import run_naive
 from schemas.types import format_timestamp
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.lag import topic_partitions
-from worker.adapters.kafka.topics import ensure_topics
 from worker.adapters.postgres.migrate import upgrade
+from worker.bootstrap import create_topics
 from worker.entrypoints.send import new_ulid
 from worker.settings import Settings
 
@@ -164,7 +164,7 @@ async def backlog_scenario(
 ) -> Settings:
     """A scenario's own topics, with the commands for `indexes` already waiting on them."""
     settings = scenario_settings(base, database_url, name)
-    await ensure_topics(settings)
+    await create_topics(settings)
     await produce_commands(settings, runs, indexes)
     return settings
 
@@ -515,7 +515,7 @@ async def bench_memory(base: Settings, checkpoints: list[int]) -> dict[str, Any]
     url = await fresh_database(base.database_url, "fielding_bench_memory")
     runs = await create_runs(url, total)
     settings = scenario_settings(base, url, "memory")
-    await ensure_topics(settings)
+    await create_topics(settings)
     watcher = ResultWatcher(settings)
     await watcher.start()
     process = start_worker(settings)

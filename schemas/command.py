@@ -52,3 +52,12 @@ class CompleteFieldingRun(BaseModel):
             )
         )
         return hashlib.sha256(canonical.encode()).digest()[:16]
+
+
+Command = CompleteFieldingRun
+COMMAND_TYPES: frozenset[str] = frozenset({COMPLETE_FIELDING_RUN})
+
+
+def parse_command(value: bytes) -> Command:
+    """The command in a record's value; raises pydantic's ValidationError."""
+    return CompleteFieldingRun.model_validate_json(value)

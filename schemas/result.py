@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict
 
 from schemas.errors import ApiError, TooManyRequestsProblem
 from schemas.types import Timestamp
 
-Status = Literal[204, 400, 401, 403, 404, 412, 422, 429, 500]
+
+class Status(IntEnum):
+    """The HTTP status the public API would have answered: the one list of them."""
+
+    NO_CONTENT = 204
+    BAD_REQUEST = 400
+    UNAUTHORIZED = 401
+    FORBIDDEN = 403
+    NOT_FOUND = 404
+    PRECONDITION_FAILED = 412
+    INVALID_STATE = 422
+    TOO_MANY_REQUESTS = 429
+    INTERNAL_ERROR = 500
 
 
 class CommandResult(BaseModel):

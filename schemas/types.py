@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -13,7 +15,8 @@ INT32_MAX = 2**31 - 1
 
 Ulid = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{26}$")]
 AccountId = Annotated[int, Field(gt=0, le=INT32_MAX)]
-CommandId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# No NUL: Postgres text cannot hold one, and the id is stored for idempotency.
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
 
 ETAG_PATTERN = r'^(W/)?"(0|[1-9][0-9]{0,9})"$'
 _ETAG = re.compile(ETAG_PATTERN)
@@ -41,3 +44,12 @@ def format_timestamp(moment: datetime) -> str:
 
 
 Timestamp = Annotated[AwareDatetime, PlainSerializer(format_timestamp, return_type=str)]
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_ulid() -> str:
+    """A ULID: 48 bits of milliseconds and 80 random bits, in Crockford's base 32."""
+    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))

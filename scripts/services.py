@@ -183,10 +183,10 @@ async def _kafka_ready(timeout: float) -> None:
 
 
 async def _create_topics() -> None:
-    from worker.adapters.kafka.topics import ensure_topics
+    from worker.bootstrap import create_topics
     from worker.settings import Settings
 
-    await ensure_topics(Settings(kafka_bootstrap_servers=f"localhost:{KAFKA_PORT}"))
+    await create_topics(Settings(kafka_bootstrap_servers=f"localhost:{KAFKA_PORT}"))
 
 
 def kafka_down() -> None:

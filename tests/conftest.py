@@ -17,9 +17,9 @@ from tests.support.commands import SECRET
 from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.kafka import TopicReader
 from tests.support.services import Services, real_services
-from worker.adapters.kafka.topics import ensure_topics
 from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
+from worker.bootstrap import create_topics
 from worker.entrypoints.send import new_ulid
 from worker.settings import Settings
 
@@ -72,7 +72,7 @@ async def settings(services: Services, database_url: str) -> Settings:
         session_timeout_ms=6000,
         metrics_port=0,
     )
-    await ensure_topics(s)
+    await create_topics(s)
     return s
 
 

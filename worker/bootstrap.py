@@ -7,8 +7,13 @@ import contextlib
 import logging
 
 import asyncpg
+from aiokafka import TopicPartition
 
-from worker.adapters.kafka.consumer import CommandConsumer
+from worker.adapters.kafka.consumer import CommandConsumer, ConsumerConfig
+from worker.adapters.kafka.lag import committed_offsets
+from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits, Positions
+from worker.adapters.kafka.publisher import TransactionalPublisher
+from worker.adapters.kafka.topics import ensure_topics
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
@@ -17,6 +22,7 @@ from worker.observability import http, metrics
 from worker.observability.health import Health
 from worker.service.auth import TokenVerifier
 from worker.service.handler import CommandHandler
+from worker.service.outputs import Channel
 from worker.service.processor import BatchProcessor
 from worker.settings import Settings
 
@@ -26,10 +32,29 @@ HOUSEKEEPING_SECONDS = 60.0
 DATABASE_CHECK_SECONDS = 5.0
 
 
+async def create_topics(settings: Settings) -> list[str]:
+    """The contract's topics, created where missing; returns the names created."""
+    partitions = {
+        settings.commands_topic: settings.commands_partitions,
+        settings.results_topic: settings.output_partitions,
+        settings.events_topic: settings.output_partitions,
+        settings.dlq_topic: settings.commands_partitions,  # copies keep their key's partition
+    }
+    return await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        partitions,
+        commands_topic=settings.commands_topic,
+        dlq_topic=settings.dlq_topic,
+        replication_factor=settings.replication_factor,
+    )
+
+
 def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchProcessor:
     verifier = TokenVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         settings.jwt_public_key,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
     )
     handler = CommandHandler(store, verifier, settings.rate_limit_per_account)
     return BatchProcessor(
@@ -39,17 +64,52 @@ def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchPro
     )
 
 
+def build_consumer(
+    settings: Settings, pool: asyncpg.Pool, processor: BatchProcessor, health: Health
+) -> CommandConsumer:
+    claims = PostgresPartitionClaims(pool)
+    topics = {
+        Channel.RESULT: settings.results_topic,
+        Channel.EVENT: settings.events_topic,
+        Channel.DLQ: settings.dlq_topic,
+    }
+    limits = Limits(max_batch=settings.max_batch, max_batch_bytes=settings.max_batch_bytes)
+
+    def make_pipeline(
+        partitions: frozenset[TopicPartition], positions: Positions
+    ) -> AssignmentPipeline:
+        owner_id = AssignmentPipeline.new_owner_id(settings.transactional_id_prefix)
+        publisher = TransactionalPublisher(
+            settings.kafka_bootstrap_servers, owner_id, settings.consumer_group, topics
+        )
+        return AssignmentPipeline(
+            partitions, owner_id, publisher, claims, processor, positions, limits, health
+        )
+
+    config = ConsumerConfig(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        topic=settings.commands_topic,
+        session_timeout_ms=settings.session_timeout_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        max_buffered_records=settings.max_batch * 4,
+        max_buffered_bytes=settings.max_buffered_bytes,
+        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
+    )
+    return CommandConsumer(config, make_pipeline, health)
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool = True) -> None:
     """Runs until `stop` is set, then drains: in-flight batches finish and commit."""
-    pool = await create_pool(settings.database_url, max_size=8)
+    pool = await create_pool(
+        settings.database_url, max_size=8, statement_timeout=settings.statement_timeout_seconds
+    )
     health = Health(stall_seconds=settings.stall_seconds)
     server = http.serve(health, settings.metrics_port) if serve_http else None
     store = PostgresCommandStore(
         pool, settings.rate_limit_window_seconds, settings.rate_limit_per_account
     )
-    consumer = CommandConsumer(
-        settings, build_processor(settings, store), PostgresPartitionClaims(pool), health
-    )
+    consumer = build_consumer(settings, pool, build_processor(settings, store), health)
     metrics.LAST_PROGRESS.set_to_current_time()
     chores = asyncio.create_task(_chores(pool, settings, health))
     try:
@@ -66,6 +126,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool =
         await pool.close()
 
 
+async def housekeeping(pool: asyncpg.Pool, settings: Settings) -> int:
+    """Forgets expired outcomes whose records the group has committed; returns how many."""
+    committed = await committed_offsets(
+        settings.kafka_bootstrap_servers, settings.consumer_group, settings.commands_topic
+    )
+    return await forget_expired(
+        pool, settings.outcome_retention_hours * 3600, settings.commands_topic, committed
+    )
+
+
 async def _chores(pool: asyncpg.Pool, settings: Settings, health: Health) -> None:
     loop = asyncio.get_running_loop()
     next_housekeeping = loop.time() + HOUSEKEEPING_SECONDS
@@ -73,7 +143,7 @@ async def _chores(pool: asyncpg.Pool, settings: Settings, health: Health) -> Non
         health.database_ok = await database_reachable(pool)
         if loop.time() >= next_housekeeping and health.database_ok:
             try:
-                forgotten = await forget_expired(pool, settings.outcome_retention_hours * 3600)
+                forgotten = await housekeeping(pool, settings)
                 if forgotten:
                     log.info("forgot expired command outcomes", extra={"count": forgotten})
             except Exception:

@@ -1,8 +1,15 @@
-"""Every setting of the worker, read from the environment: the one place they are defined."""
+"""Every setting of the worker, read from the environment: the one place they are defined.
+
+Values are checked when the settings are read (a window of 0 seconds, a batch of 0 commands,
+a port out of range): `fielding-worker` stops at start with the setting's name and what is
+wrong, rather than failing later in a way that names neither.
+"""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,10 +22,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
     kafka_bootstrap_servers: str = Field(
-        "localhost:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+        "localhost:9092", min_length=1, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
     database_url: str = Field(
         "postgresql://fielding:fielding@localhost:5432/fielding",
+        pattern=r"^postgres(ql)?://",
         validation_alias=_env("DATABASE_URL"),
     )
     jwt_secret: SecretStr | None = Field(None, validation_alias=_env("FIELDING_JWT_SECRET"))
@@ -27,58 +35,119 @@ class Settings(BaseSettings):
         validation_alias=_env("FIELDING_JWT_PUBLIC_KEY"),
         description="PEM public key; when set, RS256 tokens are accepted besides HS256.",
     )
+    jwt_audience: str | None = Field(
+        None,
+        validation_alias=_env("FIELDING_JWT_AUDIENCE"),
+        description="When set, a token must carry this `aud`.",
+    )
+    jwt_issuer: str | None = Field(
+        None,
+        validation_alias=_env("FIELDING_JWT_ISSUER"),
+        description="When set, a token must carry this `iss`.",
+    )
 
     commands_topic: str = Field(
-        "fielding-run-commands", validation_alias=_env("FIELDING_COMMANDS_TOPIC")
+        "fielding-run-commands", min_length=1, validation_alias=_env("FIELDING_COMMANDS_TOPIC")
     )
     results_topic: str = Field(
-        "fielding-run-command-results", validation_alias=_env("FIELDING_RESULTS_TOPIC")
+        "fielding-run-command-results",
+        min_length=1,
+        validation_alias=_env("FIELDING_RESULTS_TOPIC"),
     )
-    events_topic: str = Field("target-group-events", validation_alias=_env("FIELDING_EVENTS_TOPIC"))
-    dlq_topic: str = Field("fielding-run-commands-dlq", validation_alias=_env("FIELDING_DLQ_TOPIC"))
-    consumer_group: str = Field("fielding-worker", validation_alias=_env("FIELDING_CONSUMER_GROUP"))
-    commands_partitions: int = Field(12, validation_alias=_env("FIELDING_COMMANDS_PARTITIONS"))
-    output_partitions: int = Field(12, validation_alias=_env("FIELDING_OUTPUT_PARTITIONS"))
-    replication_factor: int = Field(1, validation_alias=_env("FIELDING_REPLICATION_FACTOR"))
+    events_topic: str = Field(
+        "target-group-events", min_length=1, validation_alias=_env("FIELDING_EVENTS_TOPIC")
+    )
+    dlq_topic: str = Field(
+        "fielding-run-commands-dlq", min_length=1, validation_alias=_env("FIELDING_DLQ_TOPIC")
+    )
+    consumer_group: str = Field(
+        "fielding-worker", min_length=1, validation_alias=_env("FIELDING_CONSUMER_GROUP")
+    )
+    commands_partitions: int = Field(
+        12, ge=1, validation_alias=_env("FIELDING_COMMANDS_PARTITIONS")
+    )
+    output_partitions: int = Field(12, ge=1, validation_alias=_env("FIELDING_OUTPUT_PARTITIONS"))
+    replication_factor: int = Field(1, ge=1, validation_alias=_env("FIELDING_REPLICATION_FACTOR"))
 
-    metrics_port: int = Field(9464, validation_alias=_env("METRICS_PORT"))
-    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
+    log_level: str = Field(
+        "INFO",
+        pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        validation_alias=_env("LOG_LEVEL"),
+    )
 
     max_batch: int = Field(
         2000,
+        ge=1,
         validation_alias=_env("FIELDING_MAX_BATCH"),
         description="Most commands handled in one database transaction and one Kafka transaction.",
     )
+    max_batch_bytes: int = Field(
+        4 << 20,
+        ge=1,
+        validation_alias=_env("FIELDING_MAX_BATCH_BYTES"),
+        description="Most bytes of command records in one batch (a larger record goes alone).",
+    )
+    max_buffered_bytes: int = Field(
+        32 << 20,
+        ge=1,
+        validation_alias=_env("FIELDING_MAX_BUFFERED_BYTES"),
+        description="Fetching pauses while this many bytes of records wait to be decided.",
+    )
     rate_limit_per_account: int = Field(
         100,
+        ge=0,
         validation_alias=_env("FIELDING_RATE_LIMIT"),
         description="Commands an account may send per window, across all replicas; 0 is no limit.",
     )
     rate_limit_window_seconds: int = Field(
-        1, validation_alias=_env("FIELDING_RATE_LIMIT_WINDOW_SECONDS")
+        1, ge=1, validation_alias=_env("FIELDING_RATE_LIMIT_WINDOW_SECONDS")
     )
     outcome_retention_hours: float = Field(
         168,
+        gt=0,
         validation_alias=_env("FIELDING_OUTCOME_RETENTION_HOURS"),
         description="How long a decided command is remembered for idempotent replays.",
     )
     unexpected_error_attempts: int = Field(
         3,
+        ge=1,
         validation_alias=_env("FIELDING_UNEXPECTED_ERROR_ATTEMPTS"),
         description="Tries of a command that fails unexpectedly before it is answered 500.",
     )
+    statement_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        validation_alias=_env("FIELDING_STATEMENT_TIMEOUT_SECONDS"),
+        description="Postgres gives up on a statement after this long; the batch is retried "
+        "and, if it keeps timing out, split.",
+    )
     stall_seconds: float = Field(
         60,
+        gt=0,
         validation_alias=_env("FIELDING_STALL_SECONDS"),
         description="/healthz fails when there is lag and no progress for this long.",
     )
     shutdown_timeout_seconds: float = Field(
-        20, validation_alias=_env("FIELDING_SHUTDOWN_TIMEOUT_SECONDS")
+        20, gt=0, validation_alias=_env("FIELDING_SHUTDOWN_TIMEOUT_SECONDS")
     )
-    session_timeout_ms: int = Field(10_000, validation_alias=_env("FIELDING_SESSION_TIMEOUT_MS"))
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, validation_alias=_env("FIELDING_SESSION_TIMEOUT_MS")
+    )
     max_poll_interval_ms: int = Field(
-        60_000, validation_alias=_env("FIELDING_MAX_POLL_INTERVAL_MS")
+        60_000, ge=1000, validation_alias=_env("FIELDING_MAX_POLL_INTERVAL_MS")
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        topics = [self.commands_topic, self.results_topic, self.events_topic, self.dlq_topic]
+        if len(set(topics)) != len(topics):
+            raise ValueError("the commands, results, events and DLQ topics must all differ")
+        if self.session_timeout_ms > self.max_poll_interval_ms:
+            raise ValueError(
+                "FIELDING_SESSION_TIMEOUT_MS must not exceed FIELDING_MAX_POLL_INTERVAL_MS"
+            )
+        return self
 
     def as_environment(self) -> dict[str, str]:
         """These settings as the environment variables that would produce them (for child processes)."""

@@ -101,14 +101,24 @@ async def test_a_401_is_not_remembered_so_a_retry_with_a_good_token_succeeds(
     assert [r["status"] for r in outputs.results.values()] == [401, 204]
 
 
-async def test_remembered_outcomes_expire_after_the_retention(pool: asyncpg.Pool) -> None:
+async def test_remembered_outcomes_expire_after_the_retention_once_their_records_committed(
+    pool: asyncpg.Pool,
+) -> None:
     await pool.execute("""
         INSERT INTO command_outcomes (account_id, command_id, fingerprint, status, result,
                                       source_topic, source_partition, source_offset, decided_at)
         VALUES (909, 'old', '\\x00', 404, '{}', 't', 0, 0, now() - interval '2 hours'),
+               (909, 'old-not-committed', '\\x00', 404, '{}', 't', 0, 7, now() - interval '2 hours'),
+               (909, 'old-nothing-committed', '\\x00', 404, '{}', 't', 1, 0, now() - interval '2 hours'),
+               (909, 'old-other-topic', '\\x00', 404, '{}', 'u', 0, 9, now() - interval '2 hours'),
                (909, 'new', '\\x00', 404, '{}', 't', 0, 1, now())
     """)
-    forgotten = await forget_expired(pool, retention_seconds=3600, chunk=1)
-    assert forgotten >= 1
+    # The group has committed partition 0 of topic t up to offset 5, and nothing of partition 1.
+    forgotten = await forget_expired(pool, 3600, "t", {0: 5}, chunk=1)
+    assert forgotten >= 2
     kept = await pool.fetch("SELECT command_id FROM command_outcomes WHERE account_id = 909")
-    assert [r["command_id"] for r in kept] == ["new"]
+    assert sorted(r["command_id"] for r in kept) == [
+        "new",
+        "old-not-committed",
+        "old-nothing-committed",
+    ]

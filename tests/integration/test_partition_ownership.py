@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 
 from tests.support.harness import Outputs
 from tests.support.kafka import Outgoing, produce
-from worker.adapters.kafka.publisher import fence, producer_ids
+from worker.adapters.kafka.publisher import fence_owners, producer_ids
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.settings import Settings
 
@@ -57,7 +57,7 @@ async def test_fencing_stops_the_earlier_owners_transaction(
     try:
         await zombie.begin_transaction()
         await zombie.send_and_wait(settings.results_topic, b"from the zombie", key=b"k")
-        await fence(settings.kafka_bootstrap_servers, {zombie_owner})
+        await fence_owners(settings.kafka_bootstrap_servers, {zombie_owner})
         with pytest.raises(KafkaError):
             await zombie.commit_transaction()
     finally:

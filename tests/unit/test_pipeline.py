@@ -6,31 +6,44 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import cast
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from worker.adapters.kafka.pipeline import AssignmentPipeline
-from worker.adapters.kafka.publisher import TransactionalPublisher
+from worker.adapters.kafka import pipeline as pipeline_module
+from worker.adapters.kafka.errors import PartitionLost
+from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits
 from worker.observability.health import Health
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
 from worker.service.ports import TransientFailure
-from worker.service.processor import BatchProcessor
 
 TOPIC = "commands"
 
 
 class RecordingPublisher:
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, log: list[str] | None = None) -> None:
         self.batches: list[tuple[list[bytes], dict[TopicPartition, int]]] = []
         self.expected = expected
         self.all_published = asyncio.Event()
+        self.log = log if log is not None else []
+        self.renewed: list[dict[TopicPartition, int]] = []
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        self.log.append("producers started")
 
     async def stop(self) -> None: ...
+
+    async def fence(self, owner_ids: Iterable[str]) -> None:
+        self.log.append("fenced " + ",".join(sorted(owner_ids)))
+
+    async def renew(
+        self, transaction: dict[TopicPartition, int], offsets: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        self.renewed.append(dict(offsets))
+        return transaction
 
     async def prepare(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         return dict(offsets)  # stands in for the open transaction holding them
@@ -47,8 +60,8 @@ class SlowTimedPublisher(RecordingPublisher):
     """Notes when each batch's transaction is prepared and published; both take a while, so
     steps that could overlap would."""
 
-    def __init__(self, expected: int) -> None:
-        super().__init__(expected)
+    def __init__(self, expected: int, log: list[str] | None = None) -> None:
+        super().__init__(expected, log)
         self.steps: list[tuple[str, int, str]] = []  # (step, batch number, start|end)
         self.prepared = 0
 
@@ -70,20 +83,45 @@ class SlowTimedPublisher(RecordingPublisher):
 
 
 class NoEarlierOwners:
-    def __init__(self, outages: int = 0) -> None:
+    def __init__(
+        self, outages: int = 0, log: list[str] | None = None, superseded: bool = False
+    ) -> None:
         self.claimed: list[tuple[str, list[int], str]] = []
         self.outages = outages  # the first calls fail as if the database were restarting
+        self.log = log if log is not None else []
+        self.superseded = superseded  # another owner claims right after this one
 
     async def claim(self, topic: str, partitions: Sequence[int], owner_id: str) -> set[str]:
         if self.outages:
             self.outages -= 1
             raise TransientFailure("database: connection refused")
         self.claimed.append((topic, sorted(partitions), owner_id))
-        return set()
+        self.log.append("claimed")
+        return {"earlier-owner"}
 
-    async def confirm_fenced(
-        self, topic: str, partitions: Sequence[int], owner_id: str
-    ) -> None: ...
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> bool:
+        return not self.superseded
+
+
+class Positions:
+    """The consumer's committed offsets and log ends, as a dict."""
+
+    def __init__(self, committed: dict[int, int | None], log_end: int = 1000) -> None:
+        self._committed = committed
+        self.log_end = log_end
+        self.seeks: dict[TopicPartition, int] = {}
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self._committed[tp.partition]
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.log_end for tp in tps}
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: 0 for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks[tp] = offset
 
 
 class AnswerEachRecord:
@@ -96,7 +134,7 @@ class AnswerEachRecord:
         ]
 
 
-def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+def record(partition: int, offset: int, value: bytes = b"{}") -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic=TOPIC,
         partition=partition,
@@ -104,10 +142,10 @@ def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
         timestamp=int(time.time() * 1000),
         timestamp_type=0,
         key=b"k",
-        value=b"{}",
+        value=value,
         checksum=None,
         serialized_key_size=1,
-        serialized_value_size=2,
+        serialized_value_size=len(value),
         headers=[],
     )
 
@@ -118,24 +156,26 @@ async def run_pipeline(
     max_batch: int = 100,
     claim_outages: int = 0,
     publisher_type: type[RecordingPublisher] = RecordingPublisher,
+    max_batch_bytes: int = 1 << 20,
+    positions: Positions | None = None,
+    processor: object | None = None,
 ) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
+    positions = positions or Positions(committed)
     expected = len([r for r in records if r.offset >= (committed[r.partition] or 0)])
-    publisher, claims = publisher_type(expected), NoEarlierOwners(claim_outages)
-
-    async def committed_offset(tp: TopicPartition) -> int | None:
-        return committed[tp.partition]
-
+    log: list[str] = []
+    publisher = publisher_type(expected, log)
+    claims = NoEarlierOwners(claim_outages, log)
     pipeline = AssignmentPipeline(
         [TopicPartition(TOPIC, p) for p in committed],
-        "unused:9092",
-        "group.commands",
-        lambda owner_id: cast(TransactionalPublisher, publisher),
+        AssignmentPipeline.new_owner_id("group.commands"),
+        publisher,
         claims,
-        cast(BatchProcessor, AnswerEachRecord()),
-        max_batch,
-        committed_offset,
+        processor or AnswerEachRecord(),  # type: ignore[arg-type]
+        positions,
+        Limits(max_batch=max_batch, max_batch_bytes=max_batch_bytes),
         Health(stall_seconds=60),
     )
+    pipeline.start()
     pipeline.submit(records)  # before it has read the committed offsets, as after a rebalance
     await asyncio.wait_for(publisher.all_published.wait(), 5)
     await pipeline.close(timeout=5)
@@ -200,3 +240,65 @@ async def test_transactions_are_prepared_and_published_strictly_in_batch_order()
     assert any(
         at[("prepare", k, "start")] < at[("publish", k - 1, "end")] for k in range(1, batches)
     )
+
+
+async def test_producers_start_before_the_claim_so_a_later_claimants_fence_wins() -> None:
+    _, publisher, _ = await run_pipeline({0: None}, [record(0, 0)])
+    assert publisher.log == ["producers started", "claimed", "fenced earlier-owner"]
+
+
+async def test_an_owner_superseded_while_it_started_never_publishes() -> None:
+    claims = NoEarlierOwners(superseded=True)
+    publisher = RecordingPublisher(1)
+    pipeline = AssignmentPipeline(
+        [TopicPartition(TOPIC, 0)],
+        "owner",
+        publisher,
+        claims,
+        AnswerEachRecord(),
+        Positions({0: None}),
+        Limits(100, 1 << 20),
+        Health(stall_seconds=60),
+    )
+    pipeline.start()
+    pipeline.submit([record(0, 0)])
+    assert pipeline.task is not None
+    with pytest.raises(PartitionLost):
+        await asyncio.wait_for(pipeline.task, 5)
+    assert publisher.batches == []
+
+
+async def test_a_batch_is_bounded_in_bytes_and_a_huge_record_goes_alone() -> None:
+    records = [
+        record(0, 0, b"a" * 400),
+        record(0, 1, b"b" * 400),
+        record(0, 2, b"c" * 2000),
+        record(0, 3, b"d" * 10),
+    ]
+    _, publisher, _ = await run_pipeline({0: None}, records, max_batch_bytes=1000)
+    assert [len(values) for values, _ in publisher.batches] == [2, 1, 1]
+
+
+async def test_a_committed_offset_above_the_log_end_reads_the_partition_from_its_start() -> None:
+    # The topic was deleted and made again: 3 records now, the group committed 500 before.
+    positions = Positions({0: 500}, log_end=3)
+    records = [record(0, o) for o in range(3)]
+    pipeline, publisher, _ = await run_pipeline({0: 0}, records, positions=positions)
+    assert decided(publisher) == [b"0:0", b"0:1", b"0:2"]
+    assert positions.seeks == {TopicPartition(TOPIC, 0): 0}
+    assert pipeline.committed == {TopicPartition(TOPIC, 0): 3}
+
+
+async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline_module, "RENEW_AFTER_SECONDS", 0.05)
+
+    class SlowDecisions(AnswerEachRecord):
+        async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
+            await asyncio.sleep(0.1)
+            return await super().process(records)
+
+    _, publisher, _ = await run_pipeline({0: None}, [record(0, 0)], processor=SlowDecisions())
+    assert publisher.renewed == [{TopicPartition(TOPIC, 0): 1}]
+    assert decided(publisher) == [b"0:0"]

@@ -1,17 +1,19 @@
-"""Failure classification: transient failures wait, a poison command alone gets a 500."""
+"""Failure classification: transient failures wait, a poison command alone gets a 500, quota is
+taken once per command, and every record ends in an output whatever fails."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 
 from tests.support.commands import SECRET, auth_headers, command, encode
 from tests.support.fakes import InMemoryStore
 from worker.service.auth import TokenVerifier
-from worker.service.handler import CommandHandler
+from worker.service.handler import CommandHandler, QuotaLedger
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
-from worker.service.ports import RecordOrigin, TransientFailure
+from worker.service.ports import RecordOrigin, StatementTimeout, TransientFailure
 from worker.service.processor import Backoff, BatchProcessor
 
 NO_WAIT = Backoff(first=0, most=0)
@@ -26,20 +28,36 @@ def record(offset: int, body: dict[str, object]) -> CommandRecord:
 class FlakyHandler(CommandHandler):
     """Fails the way it is told to, then behaves."""
 
-    def __init__(self, transient_failures: int = 0, poison_command_id: str | None = None) -> None:
-        super().__init__(InMemoryStore(), TokenVerifier(SECRET), rate_limit_per_account=0)
+    def __init__(
+        self,
+        transient_failures: int = 0,
+        poison_command_id: str | None = None,
+        failure: Exception | None = None,
+        store: InMemoryStore | None = None,
+        rate_limit: int = 0,
+    ) -> None:
+        super().__init__(store or InMemoryStore(rate_limit), TokenVerifier(SECRET), rate_limit)
         self.transient_failures = transient_failures
+        self.failure = failure or TransientFailure("database unreachable")
         self.poison = poison_command_id
         self.calls = 0
+        self.sizes: list[int] = []
 
-    async def handle(self, records: Sequence[CommandRecord]) -> list[Emission]:
+    async def handle(
+        self, records: Sequence[CommandRecord], ledger: QuotaLedger | None = None
+    ) -> list[Emission]:
         self.calls += 1
+        self.sizes.append(len(records))
         if self.transient_failures:
             self.transient_failures -= 1
-            raise TransientFailure("database unreachable")
+            raise self.failure
         if self.poison and any(self.poison.encode() in (r.value or b"") for r in records):
             raise RuntimeError("a bug this command triggers")
-        return await super().handle(records)
+        return await super().handle(records, ledger)
+
+
+def statuses(out: list[Emission]) -> list[int]:
+    return [json.loads(e.value)["status"] for e in out if e.channel is Channel.RESULT]
 
 
 async def test_transient_failures_are_retried_until_they_pass() -> None:
@@ -64,3 +82,64 @@ async def test_a_poison_command_gets_500_and_a_dlq_copy_and_the_rest_go_on() -> 
     ]
     assert internal["error"]["object"] == "unexpected_internal_error"
     assert internal["command_id"] == poison["command_id"]
+
+
+async def test_a_poison_command_in_a_large_batch_is_isolated_by_halving() -> None:
+    bodies = [command() for _ in range(64)]
+    handler = FlakyHandler(poison_command_id=bodies[37]["command_id"])
+    out = await BatchProcessor(handler, 1, NO_WAIT).process(
+        [record(i, b) for i, b in enumerate(bodies)]
+    )
+    assert statuses(out) == [404] * 37 + [500] + [404] * 26
+    # Halving finds it in about 2 log2(64) tries, where one by one would take 64 more.
+    assert handler.calls <= 2 * 6 + 1
+
+
+async def test_statement_timeouts_split_the_batch_rather_than_retry_it_forever() -> None:
+    handler = FlakyHandler(transient_failures=3, failure=StatementTimeout("canceling statement"))
+    out = await BatchProcessor(handler, 2, NO_WAIT).process(
+        [record(i, command()) for i in range(8)]
+    )
+    assert statuses(out) == [404] * 8
+    assert handler.sizes[:3] == [8, 8, 4]
+
+
+async def test_a_command_takes_quota_once_however_often_its_batch_is_tried() -> None:
+    store = InMemoryStore(rate_limit=2)
+    handler = FlakyHandler(transient_failures=2, store=store, rate_limit=2)
+    handler.calls = 0
+
+    class FailAfterCharging(InMemoryStore):
+        pass
+
+    original_save = store.save
+    failures = [TransientFailure("a lost race"), TransientFailure("a lost race")]
+
+    async def save_after_charge(*args: object) -> None:
+        if failures:
+            raise failures.pop()
+        await original_save(*args)  # type: ignore[arg-type]
+
+    store.save = save_after_charge  # type: ignore[method-assign]
+    handler.transient_failures = 0
+    out = await BatchProcessor(handler, 3, NO_WAIT).process(
+        [record(i, command()) for i in range(3)]
+    )
+    assert statuses(out) == [404, 404, 429]
+    assert store.used == {101: 3}, "three commands charged once each, over three tries"
+
+
+async def test_a_record_whose_answer_cannot_be_built_still_leaves_a_dlq_stub() -> None:
+    class Broken(FlakyHandler):
+        @property
+        def verifier(self) -> TokenVerifier:
+            raise RuntimeError("even triage fails")
+
+    body = command()
+    handler = Broken(poison_command_id=body["command_id"])
+    poisoned = record(5, body)
+    [stub] = await BatchProcessor(handler, 1, NO_WAIT).process([poisoned])
+    assert stub.channel is Channel.DLQ and stub.origin == poisoned.origin
+    body = json.loads(stub.value)
+    assert body["original"] == {"topic": "commands", "partition": 0, "offset": 5}
+    assert body["value_sha256"] == hashlib.sha256(poisoned.value or b"").hexdigest()

@@ -12,13 +12,22 @@ from typing import Any
 from uuid import UUID
 
 import click
+from pydantic import ValidationError
 
 from fielding_statemachine.status import RunStatus
 from worker.settings import Settings
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value stops here, named."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise click.UsageError(f"invalid settings: {problems}") from None
 
 
 @click.group()
@@ -38,9 +47,9 @@ def migrate() -> None:
 @main.command("create-topics")
 def create_topics() -> None:
     """Create the contract's topics where missing."""
-    from worker.adapters.kafka.topics import ensure_topics
+    from worker.bootstrap import create_topics as create
 
-    created = asyncio.run(ensure_topics(_settings()))
+    created = asyncio.run(create(_settings()))
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 

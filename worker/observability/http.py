@@ -1,9 +1,13 @@
-"""/metrics, /healthz and /readyz on METRICS_PORT, served from a thread by the standard library."""
+"""/metrics, /healthz and /readyz on METRICS_PORT, served by the standard library from threads
+of their own: a thread per connection, each giving up on a client silent for a few seconds,
+so one idle connection cannot hold the probes back (wsgiref's server alone serves one
+connection at a time), and a busy event loop cannot either."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -14,9 +18,19 @@ from worker.observability.health import Health
 StartResponse = Callable[..., Any]
 
 
+# Seconds a connection may stay silent before its thread drops it.
+CLIENT_TIMEOUT_SECONDS = 5.0
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = CLIENT_TIMEOUT_SECONDS
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one access-log line per scrape is noise
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 
 
 def health_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
@@ -35,6 +49,8 @@ def health_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iter
 
 
 def serve(health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:
-    server = make_server(host, port, health_app(health), handler_class=_QuietHandler)
+    server = make_server(
+        host, port, health_app(health), server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

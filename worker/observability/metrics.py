@@ -51,3 +51,8 @@ LAST_PROGRESS = Gauge(
     "fielding_worker_last_progress_timestamp_seconds",
     "Unix time of the last committed batch (or of the start, before any).",
 )
+OFFSET_RESETS = Counter(
+    "fielding_worker_offset_resets",
+    "Partitions whose committed offset was above the log end (the topic recreated?) and that "
+    "were read again from their log start.",
+)

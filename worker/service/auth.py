@@ -1,17 +1,28 @@
-"""Bearer-token checks for commands: 401 for a bad token, the claims for a good one.
+"""Bearer tokens: the verifier that turns a command's `authorization` header into a principal
+(or a 401), and the issuer that mints tokens for tools, tests and the worker's own scheduler.
 
 PyJWT's decode costs about 60 µs; upstream services reuse one token for many commands, so a
 verified token is cached (bounded) and only its expiry is checked again per command.
+Whatever a header holds, `verify` returns: a hostile token is a 401, never an exception.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import jwt
+import jwt.types
+
+# Tokens longer than this are refused unread: they would be cached, and echoed nowhere.
+MAX_TOKEN_BYTES = 8192
+# A 401's detail names what was wrong, never more than this much of what the token said.
+MAX_ECHO = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +40,30 @@ class AuthFailure:
     detail: str
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
+
+
 class TokenVerifier:
     def __init__(
-        self, hs256_secret: str | None, rs256_public_key: str | None = None, cache_size: int = 4096
+        self,
+        hs256_secret: str | None,
+        rs256_public_key: str | None = None,
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+        cache_size: int = 4096,
     ) -> None:
         self._keys: list[tuple[str | bytes, str]] = []
         if hs256_secret:
             self._keys.append((hs256_secret, "HS256"))
         if rs256_public_key:
             self._keys.append((rs256_public_key, "RS256"))
+        self._audience = audience
+        self._issuer = issuer
+        required = ["exp", "sub"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
+        self._options: jwt.types.Options = {"require": required, "verify_aud": audience is not None}
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._cache_size = cache_size
 
@@ -47,10 +73,12 @@ class TokenVerifier:
         now = time.time() if now is None else now
         if not authorization:
             return AuthFailure("the authorization header is missing")
+        if len(authorization) > MAX_TOKEN_BYTES:
+            return AuthFailure(f"the authorization header is longer than {MAX_TOKEN_BYTES} bytes")
         scheme, _, token = authorization.partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
-            return AuthFailure("the authorization header is not a Bearer token")
         token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            return AuthFailure("the authorization header is not a Bearer token")
         principal = self._cache.get(token)
         if principal is None:
             verified = self._decode(token)
@@ -69,39 +97,86 @@ class TokenVerifier:
             return AuthFailure("no key is configured to verify tokens")
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
-        except jwt.DecodeError:
+        except jwt.InvalidTokenError:
             return AuthFailure("the token is malformed")
-        key = next((key for key, alg in self._keys if alg == algorithm), None)
-        if key is None:
-            return AuthFailure(f"tokens signed with {algorithm!r} are not accepted")
+        found = next(((key, alg) for key, alg in self._keys if alg == algorithm), None)
+        if found is None:
+            return AuthFailure(f"tokens signed with {_short(algorithm)} are not accepted")
+        key, algorithm = found
         try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=[str(algorithm)],
-                options={"require": ["exp", "sub"], "verify_aud": False},
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options=self._options,
             )
         except jwt.ExpiredSignatureError:
             return AuthFailure("the token has expired")
         except jwt.InvalidSignatureError:
             return AuthFailure("the token's signature is invalid")
+        except jwt.InvalidAudienceError:
+            return AuthFailure("the token is not meant for this service (aud)")
+        except jwt.InvalidIssuerError:
+            return AuthFailure("the token's issuer is not accepted (iss)")
         except jwt.InvalidTokenError as error:
-            return AuthFailure(f"the token is invalid: {error}")
+            return AuthFailure(f"the token is invalid: {str(error)[:MAX_ECHO]}")
+        except Exception:  # a key library's error on hostile input is still a 401
+            return AuthFailure("the token could not be verified")
         return _principal(claims)
 
 
-def _principal(claims: dict[str, object]) -> Principal | AuthFailure:
+def _principal(claims: dict[str, Any]) -> Principal | AuthFailure:
     try:
-        user_id = UUID(str(claims["sub"]))
-    except ValueError:
+        user_id = UUID(claims["sub"])
+    except (TypeError, ValueError, AttributeError):
         return AuthFailure("the token's sub is not a user id (UUID)")
     account_ids = claims.get("account_ids")
     if not isinstance(account_ids, list) or not all(
-        isinstance(a, int) and not isinstance(a, bool) for a in account_ids
+        type(a) is int
+        for a in account_ids  # bool is an int subclass, and not an account
     ):
         return AuthFailure("the token's account_ids is not a list of integers")
     expires_at = claims["exp"]
-    assert isinstance(expires_at, int | float)  # PyJWT has checked it is a number
+    if type(expires_at) not in (int, float):  # PyJWT also takes "123" (a string of digits)
+        return AuthFailure("the token's exp is not a number")
     return Principal(
         user_id=user_id, account_ids=frozenset(account_ids), expires_at=float(expires_at)
     )
+
+
+class TokenIssuer:
+    """Signs HS256 tokens with the claims the verifier expects: for the `send` tool, the bench,
+    the tests, and the worker's own timer commands (signed with the system key)."""
+
+    def __init__(
+        self, secret: str, *, audience: str | None = None, issuer: str | None = None
+    ) -> None:
+        self._secret = secret
+        self._audience = audience
+        self._issuer = issuer
+
+    def issue(
+        self,
+        account_ids: Iterable[int],
+        *,
+        user_id: UUID | None = None,
+        lifetime_seconds: float = 3600,
+        **extra_claims: Any,
+    ) -> str:
+        claims: dict[str, Any] = {
+            "sub": str(user_id or uuid.uuid4()),
+            "account_ids": sorted(account_ids),
+            "exp": int(time.time() + lifetime_seconds),
+        }
+        if self._audience:
+            claims["aud"] = self._audience
+        if self._issuer:
+            claims["iss"] = self._issuer
+        claims.update(extra_claims)
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def bearer(self, account_ids: Iterable[int], **kwargs: Any) -> bytes:
+        """The value of an `authorization` header carrying a new token."""
+        return b"Bearer " + self.issue(account_ids, **kwargs).encode()

@@ -2,24 +2,26 @@
 
 Checks run in the public API's order: authentication (401), then the schema (400), then the
 account (403). What survives is admitted to the database stage (429, 404, 412, 422, 204).
+`triage` is total: whatever bytes, headers or nesting a record holds, it returns one of the
+three, and every record with a readable `command_id` is answered.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.command import COMPLETE_FIELDING_RUN, CompleteFieldingRun
+from schemas.command import COMMAND_TYPES, Command, parse_command
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
+from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
+from worker.service.outputs import Echo, clean_text, header_keys_are_utf8
 from worker.service.ports import RecordOrigin
 from worker.service.trace_context import continue_trace
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,12 @@ class CommandRecord:
     headers: Headers
     timestamp_ms: int
 
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers: what the record weighs in memory and in a copy."""
+        headers = sum(len(k) + len(v or b"") for k, v in self.headers)
+        return len(self.key or b"") + len(self.value or b"") + headers
+
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
@@ -39,18 +47,6 @@ class Unreadable:
 
     record: CommandRecord
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Echo:
-    """The fields of a command that a result repeats back, as far as they could be read."""
-
-    command_id: str
-    type: str | None
-    account_id: int | None = None
-    project_id: str | None = None
-    target_group_id: str | None = None
-    fielding_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,76 +65,55 @@ class Rejected:
 @dataclass(frozen=True, slots=True)
 class Admitted:
     record: CommandRecord
-    command: CompleteFieldingRun
+    command: Command
     principal: Principal
     trace_headers: list[tuple[str, bytes]]
     trace_id: str
 
     @property
     def echo(self) -> Echo:
-        return _command_echo(self.command)
+        return Echo.of_command(self.command)
 
 
 Triaged = Unreadable | Rejected | Admitted
 
 
-def _header(headers: Headers, name: str) -> bytes | None:
+def header(headers: Headers, name: str) -> bytes | None:
     for key, value in headers:
         if key.lower() == name:
             return value
     return None
 
 
-def _command_echo(c: CompleteFieldingRun) -> Echo:
-    return Echo(
-        c.command_id, c.type, c.account_id, c.project_id, c.target_group_id, c.fielding_run_id
-    )
-
-
-def _echo(document: dict[str, Any], command_id: str) -> Echo:
-    def text(name: str) -> str | None:
-        value = document.get(name)
-        return value if isinstance(value, str) else None
-
-    account_id = document.get("account_id")
-    return Echo(
-        command_id=command_id,
-        type=text("type"),
-        account_id=account_id if type(account_id) is int else None,
-        project_id=text("project_id"),
-        target_group_id=text("target_group_id"),
-        fielding_run_id=text("fielding_run_id"),
-    )
-
-
 def _invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
     params = []
-    for problem in error.errors(include_url=False, include_input=False):
+    for problem in error.errors(include_url=False, include_input=False, include_context=False):
         name = ".".join(str(part) for part in problem["loc"]) or "(body)"
         reason = problem["msg"]
-        if name == "type" and problem["type"] == "literal_error":
-            reason = f"unknown command type; the worker handles {COMPLETE_FIELDING_RUN!r}"
-        params.append(InvalidParam(name=name, reason=reason))
+        if name == "type" and problem["type"] in ("literal_error", "union_tag_invalid"):
+            reason = f"unknown command type; the worker handles {', '.join(sorted(COMMAND_TYPES))}"
+        params.append(InvalidParam(name=clean_text(name), reason=clean_text(reason, 500)))
     return tuple(params)
 
 
 def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     if record.value is None:
         return Unreadable(record, "the record has no value (a tombstone)")
+    if not header_keys_are_utf8(record.headers):
+        return Unreadable(record, "a header key is not UTF-8")
     try:
         # The common case parses once; only a failure pays for the slower look below.
-        command = CompleteFieldingRun.model_validate_json(record.value)
+        command = parse_command(record.value)
     except ValidationError as error:
         return _triage_invalid(record, record.value, verifier, error)
     trace_headers, trace_id = continue_trace(record.headers)
-    principal = verifier.verify(_header(record.headers, "authorization"))
+    echo = Echo.of_command(command)
+    principal = verifier.verify(header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):
-        return Rejected(
-            record, _command_echo(command), 401, principal.detail, None, trace_headers, trace_id
-        )
+        return Rejected(record, echo, 401, principal.detail, None, trace_headers, trace_id)
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
-        return Rejected(record, _command_echo(command), 403, detail, None, trace_headers, trace_id)
+        return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
     return Admitted(record, command, principal, trace_headers, trace_id)
 
 
@@ -146,21 +121,21 @@ def _triage_invalid(
     record: CommandRecord, value: bytes, verifier: TokenVerifier, error: ValidationError
 ) -> Unreadable | Rejected:
     try:
-        document = json.loads(value.decode("utf-8"))
+        members = top_level_members(value.decode("utf-8"))
     except UnicodeDecodeError:
         return Unreadable(record, "the value is not UTF-8")
-    except ValueError:
+    except NotJson:
         return Unreadable(record, "the value is not JSON")
-    if not isinstance(document, dict):
+    except NotAnObject:
         return Unreadable(record, "the value is not a JSON object")
-    command_id = document.get("command_id")
+    command_id = members.get("command_id")
     if not isinstance(command_id, str) or not 1 <= len(command_id) <= 255:
         return Unreadable(
             record, "the value has no readable command_id (a string of 1 to 255 characters)"
         )
     trace_headers, trace_id = continue_trace(record.headers)
-    echo = _echo(document, command_id)
-    principal = verifier.verify(_header(record.headers, "authorization"))
+    echo = Echo.of_members(members, command_id)
+    principal = verifier.verify(header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):  # authentication is judged before the schema
         return Rejected(record, echo, 401, principal.detail, None, trace_headers, trace_id)
     return Rejected(

@@ -1,16 +1,40 @@
-"""What handling a command produces: results, events and DLQ copies, ready to publish."""
+"""Every output of the worker is built here: results, events, DLQ copies and DLQ stubs.
+
+Nothing here can fail on what a record contains. Echoed strings are made encodable (a lone
+surrogate becomes U+FFFD) and capped in length before they reach a model; error details are
+the worker's own sentences plus bounded echoes; so every result fits its topic whatever the
+command held. Keys follow one rule each: results by `fielding_run_id` (or the command
+record's own key where that is unreadable), events by `target_group_id`, DLQ records by the
+original key.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
+from schemas.command import COMMAND_TYPES, Command
 from schemas.errors import ApiError, ErrorObjectName, InvalidParam, TooManyRequestsProblem
-from schemas.result import CommandResult
-from worker.service.intake import Echo
+from schemas.result import CommandResult, Status
+from worker.service.ports import RecordOrigin
+
+Headers = Sequence[tuple[str, bytes | None]]
+
+# Echoed strings: a command's ids are 26 characters and its command_id at most 255.
+MAX_ECHO = 255
+MAX_REASON = 1000  # characters of a DLQ reason
+MAX_INVALID_PARAMS = 50
+# A record batch's header (61 bytes) and one record's varints and attributes, rounded up.
+RECORD_OVERHEAD = 100
+# The most of a record's key a DLQ stub keeps (a key can be as large as the record).
+MAX_STUB_KEY = 1024
 
 
 class Channel(Enum):
@@ -24,9 +48,89 @@ class Emission:
     channel: Channel
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    status: int | None = None  # results only, for metrics
-    command_type: str | None = None
+    headers: Headers = ()
+    origin: RecordOrigin | None = None  # the command record this answers or copies
+    status: Status | None = None  # results only, for metrics
+    command_type: str | None = None  # results only: a known command type, or None
+
+    @property
+    def size(self) -> int:
+        """An upper bound of the bytes this record takes in a record batch of its own."""
+        headers = sum(len(k) * 4 + len(v or b"") + 10 for k, v in self.headers)
+        return RECORD_OVERHEAD + len(self.key or b"") + len(self.value) + headers
+
+
+def clean_text(text: str, limit: int = MAX_ECHO) -> str:
+    """`text` made encodable as UTF-8 (lone surrogates become U+FFFD) and at most `limit`
+    characters long."""
+    text = text[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def header_keys_are_utf8(headers: Headers) -> bool:
+    """False when a header key holds bytes that are not UTF-8 (the consumer reads those with
+    `surrogateescape`): such a header cannot be written back by a Kafka client."""
+    for key, _ in headers:
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """The fields of a command that a result repeats back, as far as they could be read;
+    every string clean (see `clean_text`)."""
+
+    command_id: str
+    type: str | None
+    account_id: int | None = None
+    project_id: str | None = None
+    target_group_id: str | None = None
+    fielding_run_id: str | None = None
+
+    @classmethod
+    def of_command(cls, command: Command) -> Echo:
+        """A command that passed its schema holds only clean strings."""
+        return cls(
+            command.command_id,
+            command.type,
+            command.account_id,
+            command.project_id,
+            command.target_group_id,
+            command.fielding_run_id,
+        )
+
+    @classmethod
+    def of_members(cls, members: dict[str, Any], command_id: str) -> Echo:
+        """From the top-level members of a document that failed its schema."""
+
+        def text(name: str) -> str | None:
+            value = members.get(name)
+            return clean_text(value) if isinstance(value, str) else None
+
+        account_id = members.get("account_id")
+        return cls(
+            command_id=clean_text(command_id),
+            type=text("type"),
+            account_id=account_id
+            if type(account_id) is int and -(2**63) <= account_id < 2**63
+            else None,
+            project_id=text("project_id"),
+            target_group_id=text("target_group_id"),
+            fielding_run_id=text("fielding_run_id"),
+        )
+
+    @property
+    def known_type(self) -> str | None:
+        """The command's type if it is one the worker knows (a metric label takes no other)."""
+        return self.type if self.type in COMMAND_TYPES else None
 
 
 # Event and error ids need uniqueness, not secrecy: 122 random bits from a generator seeded
@@ -39,36 +143,47 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(int=_ids.getrandbits(128), version=4)
 
 
-ERROR_OBJECTS: dict[int, ErrorObjectName] = {
-    400: "bad_request_error",
-    401: "authorization_error",
-    403: "authorization_error",
-    404: "not_found_error",
-    412: "precondition_failed_error",
-    422: "invalid_state_error",
-    500: "unexpected_internal_error",
+ERROR_OBJECTS: dict[Status, ErrorObjectName] = {
+    Status.BAD_REQUEST: "bad_request_error",
+    Status.UNAUTHORIZED: "authorization_error",
+    Status.FORBIDDEN: "authorization_error",
+    Status.NOT_FOUND: "not_found_error",
+    Status.PRECONDITION_FAILED: "precondition_failed_error",
+    Status.INVALID_STATE: "invalid_state_error",
+    Status.INTERNAL_ERROR: "unexpected_internal_error",
 }
 
 
-def result_json(
+def _bounded(params: Sequence[InvalidParam]) -> list[InvalidParam]:
+    if len(params) <= MAX_INVALID_PARAMS:
+        return list(params)
+    more = len(params) - MAX_INVALID_PARAMS + 1
+    return [
+        *params[: MAX_INVALID_PARAMS - 1],
+        InvalidParam(name="(more)", reason=f"{more} more invalid parameters"),
+    ]
+
+
+def result_value(
     echo: Echo,
-    status: int,
+    status: Status,
     processed_at: datetime,
     *,
     etag: str | None = None,
     detail: str | None = None,
-    invalid_params: tuple[InvalidParam, ...] | None = None,
+    invalid_params: Sequence[InvalidParam] | None = None,
     retry_after_seconds: int | None = None,
 ) -> bytes:
+    """A result's JSON. `detail` is the worker's own text; `echo` is clean."""
     error: ApiError | TooManyRequestsProblem | None = None
-    if status == 429:
+    if status is Status.TOO_MANY_REQUESTS:
         error = TooManyRequestsProblem(details=detail or "the account's command rate is exceeded")
-    elif status != 204:
+    elif status >= 400:
         error = ApiError(
             id=new_id(),
             object=ERROR_OBJECTS[status],
             detail=detail or "",
-            invalid_params=list(invalid_params) if invalid_params is not None else None,
+            invalid_params=_bounded(invalid_params) if invalid_params is not None else None,
         )
     return (
         CommandResult(
@@ -89,6 +204,59 @@ def result_json(
     )
 
 
-def result_key(echo: Echo, record_key: bytes | None) -> bytes | None:
-    """Results are keyed by fielding_run_id; where it is unreadable, by the command's own key."""
-    return echo.fielding_run_id.encode() if echo.fielding_run_id else record_key
+def result(
+    echo: Echo,
+    value: bytes,
+    status: Status,
+    *,
+    record_key: bytes | None,
+    trace_headers: Headers,
+    origin: RecordOrigin,
+) -> Emission:
+    """A result, keyed by `fielding_run_id`; where that is unreadable, by the command's key."""
+    key = echo.fielding_run_id.encode() if echo.fielding_run_id else record_key
+    return Emission(Channel.RESULT, key, value, trace_headers, origin, status, echo.known_type)
+
+
+def event(
+    target_group_id: str, value: bytes, *, trace_headers: Headers, origin: RecordOrigin
+) -> Emission:
+    return Emission(Channel.EVENT, target_group_id.encode(), value, trace_headers, origin)
+
+
+def _coordinates(origin: RecordOrigin, reason: str) -> list[tuple[str, bytes | None]]:
+    return [
+        ("dlq.reason", clean_text(reason, MAX_REASON).encode()),
+        ("dlq.original.topic", origin.topic.encode()),
+        ("dlq.original.partition", str(origin.partition).encode()),
+        ("dlq.original.offset", str(origin.offset).encode()),
+    ]
+
+
+def dlq_copy(
+    origin: RecordOrigin, key: bytes | None, value: bytes | None, headers: Headers, reason: str
+) -> Emission:
+    """The record byte for byte, with its key and headers, plus why and where it came from; a
+    stub (`dlq_stub`) where its headers cannot be written back."""
+    if not header_keys_are_utf8(headers):
+        return dlq_stub(origin, key, value, f"{reason} (a header key is not UTF-8)")
+    return Emission(
+        Channel.DLQ, key, value or b"", [*headers, *_coordinates(origin, reason)], origin
+    )
+
+
+def dlq_stub(origin: RecordOrigin, key: bytes | None, value: bytes | None, reason: str) -> Emission:
+    """In place of a copy that cannot be made or cannot fit: the reason, the coordinates and
+    a SHA-256 of the value (when the value could be read), never the record's content."""
+    digest = hashlib.sha256(value).hexdigest() if value is not None else None
+    kept_key = key if key is not None and len(key) <= MAX_STUB_KEY else None
+    body = {
+        "reason": clean_text(reason, MAX_REASON),
+        "original": {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset},
+        "value_sha256": digest,
+        "value_bytes": len(value) if value is not None else None,
+    }
+    headers = [*_coordinates(origin, reason), ("dlq.stub", b"true")]
+    if digest is not None:
+        headers.append(("dlq.value.sha256", digest.encode()))
+    return Emission(Channel.DLQ, kept_key, json.dumps(body).encode(), headers, origin)

@@ -15,6 +15,11 @@ class TransientFailure(Exception):
     """A failure that retrying later can cure (database or broker unreachable, a lost race)."""
 
 
+class StatementTimeout(TransientFailure):
+    """The database gave up on a statement that ran too long: retried, but a batch that keeps
+    meeting it is made smaller."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecordOrigin:
     """Where a command record sits in Kafka; tells a redelivery from a repeated command."""
@@ -91,6 +96,7 @@ class PartitionClaims(Protocol):
         of earlier owners that may still be able to commit and must be fenced first."""
         ...
 
-    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> None:
-        """Notes that the ids `claim` returned are fenced (if this id still owns the partitions)."""
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> bool:
+        """Notes that the ids `claim` returned are fenced. False if `owner_id` no longer holds
+        every one of the partitions: a later claimant superseded it, and it must not publish."""
         ...

@@ -1,10 +1,14 @@
-"""The one place that classifies failures: retry, isolate, or answer 500.
+"""The one place that classifies failures: wait, retry, isolate, or answer 500.
 
-- A TransientFailure (database or broker unreachable, a lost race) is retried with backoff
-  for as long as it lasts; nothing is published or committed meanwhile, so nothing is lost.
-- Any other exception is retried a few times; then the batch is split and each command tried
-  alone, so one poison command cannot hold back the others. A command that still fails alone
-  gets a 500 result and a copy in the DLQ, and the partition moves on.
+- A TransientFailure (database or broker unreachable, read-only during a failover, a lost
+  race) is retried with backoff for as long as it lasts; nothing is published or committed
+  meanwhile, so nothing is lost. A statement timeout is transient too, but a batch that keeps
+  meeting one is split in halves: a smaller batch may fit in the time.
+- Any other exception is retried a few times; then the batch is split in halves, each tried
+  on its own, so one poison command costs its neighbours a few attempts (a logarithmic
+  number of splits), not the partition. A command that still fails alone gets a 500 result
+  and a copy in the DLQ; if even that cannot be built, a DLQ stub with the record's
+  coordinates stands for it. `process` always returns: every record ends in an output.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from worker.service.handler import CommandHandler, dlq_emission, utc_now
+from schemas.result import Status
+from worker.service import outputs
+from worker.service.handler import CommandHandler, QuotaLedger, utc_now
 from worker.service.intake import CommandRecord, Unreadable, triage
-from worker.service.outputs import Channel, Emission, result_json, result_key
-from worker.service.ports import TransientFailure
+from worker.service.outputs import Emission
+from worker.service.ports import StatementTimeout, TransientFailure
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +51,29 @@ class BatchProcessor:
         self._on_retry = on_retry
 
     async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
-        transient = unexpected = 0
+        """The outputs of `records`, in their order; one result or DLQ record at least each."""
+        return await self._process(records, QuotaLedger())
+
+    async def _process(
+        self, records: Sequence[CommandRecord], ledger: QuotaLedger
+    ) -> list[Emission]:
+        transient = timeouts = unexpected = 0
         while True:
             try:
-                return await self._handler.handle(records)
+                return await self._handler.handle(records, ledger)
+            except StatementTimeout as failure:
+                timeouts += 1
+                if timeouts >= self._attempts and len(records) > 1:
+                    log.warning(
+                        "statements keep timing out; splitting the batch of %d", len(records)
+                    )
+                    return await self._halves(records, ledger)
+                self._on_retry("transient")
+                log.warning(
+                    "statement timed out, retrying",
+                    extra={"error": str(failure), "attempt": timeouts},
+                )
+                await asyncio.sleep(self._backoff.delay(timeouts))
             except TransientFailure as failure:
                 transient += 1
                 self._on_retry("transient")
@@ -65,29 +90,45 @@ class BatchProcessor:
                     await asyncio.sleep(self._backoff.delay(unexpected))
                     continue
                 if len(records) > 1:
-                    log.error(
-                        "batch keeps failing; trying its %d commands one by one", len(records)
-                    )
-                    return [e for record in records for e in await self.process([record])]
-                return self._internal_error(records[0], error, unexpected)
+                    log.error("batch of %d keeps failing; splitting it", len(records))
+                    return await self._halves(records, ledger)
+                return self._last_resort(records[0], error, unexpected)
 
-    def _internal_error(
+    async def _halves(
+        self, records: Sequence[CommandRecord], ledger: QuotaLedger
+    ) -> list[Emission]:
+        middle = len(records) // 2
+        first = await self._process(records[:middle], ledger)
+        return first + await self._process(records[middle:], ledger)
+
+    def _last_resort(
         self, record: CommandRecord, error: Exception, attempts: int
     ) -> list[Emission]:
         reason = f"unexpected_internal_error: {type(error).__name__}: {error}"
-        copy = dlq_emission(record, reason)
         origin = record.origin
         where = {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset}
         try:
-            triaged = triage(record, self._handler.verifier)
+            return self._internal_error(record, reason, error, attempts, where)
         except Exception:  # the record itself may be what breaks things
-            triaged = None
-        if triaged is None or isinstance(triaged, Unreadable):
+            log.exception("could not answer a failed record; a DLQ stub stands for it", extra=where)
+            return [outputs.dlq_stub(origin, record.key, record.value, reason)]
+
+    def _internal_error(
+        self,
+        record: CommandRecord,
+        reason: str,
+        error: Exception,
+        attempts: int,
+        where: dict[str, object],
+    ) -> list[Emission]:
+        copy = outputs.dlq_copy(record.origin, record.key, record.value, record.headers, reason)
+        triaged = triage(record, self._handler.verifier)
+        if isinstance(triaged, Unreadable):
             log.error(
                 "record failed %d times; copied to the DLQ", attempts, exc_info=error, extra=where
             )
             return [copy]
-        echo, trace_headers = triaged.echo, triaged.trace_headers
+        echo = triaged.echo
         log.error(
             "command failed %d times; answered 500 and copied to the DLQ",
             attempts,
@@ -99,13 +140,18 @@ class BatchProcessor:
                 "trace_id": triaged.trace_id,
             },
         )
-        value = result_json(
+        value = outputs.result_value(
             echo,
-            500,
+            Status.INTERNAL_ERROR,
             utc_now(),
             detail="an unexpected error occurred; the command is kept in the DLQ",
         )
-        result = Emission(
-            Channel.RESULT, result_key(echo, record.key), value, trace_headers, 500, echo.type
+        result = outputs.result(
+            echo,
+            value,
+            Status.INTERNAL_ERROR,
+            record_key=record.key,
+            trace_headers=triaged.trace_headers,
+            origin=record.origin,
         )
         return [result, copy]

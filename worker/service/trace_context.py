@@ -13,7 +13,10 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
+TRACE_HEADERS = ("traceparent", "tracestate")
+# W3C caps tracestate at 32 members of at most 256 characters; anything longer is not one.
+MAX_HEADER_BYTES = 32 * 257
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Span and trace ids need uniqueness, not secrecy (OpenTelemetry's SDK uses the same generator).
@@ -21,10 +24,13 @@ _random = random.Random()
 
 
 def _carrier(headers: Headers) -> dict[str, str]:
+    """The trace headers as text. A header without a value (null) is no header; latin-1
+    decodes any bytes, and the propagator refuses what is not a valid trace context (an
+    over-long header is not one either)."""
     carrier: dict[str, str] = {}
     for name, value in headers:
         lowered = name.lower()
-        if lowered in ("traceparent", "tracestate"):
+        if lowered in TRACE_HEADERS and isinstance(value, bytes) and len(value) <= MAX_HEADER_BYTES:
             carrier[lowered] = value.decode("latin-1")
     return carrier
 

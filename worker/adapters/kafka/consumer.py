@@ -3,6 +3,8 @@ assignment, and follows the group as partitions come and go.
 
 Offsets are never committed here: the pipeline commits each batch's offsets inside the Kafka
 transaction that publishes the batch's outputs, after the database transaction committed.
+Record batches are read through `lenient_records`, so a record whose header key is not UTF-8
+reaches the pipeline (and the DLQ) instead of stopping the fetcher.
 """
 
 from __future__ import annotations
@@ -10,23 +12,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from worker.adapters.kafka import lenient_records
 from worker.adapters.kafka.errors import PartitionLost
-from worker.adapters.kafka.pipeline import AssignmentPipeline
-from worker.adapters.kafka.publisher import TransactionalPublisher
+from worker.adapters.kafka.pipeline import AssignmentPipeline, Positions
 from worker.observability import metrics
 from worker.observability.health import Health
-from worker.service.outputs import Channel
-from worker.service.ports import PartitionClaims
-from worker.service.processor import BatchProcessor
-from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_SECONDS = 2.0
+
+PipelineFactory = Callable[[frozenset[TopicPartition], Positions], AssignmentPipeline]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    bootstrap_servers: str
+    group_id: str
+    topic: str
+    session_timeout_ms: int
+    max_poll_interval_ms: int
+    # Fetched records waiting for the pipeline, at most: fetching pauses above either bound.
+    max_buffered_records: int
+    max_buffered_bytes: int
+    shutdown_timeout_seconds: float
 
 
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
@@ -56,20 +71,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class CommandConsumer:
     def __init__(
-        self, settings: Settings, processor: BatchProcessor, claims: PartitionClaims, health: Health
+        self, config: ConsumerConfig, make_pipeline: PipelineFactory, health: Health
     ) -> None:
-        self._settings = settings
-        self._processor = processor
-        self._claims = claims
+        lenient_records.install()
+        self._config = config
+        self._make_pipeline = make_pipeline
         self._health = health
         self._pipeline: AssignmentPipeline | None = None
         self._paused = False
         self._consumer: AIOKafkaConsumer | None = None
-        self._topics = {
-            Channel.RESULT: settings.results_topic,
-            Channel.EVENT: settings.events_topic,
-            Channel.DLQ: settings.dlq_topic,
-        }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set; rejoins the group after losing a partition, and keeps
@@ -78,6 +88,7 @@ class CommandConsumer:
             try:
                 await self._run_member(stop)
             except PartitionLost as lost:
+                self._health.failed(str(lost))
                 log.warning("partition lost (%s); rejoining the group", lost)
                 await asyncio.sleep(1.0)
             except KafkaError as error:
@@ -85,29 +96,29 @@ class CommandConsumer:
                 await asyncio.sleep(2.0)
 
     async def _run_member(self, stop: asyncio.Event) -> None:
-        s = self._settings
+        c = self._config
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            group_id=s.consumer_group,
+            bootstrap_servers=c.bootstrap_servers,
+            group_id=c.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=max(500, s.session_timeout_ms // 5),
-            max_poll_interval_ms=s.max_poll_interval_ms,
-            rebalance_timeout_ms=s.max_poll_interval_ms,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=max(500, c.session_timeout_ms // 5),
+            max_poll_interval_ms=c.max_poll_interval_ms,
+            rebalance_timeout_ms=c.max_poll_interval_ms,
             # What the fetcher may hold unread, whatever the backlog: with aiokafka's 50 MB per
             # fetch, the worker's memory depended on how far ahead it had happened to read.
             max_partition_fetch_bytes=1 << 20,
             fetch_max_bytes=8 << 20,
         )
-        consumer.subscribe([s.commands_topic], listener=_Rebalance(self))
+        consumer.subscribe([c.topic], listener=_Rebalance(self))
         self._consumer = consumer
         await consumer.start()
         next_lag_refresh = 0.0
         try:
             while not stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=100, max_records=s.max_batch * 4)
+                fetched = await consumer.getmany(timeout_ms=100, max_records=c.max_buffered_records)
                 assignment = consumer.assignment()
                 for tp, records in fetched.items():
                     if tp in assignment:  # never act for a partition that has moved on
@@ -133,35 +144,42 @@ class CommandConsumer:
                 raise PartitionLost(f"pipeline failed: {error!r}") from error
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        if self._pipeline is None:
+        pipeline = self._pipeline
+        if pipeline is None:
             return
-        high = self._settings.max_batch * 4
-        if not self._paused and self._pipeline.backlog >= high:
-            consumer.pause(*self._pipeline.partitions)
+        c = self._config
+        records, size = pipeline.backlog, pipeline.backlog_bytes
+        if not self._paused and (records >= c.max_buffered_records or size >= c.max_buffered_bytes):
+            consumer.pause(*pipeline.partitions)
             self._paused = True
-        elif self._paused and self._pipeline.backlog < high // 2:
-            consumer.resume(*self._pipeline.partitions)
+        elif (
+            self._paused
+            and records < c.max_buffered_records // 2
+            and size < c.max_buffered_bytes // 2
+        ):
+            consumer.resume(*pipeline.partitions)
             self._paused = False
 
     def _refresh_lag(self, consumer: AIOKafkaConsumer) -> None:
         pipeline = self._pipeline
+        if pipeline is None or len(pipeline.committed) < len(pipeline.partitions):
+            return  # between assignments, or not ready: nothing is known, nothing is idle
         total = 0
-        if pipeline is not None:
-            now_ms = time.time() * 1000
-            oldest = pipeline.oldest_waiting_ms()
-            for tp in pipeline.partitions:
-                end = consumer.last_stable_offset(tp)
-                if end is None:
-                    end = consumer.highwater(tp)
-                committed = pipeline.committed.get(tp)
-                if end is None or committed is None:
-                    continue
-                lag = max(0, end - committed)
-                total += lag
-                labels = (tp.topic, str(tp.partition))
-                metrics.CONSUMER_LAG.labels(*labels).set(lag)
-                age = max(0.0, (now_ms - oldest[tp]) / 1000) if tp in oldest and lag else 0.0
-                metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(age)
+        now_ms = time.time() * 1000
+        oldest = pipeline.oldest_waiting_ms()
+        for tp in pipeline.partitions:
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
+            committed = pipeline.committed.get(tp)
+            if end is None or committed is None:
+                continue
+            lag = max(0, end - committed)
+            total += lag
+            labels = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*labels).set(lag)
+            age = max(0.0, (now_ms - oldest[tp]) / 1000) if tp in oldest and lag else 0.0
+            metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(age)
         self._health.total_lag = total
         if total == 0:
             self._health.progressed()  # nothing to do is not a stall
@@ -171,29 +189,16 @@ class CommandConsumer:
         rebalance listener has run."""
         pipeline = self._pipeline
         if pipeline is None:
-            consumer, s = self._consumer, self._settings
-            assert consumer is not None
-            pipeline = AssignmentPipeline(
-                assignment,
-                s.kafka_bootstrap_servers,
-                s.transactional_id_prefix,
-                lambda owner_id: TransactionalPublisher(
-                    s.kafka_bootstrap_servers, owner_id, s.consumer_group, self._topics
-                ),
-                self._claims,
-                self._processor,
-                s.max_batch,
-                consumer.committed,
-                self._health,
-            )
+            assert self._consumer is not None
+            pipeline = self._make_pipeline(frozenset(assignment), self._consumer)
+            pipeline.start()
             self._pipeline = pipeline
         return pipeline
 
     async def adopt(self, assigned: list[TopicPartition]) -> None:
         if self._pipeline is not None and self._pipeline.partitions != frozenset(assigned):
-            await self.release(
-                list(self._pipeline.partitions)
-            )  # never expected with eager rebalancing
+            # never expected with eager rebalancing
+            await self.release(list(self._pipeline.partitions))
         if assigned:
             self._pipeline_for(set(assigned))
         metrics.REBALANCES.labels("assigned").inc(len(assigned))
@@ -211,7 +216,7 @@ class CommandConsumer:
             return
         self._pipeline = None
         self._paused = False
-        await pipeline.close(self._settings.shutdown_timeout_seconds)
+        await pipeline.close(self._config.shutdown_timeout_seconds)
         for tp in pipeline.partitions:
             labels = (tp.topic, str(tp.partition))
             for gauge in (metrics.CONSUMER_LAG, metrics.CONSUMER_LAG_SECONDS):

@@ -54,3 +54,11 @@ async def group_lag(bootstrap_servers: str, group_id: str, topic: str) -> list[P
         )
         for tp in tps
     ]
+
+
+async def committed_offsets(bootstrap_servers: str, group_id: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (partitions without one left out)."""
+    async with admin_client(bootstrap_servers) as admin:
+        tps = await topic_partitions(admin, topic)
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+    return {tp.partition: meta.offset for tp, meta in committed.items() if meta.offset >= 0}

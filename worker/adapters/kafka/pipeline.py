@@ -5,7 +5,8 @@ Kafka transaction.
 One pipeline, not one per partition: each batch costs a database transaction and a Kafka
 transaction whatever its size, so one stream of batches across all partitions keeps both few
 and large. Records of a partition keep their order; those of different partitions may
-share a batch.
+share a batch. A batch is bounded in records and in bytes, so a partition of huge records
+makes smaller batches, not larger transactions.
 """
 
 from __future__ import annotations
@@ -15,22 +16,20 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 
 from worker.adapters.kafka.deadline import within
 from worker.adapters.kafka.errors import PartitionLost
-from worker.adapters.kafka.publisher import Transaction, TransactionalPublisher, fence
 from worker.observability import metrics
 from worker.observability.health import Health
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
 from worker.service.ports import PartitionClaims, RecordOrigin, TransientFailure
-from worker.service.processor import BatchProcessor
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,58 @@ log = logging.getLogger(__name__)
 OWNERSHIP_TIMEOUT_SECONDS = 30.0
 PUBLISH_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+# A transaction opened this long before its batch was decided is opened afresh before
+# publishing, well inside the broker's transaction timeout (60 s).
+RENEW_AFTER_SECONDS = 20.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 T = TypeVar("T")
+Transaction = TypeVar("Transaction")
+
+
+class Publisher(Protocol[Transaction]):
+    """The Kafka side of a pipeline (`TransactionalPublisher`)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def fence(self, owner_ids: Iterable[str]) -> None: ...
+
+    async def prepare(self, offsets: Mapping[TopicPartition, int]) -> Transaction: ...
+
+    async def renew(
+        self, transaction: Transaction, offsets: Mapping[TopicPartition, int]
+    ) -> Transaction: ...
+
+    async def publish(self, transaction: Transaction, emissions: Sequence[Emission]) -> None: ...
+
+
+class Processor(Protocol):
+    """Decides a batch (`BatchProcessor`): one output at least per record, and never raises."""
+
+    async def process(self, records: Sequence[CommandRecord]) -> list[Emission]: ...
+
+
+class Positions(Protocol):
+    """What the pipeline reads of the consumer's positions (`AIOKafkaConsumer`)."""
+
+    async def committed(self, tp: TopicPartition) -> int | None: ...
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def seek(self, tp: TopicPartition, offset: int) -> None: ...
+
+
+def record_size(record: Record) -> int:
+    """What a fetched record weighs: key, value and headers."""
+    headers = sum(len(key) + len(value or b"") for key, value in record.headers)
+    body: int = max(0, record.serialized_key_size) + max(0, record.serialized_value_size)
+    return body + headers
 
 
 def command_record(record: Record) -> CommandRecord:
@@ -74,10 +122,19 @@ class Decided:
     emissions: list[Emission]
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much a pipeline takes at once."""
+
+    max_batch: int  # records per batch
+    max_batch_bytes: int  # bytes per batch (a record larger than this goes alone)
+
+
 class AssignmentPipeline:
-    """Starts by taking ownership: claims the partitions, fences their earlier owners'
-    producers, starts its own, and only then reads the committed offsets, which no earlier
-    owner can move any more.
+    """Starts by taking ownership: starts its producers, claims the partitions, fences their
+    earlier owners' producers, and only then reads the committed offsets, which no earlier
+    owner can move any more. The producers start first so that a later claimant's fence
+    always lands after them: an owner superseded while it started can never commit.
 
     Two stages, so the database decides batch k+1 while Kafka commits batch k. This is safe
     because the database side is idempotent by record: should batch k's publish fail after
@@ -88,50 +145,63 @@ class AssignmentPipeline:
     def __init__(
         self,
         partitions: Iterable[TopicPartition],
-        bootstrap_servers: str,
-        owner_id_prefix: str,
-        make_publisher: Callable[[str], TransactionalPublisher],
+        owner_id: str,
+        publisher: Publisher[Any],
         claims: PartitionClaims,
-        processor: BatchProcessor,
-        max_batch: int,
-        committed_offset: Callable[[TopicPartition], Awaitable[int | None]],
+        processor: Processor,
+        positions: Positions,
+        limits: Limits,
         health: Health,
     ) -> None:
         self.partitions = frozenset(partitions)
-        self.owner_id = f"{owner_id_prefix}-{uuid.uuid4().hex[:16]}"
+        self.owner_id = owner_id
         # Per partition: the next offset to process, as the group knows it once committed.
         self.committed: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}  # the next offset to take into a batch
-        self._bootstrap_servers = bootstrap_servers
-        self._publisher = make_publisher(self.owner_id)
+        self._publisher = publisher
         self._claims = claims
-        self._committed_offset = committed_offset
+        self._positions = positions
         self._processor = processor
-        self._max_batch = max_batch
+        self._limits = limits
         self._health = health
-        self._queue: deque[Record] = deque()
+        self._queue: deque[tuple[Record, int]] = deque()  # records and their sizes
+        self._queued_bytes = 0
         self._in_flight: deque[list[Record]] = deque()  # decided or deciding
         self._wake = asyncio.Event()
         self._closing = False
+        self.task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def new_owner_id(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+    def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"pipeline-{self.owner_id}")
 
     @property
     def backlog(self) -> int:
         return len(self._queue)
 
+    @property
+    def backlog_bytes(self) -> int:
+        return self._queued_bytes
+
     def oldest_waiting_ms(self) -> dict[TopicPartition, int]:
         """Per partition, the timestamp of its oldest record not yet committed."""
         oldest: dict[TopicPartition, int] = {}
         for record in (r for batch in self._in_flight for r in batch):
             oldest.setdefault(TopicPartition(record.topic, record.partition), int(record.timestamp))
-        for record in self._queue:
+        for record, _ in self._queue:
             oldest.setdefault(TopicPartition(record.topic, record.partition), int(record.timestamp))
             if len(oldest) == len(self.partitions):
                 break
         return oldest
 
     def submit(self, records: list[Record]) -> None:
-        self._queue.extend(records)
+        for record in records:
+            size = record_size(record)
+            self._queue.append((record, size))
+            self._queued_bytes += size
         self._wake.set()
 
     async def close(self, timeout: float) -> None:
@@ -139,33 +209,40 @@ class AssignmentPipeline:
         rest, which the partitions' next owners fetch again from the committed offsets."""
         self._closing = True
         self._queue.clear()
+        self._queued_bytes = 0
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), timeout)
-        except TimeoutError:
-            log.warning("pipeline did not finish in %.0fs; abandoning its batches", timeout)
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        except Exception:  # a failed pipeline has already reported its failure
-            pass
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), timeout)
+            except TimeoutError:
+                log.warning("pipeline did not finish in %.0fs; abandoning its batches", timeout)
+                self.task.cancel()
+                await asyncio.gather(self.task, return_exceptions=True)
+            except Exception:  # a failed pipeline has already reported its failure
+                pass
         try:
             await within(STOP_TIMEOUT_SECONDS, self._publisher.stop(), "stopping the producer")
         except PartitionLost:
             log.warning("producer did not stop; abandoned (the next owner fences it)")
 
     async def _take_ownership(self) -> None:
+        await self._publisher.start()
         by_topic: dict[str, list[int]] = {}
         for tp in self.partitions:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         for topic, numbers in by_topic.items():
             earlier = await _retrying(partial(self._claims.claim, topic, numbers, self.owner_id))
-            await fence(self._bootstrap_servers, earlier)
-            await _retrying(partial(self._claims.confirm_fenced, topic, numbers, self.owner_id))
+            await self._publisher.fence(earlier)
+            still_owner = await _retrying(
+                partial(self._claims.confirm_fenced, topic, numbers, self.owner_id)
+            )
+            if not still_owner:
+                raise PartitionLost("another owner claimed the partitions meanwhile")
             if earlier:
                 log.info("fenced earlier owners", extra={"owner_ids": sorted(earlier)})
-        await self._publisher.start()
         for tp in self.partitions:
-            self.committed[tp] = self._next[tp] = await self._committed_offset(tp) or 0
+            self.committed[tp] = self._next[tp] = await self._positions.committed(tp) or 0
+        await self._check_log_ends()
         log.info(
             "pipeline ready",
             extra={
@@ -174,10 +251,37 @@ class AssignmentPipeline:
             },
         )
 
+    async def _check_log_ends(self) -> None:
+        """A committed offset above the log's end means the topic was deleted and made again
+        (or its log truncated): the records there now are new. Policy: read the partition
+        from its log start; a command id the store remembers is answered by replay, never
+        applied twice."""
+        tps = sorted(self.partitions)
+        ends = await self._positions.end_offsets(tps)
+        above = [tp for tp in tps if self.committed[tp] > ends[tp]]
+        if not above:
+            return
+        starts = await self._positions.beginning_offsets(above)
+        for tp in above:
+            log.error(
+                "committed offset above the log end: was the topic recreated? reading the "
+                "partition from its log start",
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "committed": self.committed[tp],
+                    "log_end": ends[tp],
+                    "log_start": starts[tp],
+                },
+            )
+            metrics.OFFSET_RESETS.inc()
+            self.committed[tp] = self._next[tp] = starts[tp]
+            self._positions.seek(tp, starts[tp])
+
     async def _run(self) -> None:
         await within(OWNERSHIP_TIMEOUT_SECONDS, self._take_ownership(), "taking ownership")
         publishing: asyncio.Task[None] | None = None
-        preparing: asyncio.Task[Transaction] | None = None
+        preparing: asyncio.Task[Any] | None = None
         try:
             while not self._closing:
                 if publishing is not None and publishing.done():
@@ -191,9 +295,13 @@ class AssignmentPipeline:
                 self._in_flight.append(batch)
                 # Kafka opens the batch's transaction with its offsets while the database
                 # decides it; offset commits go out in batch order.
+                prepared_at = time.monotonic()
                 preparing = asyncio.create_task(self._prepare(offsets, after=preparing))
                 with metrics.DECIDE_SECONDS.time():
                     emissions = await self._processor.process([command_record(r) for r in batch])
+                if time.monotonic() - prepared_at > RENEW_AFTER_SECONDS:
+                    # Before the next batch's offsets join theirs: commits stay in order.
+                    preparing = asyncio.create_task(self._renew(preparing, offsets))
                 # Batches commit in order. The next batch is taken only once this one is
                 # handed over, so records wait in one growing batch, not in a queue of small ones.
                 if publishing is not None:
@@ -211,29 +319,44 @@ class AssignmentPipeline:
                     await asyncio.gather(task, return_exceptions=True)
 
     async def _prepare(
-        self, offsets: dict[TopicPartition, int], after: asyncio.Task[Transaction] | None
-    ) -> Transaction:
+        self, offsets: dict[TopicPartition, int], after: asyncio.Task[Any] | None
+    ) -> Any:
         if after is not None:
             await after  # the previous batch's offsets reach the coordinator first
         return await within(
             PUBLISH_TIMEOUT_SECONDS, self._publisher.prepare(offsets), "preparing a transaction"
         )
 
+    async def _renew(self, preparing: asyncio.Task[Any], offsets: dict[TopicPartition, int]) -> Any:
+        log.warning("a batch took long to decide; opening its transaction afresh")
+        return await within(
+            PUBLISH_TIMEOUT_SECONDS,
+            self._publisher.renew(await preparing, offsets),
+            "renewing a transaction",
+        )
+
     def _take_batch(self) -> tuple[list[Record], dict[TopicPartition, int]]:
         """The next batch, and the offsets committing it: per partition, the next to read."""
         batch: list[Record] = []
         offsets: dict[TopicPartition, int] = {}
-        while self._queue and len(batch) < self._max_batch:
-            record = self._queue.popleft()
+        size = 0
+        limits = self._limits
+        while self._queue and len(batch) < limits.max_batch:
+            record, record_bytes = self._queue[0]
+            if batch and size + record_bytes > limits.max_batch_bytes:
+                break
+            self._queue.popleft()
+            self._queued_bytes -= record_bytes
             tp = TopicPartition(record.topic, record.partition)
             # Fetched before this member knew the committed offset: an earlier owner did it.
             if record.offset < self._next[tp]:
                 continue
             self._next[tp] = offsets[tp] = record.offset + 1
             batch.append(record)
+            size += record_bytes
         return batch, offsets
 
-    async def _publish(self, decided: Decided, preparing: asyncio.Task[Transaction]) -> None:
+    async def _publish(self, decided: Decided, preparing: asyncio.Task[Any]) -> None:
         with metrics.PUBLISH_SECONDS.time():
             transaction = await preparing
             await within(
@@ -256,7 +379,7 @@ class AssignmentPipeline:
         published = Counter((e.channel, e.command_type, e.status) for e in emissions)
         for (channel, command_type, status), count in published.items():
             if channel is Channel.RESULT:
-                metrics.COMMANDS.labels(command_type or "unknown", str(status)).inc(count)
+                metrics.COMMANDS.labels(command_type or "unknown", str(int(status or 0))).inc(count)
             elif channel is Channel.EVENT:
                 metrics.EVENTS.inc(count)
             else:

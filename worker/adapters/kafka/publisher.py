@@ -2,7 +2,7 @@
 
 Each group assignment has an owner id of its own and publishes under the transactional ids
 derived from it (`producer_ids`). aiokafka has no KIP-447 group-metadata fencing, so the new
-owner of a partition fences the earlier owners' producers itself (`fence`, using the claims
+owner of a partition fences the earlier owners' producers itself (`fence_owners`, using the claims
 registry): their epoch is bumped, their open transaction aborted, and a zombie's next commit
 fails with ProducerFenced. A reader with isolation_level=read_committed sees a batch's
 results, events, DLQ copies and offset commits all together or not at all.
@@ -20,10 +20,14 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.partitioning import partition_for
+from worker.adapters.kafka.topics import message_limits
+from worker.service import outputs
 from worker.service.cooperative import take_turn
 from worker.service.outputs import Channel, Emission
+from worker.service.ports import RecordOrigin
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +58,21 @@ class TransactionalPublisher:
     def __init__(
         self, bootstrap_servers: str, owner_id: str, group_id: str, topics: dict[Channel, str]
     ) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._owner_id = owner_id
         self._group_id = group_id
         self._topics = topics
-        self._producers = [
-            self._new_producer(bootstrap_servers, transactional_id)
-            for transactional_id in producer_ids(owner_id)
-        ]
+        self._limits: dict[Channel, int] = {}
+        self._producers: list[AIOKafkaProducer] = []
         self._turn = 0
 
-    @staticmethod
-    def _new_producer(bootstrap_servers: str, transactional_id: str) -> AIOKafkaProducer:
+    def _new_producer(self, transactional_id: str, batch_bytes: int) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            bootstrap_servers=self._bootstrap_servers,
             transactional_id=transactional_id,
             enable_idempotence=True,
             linger_ms=0,
-            max_batch_size=1 << 20,
+            max_batch_size=batch_bytes,
             # A partition whose previous transaction's marker is not yet written answers a
             # produce with a retriable error (KIP-890 verification, as old clients see it);
             # the marker lands within milliseconds, so retry soon rather than after 100 ms.
@@ -77,7 +80,18 @@ class TransactionalPublisher:
         )
 
     async def start(self) -> None:
-        # init_transactions: fences any earlier holder of these ids and aborts its open work.
+        """Reads the largest record each output topic takes, then starts the producers.
+        init_transactions fences any earlier holder of these ids and aborts its open work."""
+        async with admin_client(self._bootstrap_servers) as admin:
+            limits = await message_limits(admin, self._topics.values())
+        self._limits = {channel: limits[topic] for channel, topic in self._topics.items()}
+        # A batch of many records stays under every topic's limit; a record larger than the
+        # batch size still goes, alone in its batch, if its own topic takes it.
+        batch_bytes = min(1 << 20, min(self._limits.values()) - outputs.RECORD_OVERHEAD)
+        self._producers = [
+            self._new_producer(transactional_id, batch_bytes)
+            for transactional_id in producer_ids(self._owner_id)
+        ]
         await asyncio.gather(*(producer.start() for producer in self._producers))
 
     async def stop(self) -> None:
@@ -105,6 +119,24 @@ class TransactionalPublisher:
             raise PartitionLost(f"cannot prepare a transaction: {error!r}") from error
         return Transaction(producer)
 
+    async def renew(
+        self, transaction: Transaction, offsets: Mapping[TopicPartition, int]
+    ) -> Transaction:
+        """Aborts a prepared transaction and opens it again with the same offsets on the same
+        producer, before the broker's transaction timeout would abort (and fence) it."""
+        producer = transaction.producer
+        try:
+            await producer.abort_transaction()
+            await producer.begin_transaction()
+            await producer.send_offsets_to_transaction(dict(offsets), self._group_id)
+        except KafkaError as error:
+            raise PartitionLost(f"cannot renew a transaction: {error!r}") from error
+        return Transaction(producer)
+
+    async def fence(self, owner_ids: Iterable[str]) -> None:
+        """Fences earlier owners' producers (see `fence_owners`)."""
+        await fence_owners(self._bootstrap_servers, owner_ids)
+
     async def publish(self, transaction: Transaction, emissions: Sequence[Emission]) -> None:
         """Sends `emissions` in the prepared transaction and commits it. Only once the previous
         batch's transaction has committed: outputs keep their order.
@@ -128,6 +160,7 @@ class TransactionalPublisher:
         delivery futures. Per-record `send()` costs a future, a metadata check and a partitioner
         call each, which was a fifth of the worker's CPU. Partitions are Kafka's default for the
         key (murmur2), so keys land where any Kafka client would put them."""
+        emissions = [self._fit(emission) for emission in emissions]
         partitions = {
             topic: sorted(await producer.partitions_for(topic))
             for topic in {self._topics[e.channel] for e in emissions}
@@ -159,8 +192,24 @@ class TransactionalPublisher:
             deliveries.append(await producer.send_batch(builder, topic, partition=partition))
         return deliveries
 
+    def _fit(self, emission: Emission) -> Emission:
+        """The emission, or a DLQ stub in its place where it is larger than its topic takes (a
+        copy of a record near the commands topic's limit; never a result or an event, which
+        are bounded, but if one were, the stub in the DLQ says so)."""
+        limit = self._limits[emission.channel]
+        if emission.size <= limit:
+            return emission
+        topic = self._topics[emission.channel]
+        reason = (
+            f"a {emission.channel.value} record of about {emission.size} bytes does not fit "
+            f"{topic} (max.message.bytes {limit})"
+        )
+        log.warning("output too large; a DLQ stub goes instead", extra={"reason": reason})
+        origin = emission.origin or RecordOrigin(topic, -1, -1)
+        return outputs.dlq_stub(origin, emission.key, emission.value, reason)
 
-async def fence(bootstrap_servers: str, owner_ids: Iterable[str]) -> None:
+
+async def fence_owners(bootstrap_servers: str, owner_ids: Iterable[str]) -> None:
     """Fences earlier owners' producers: initialising their transactional ids bumps the epoch
     and completes (aborts) whatever transaction they had open, before this returns."""
 

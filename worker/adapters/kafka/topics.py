@@ -1,24 +1,25 @@
-"""The topics of the contract, created with the admin API where missing."""
+"""The topics of the contract, created with the admin API where missing, and the largest record
+each accepts.
+
+The DLQ must take a copy of any record the commands topic accepts, plus the `dlq.*` headers:
+it is created with the commands topic's `max.message.bytes` plus DLQ_HEADROOM. A copy that
+still does not fit (the topic was made elsewhere, or a compressed record grew when copied)
+becomes a stub; the publisher checks every output against these limits before sending.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from worker.adapters.kafka.admin import admin_client
-from worker.settings import Settings
 
-
-def topic_specs(settings: Settings) -> dict[str, int]:
-    """Topic name -> partitions. Commands and their DLQ share the partition count."""
-    return {
-        settings.commands_topic: settings.commands_partitions,
-        settings.results_topic: settings.output_partitions,
-        settings.events_topic: settings.output_partitions,
-        settings.dlq_topic: settings.commands_partitions,
-    }
+MAX_MESSAGE_BYTES = "max.message.bytes"
+DLQ_HEADROOM = 64 * 1024  # the dlq.* headers are bounded far below this
 
 
 async def _await_leaders(
@@ -40,21 +41,64 @@ async def _await_leaders(
         await asyncio.sleep(0.1)
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Creates the missing topics; returns the names it created."""
-    async with admin_client(settings.kafka_bootstrap_servers) as admin:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name, num_partitions=partitions, replication_factor=settings.replication_factor
-            )
-            for name, partitions in topic_specs(settings).items()
-            if name not in existing
+async def message_limits(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, int]:
+    """Each topic's `max.message.bytes`: the largest record batch its broker accepts."""
+    names = sorted(set(topics))
+    responses = await admin.describe_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, configs={MAX_MESSAGE_BYTES: None})
+            for name in names
         ]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
-            await _await_leaders(admin, [topic.name for topic in wanted])
-        return [topic.name for topic in wanted]
+    )
+    limits: dict[str, int] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"] != 0:
+                raise RuntimeError(
+                    f"cannot read the config of topic {resource['resource_name']}: "
+                    f"{resource['error_message']}"
+                )
+            for entry in resource["config_entries"]:
+                if entry["config_names"] == MAX_MESSAGE_BYTES:
+                    limits[resource["resource_name"]] = int(entry["config_value"])
+    return limits
+
+
+async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
+    try:
+        await admin.create_topics(topics)
+    except TopicAlreadyExistsError:
+        pass  # another process created them first
+    await _await_leaders(admin, [topic.name for topic in topics])
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    partitions: dict[str, int],
+    *,
+    commands_topic: str,
+    dlq_topic: str,
+    replication_factor: int,
+) -> list[str]:
+    """Creates the missing topics of `partitions` (name -> partition count), the DLQ sized for
+    the commands topic's largest record; returns the names it created."""
+    async with admin_client(bootstrap_servers) as admin:
+        existing = set(await admin.list_topics())
+        missing = [name for name in partitions if name not in existing]
+        first = [
+            NewTopic(name, num_partitions=partitions[name], replication_factor=replication_factor)
+            for name in missing
+            if name != dlq_topic
+        ]
+        if first:
+            await _create(admin, first)
+        if dlq_topic in missing:
+            command_limit = (await message_limits(admin, [commands_topic]))[commands_topic]
+            dlq = NewTopic(
+                dlq_topic,
+                num_partitions=partitions[dlq_topic],
+                replication_factor=replication_factor,
+                topic_configs={MAX_MESSAGE_BYTES: str(command_limit + DLQ_HEADROOM)},
+            )
+            await _create(admin, [dlq])
+        return missing

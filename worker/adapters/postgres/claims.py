@@ -43,6 +43,7 @@ class PostgresPartitionClaims:
             rows = await self._pool.fetch(CLAIM, topic, sorted(partitions), owner_id)
         return {earlier for row in rows for earlier in row["unfenced"]} - {owner_id}
 
-    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> None:
+    async def confirm_fenced(self, topic: str, partitions: Sequence[int], owner_id: str) -> bool:
         with translate_transient():
-            await self._pool.execute(CONFIRM_FENCED, topic, list(partitions), owner_id)
+            status = await self._pool.execute(CONFIRM_FENCED, topic, list(partitions), owner_id)
+        return int(status.split()[-1]) == len(partitions)

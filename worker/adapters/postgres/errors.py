@@ -1,4 +1,5 @@
-"""Which Postgres failures are worth retrying."""
+"""Which Postgres failures are worth retrying: the server unreachable or going away, too busy
+(connections, memory, disk), read-only while a failover promotes a replica, or a lost race."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from worker.service.ports import TransientFailure
+from worker.service.ports import StatementTimeout, TransientFailure
 
 TRANSIENT = (
     OSError,  # includes ConnectionError: the server is unreachable
@@ -15,13 +16,13 @@ TRANSIENT = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # e.g. the connection was closed mid-query
     asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown
+    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown (57P0x)
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
     asyncpg.IdleInTransactionSessionTimeoutError,
     asyncpg.LockNotAvailableError,
-    asyncpg.QueryCanceledError,
+    asyncpg.ReadOnlySQLTransactionError,  # a standby, or a primary being demoted
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
 )
 
 
@@ -29,5 +30,7 @@ TRANSIENT = (
 def translate_transient() -> Iterator[None]:
     try:
         yield
+    except asyncpg.QueryCanceledError as error:  # statement_timeout, or a cancel by an admin
+        raise StatementTimeout(f"database: {type(error).__name__}: {error}") from error
     except TRANSIENT as error:
         raise TransientFailure(f"database: {type(error).__name__}: {error}") from error

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import asyncpg
 
+# An outcome is forgotten only once the Kafka transaction that published it has committed,
+# i.e. its record is below the group's committed offset: after an outage longer than the
+# retention, a redelivered command must still find what it was decided as (else a completion
+# would become a 422 with no event). A partition with nothing committed keeps its outcomes.
 FORGET_OUTCOMES = """
 DELETE FROM command_outcomes WHERE ctid IN (
-    SELECT ctid FROM command_outcomes
-    WHERE decided_at < now() - make_interval(secs => $1) LIMIT $2
+    SELECT o.ctid FROM command_outcomes o
+    LEFT JOIN unnest($3::int[], $4::bigint[]) AS c(partition, committed)
+           ON o.source_topic = $5 AND o.source_partition = c.partition
+    WHERE o.decided_at < now() - make_interval(secs => $1)
+      AND (o.source_topic <> $5 OR o.source_offset < c.committed)
+    LIMIT $2
 )
 """
 FORGET_RATE_WINDOWS = (
@@ -15,11 +25,23 @@ FORGET_RATE_WINDOWS = (
 )
 
 
-async def forget_expired(pool: asyncpg.Pool, retention_seconds: float, chunk: int = 10_000) -> int:
-    """Deletes outcomes older than the retention, in chunks so no lock is held long."""
+async def forget_expired(
+    pool: asyncpg.Pool,
+    retention_seconds: float,
+    commands_topic: str,
+    committed: Mapping[int, int],
+    chunk: int = 10_000,
+) -> int:
+    """Deletes outcomes older than the retention whose records the group has committed
+    (`committed`: partition -> committed offset of `commands_topic`), in chunks so no lock is
+    held long."""
+    partitions = sorted(committed)
+    offsets = [committed[p] for p in partitions]
     forgotten = 0
     while True:
-        status = await pool.execute(FORGET_OUTCOMES, retention_seconds, chunk)
+        status = await pool.execute(
+            FORGET_OUTCOMES, retention_seconds, chunk, partitions, offsets, commands_topic
+        )
         deleted = int(status.split()[-1])
         forgotten += deleted
         if deleted < chunk:

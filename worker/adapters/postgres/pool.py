@@ -10,15 +10,20 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     LISTEN), so a connection needs no reset query, which would cost a round trip per batch."""
 
 
-async def create_pool(database_url: str, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    database_url: str, max_size: int = 10, statement_timeout: float | None = None
+) -> asyncpg.Pool:
+    settings = {
+        "application_name": "fielding-worker",
+        # A worker frozen or cut off inside a transaction must not hold row locks forever.
+        "idle_in_transaction_session_timeout": "30s",
+    }
+    if statement_timeout is not None:
+        settings["statement_timeout"] = f"{int(statement_timeout * 1000)}ms"
     return await asyncpg.create_pool(
         database_url,
         min_size=1,
         max_size=max_size,
         reset=_keep_session,
-        server_settings={
-            "application_name": "fielding-worker",
-            # A worker frozen or cut off inside a transaction must not hold row locks forever.
-            "idle_in_transaction_session_timeout": "30s",
-        },
+        server_settings=settings,
     )
