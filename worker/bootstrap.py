@@ -13,7 +13,7 @@ from worker.adapters.kafka.consumer import CommandConsumer, ConsumerConfig
 from worker.adapters.kafka.lag import committed_offsets
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits, Positions
 from worker.adapters.kafka.publisher import TransactionalPublisher
-from worker.adapters.kafka.topics import ensure_topics
+from worker.adapters.kafka.topics import commands_topic_warnings, ensure_topics
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
@@ -126,6 +126,18 @@ async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool =
         await pool.close()
 
 
+async def _warn_about_topics(settings: Settings) -> None:
+    try:
+        warnings = await commands_topic_warnings(
+            settings.kafka_bootstrap_servers, settings.commands_topic
+        )
+    except Exception:  # the broker may not be up yet; the worker waits for it elsewhere
+        log.debug("could not read the commands topic's config", exc_info=True)
+        return
+    for warning in warnings:
+        log.warning(warning)
+
+
 async def housekeeping(pool: asyncpg.Pool, settings: Settings) -> int:
     """Forgets expired outcomes whose records the group has committed; returns how many."""
     committed = await committed_offsets(
@@ -137,6 +149,14 @@ async def housekeeping(pool: asyncpg.Pool, settings: Settings) -> int:
 
 
 async def _chores(pool: asyncpg.Pool, settings: Settings, health: Health) -> None:
+    warning = asyncio.create_task(_warn_about_topics(settings))  # never holds the checks back
+    try:
+        await _check_and_keep_house(pool, settings, health)
+    finally:
+        warning.cancel()
+
+
+async def _check_and_keep_house(pool: asyncpg.Pool, settings: Settings, health: Health) -> None:
     loop = asyncio.get_running_loop()
     next_housekeeping = loop.time() + HOUSEKEEPING_SECONDS
     while True:

@@ -8,6 +8,7 @@ sender builds the batch (after it has set the producer id and sequence).
 
 from __future__ import annotations
 
+import gzip
 import struct
 import uuid
 from collections.abc import Sequence
@@ -18,12 +19,14 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 
 CRC_OFFSET = 17  # base offset (8), length (4), leader epoch (4), magic (1)
+BATCH_HEADER_SIZE = 61
 ATTRIBUTES_OFFSET = 21  # what the CRC covers starts here
 
 RawHeaders = Sequence[tuple[str | bytes, bytes | None]]
 
 
 def _placeholder(raw: bytes) -> str:
+    assert len(raw) >= 8, "a raw header key of 8 bytes at least, so its placeholder is unique"
     seed = uuid.uuid4().hex
     return ("\x01" + seed * (len(raw) // len(seed) + 1))[: len(raw)]
 
@@ -46,6 +49,7 @@ def patch(buffer: bytearray, replacements: dict[bytes, bytes]) -> bytearray:
     for placeholder, raw in replacements.items():
         at = buffer.find(placeholder, ATTRIBUTES_OFFSET)
         assert at != -1, "placeholder not found (is the batch compressed?)"
+        assert buffer.find(placeholder, at + 1) == -1, "placeholder not unique in the batch"
         buffer[at : at + len(raw)] = raw
     struct.pack_into(">I", buffer, CRC_OFFSET, calc_crc32c(bytes(buffer[ATTRIBUTES_OFFSET:])))
     return buffer
@@ -79,6 +83,19 @@ def build_batch(records: Sequence[tuple[bytes, bytes, RawHeaders]], base_offset:
 RawRecord = tuple[bytes | None, bytes | None, RawHeaders]  # key, value, headers
 
 
+def compressed(batch: bytes, codec: int, body: bytes | None = None) -> bytes:
+    """`batch` with its records compressed by `body` (gzip'd records by default) and the
+    attributes naming `codec`: 1 gzip; any number aiokafka does not know makes it unreadable."""
+    header = bytearray(batch[:BATCH_HEADER_SIZE])
+    records = gzip.compress(batch[BATCH_HEADER_SIZE:]) if body is None else body
+    out = header + records
+    struct.pack_into(">i", out, 8, len(out) - 12)
+    attributes = struct.unpack_from(">h", out, ATTRIBUTES_OFFSET)[0] & ~0x07 | codec
+    struct.pack_into(">h", out, ATTRIBUTES_OFFSET, attributes)
+    struct.pack_into(">I", out, CRC_OFFSET, calc_crc32c(bytes(out[ATTRIBUTES_OFFSET:])))
+    return bytes(out)
+
+
 async def produce_raw(
     bootstrap: str, topic: str, partition: int, records: Sequence[RawRecord]
 ) -> list[int]:
@@ -96,9 +113,11 @@ async def produce_raw(
             replacements: dict[bytes, bytes] = {}
             count = 0
             for key, value, headers in pending:
-                written = _with_placeholders(headers, replacements)
+                these: dict[bytes, bytes] = {}
+                written = _with_placeholders(headers, these)
                 if batch.append(key=key, value=value, timestamp=None, headers=written) is None:
                     break  # full: the rest go in the next batch
+                replacements.update(these)
                 count += 1
             batch.close()
             build = batch._build

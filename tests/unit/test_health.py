@@ -17,12 +17,31 @@ from worker.settings import Settings
 def test_a_worker_whose_partitions_keep_failing_is_not_alive() -> None:
     health = Health(stall_seconds=60)
     for _ in range(FAILURES_BEFORE_UNHEALTHY - 1):
-        health.failed("pipeline failed: boom")
+        health.failed("pipeline failed: boom", {})
     assert health.liveness()[0]
-    health.failed("pipeline failed: boom")
+    health.failed("pipeline failed: boom", {})
     alive, detail = health.liveness()
     assert not alive and "boom" in detail
     health.progressed()
+    assert health.liveness()[0]
+
+
+def test_one_partition_failing_at_the_same_offset_is_not_alive_while_others_progress() -> None:
+    health = Health(stall_seconds=60)
+    for _ in range(FAILURES_BEFORE_UNHEALTHY):
+        health.failed("pipeline failed: boom", {"commands:0": 17, "commands:1": 3})
+        health.progressed(["commands:2"])  # another partition commits between failures
+    alive, detail = health.liveness()
+    assert not alive and "commands:0" in detail and "17" in detail
+    health.progressed(["commands:0", "commands:1"])
+    assert health.liveness()[0]
+
+
+def test_a_partition_failing_at_moving_offsets_is_making_progress() -> None:
+    health = Health(stall_seconds=60)
+    for offset in range(FAILURES_BEFORE_UNHEALTHY * 2):
+        health.failed("pipeline failed: slow broker", {"commands:0": offset})
+        health.progressed(["commands:9"])
     assert health.liveness()[0]
 
 

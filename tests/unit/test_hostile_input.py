@@ -169,11 +169,18 @@ def test_a_readable_command_id_always_gets_a_result_that_serialises(
 
 
 def test_a_null_or_undecodable_trace_header_starts_a_fresh_trace() -> None:
+    traces = set()
     for traceparent in (None, b"\xff\xfe\x00", b"00-" + b"f" * 10_000):
         headers = [*auth_headers([101]), ("traceparent", traceparent), ("tracestate", None)]
         triaged = triage(record(encode(command()), headers), VERIFIER)
         assert isinstance(triaged, Admitted)
-        assert len(dict(triaged.trace_headers)["traceparent"]) == 55
+        version, trace_id, span_id, _ = (
+            dict(triaged.trace_headers)["traceparent"].decode().split("-")
+        )
+        assert (version, len(trace_id), len(span_id)) == ("00", 32, 16)
+        assert triaged.trace_id == trace_id and "tracestate" not in dict(triaged.trace_headers)
+        traces.add(trace_id)
+    assert len(traces) == 3, "each a trace of its own"
 
 
 def test_a_record_with_a_header_key_that_is_not_utf8_goes_to_the_dlq_as_a_stub() -> None:
@@ -217,11 +224,20 @@ def test_building_a_result_never_fails_and_stays_small(
     }
     echo = outputs.Echo.of_members(members, command_id)
     for status in (Status.BAD_REQUEST, Status.UNAUTHORIZED, Status.TOO_MANY_REQUESTS):
-        value = outputs.result_value(
-            echo, status, outputs_time(), detail=outputs.clean_text(detail)
-        )
+        value = outputs.result_value(echo, status, outputs_time(), detail=detail)
         value.decode("utf-8")
         assert len(value) < RESULT_BUDGET
+
+
+def test_a_detail_quoting_a_lone_surrogate_is_cleaned_not_fatal() -> None:
+    echo = outputs.Echo("c1", "complete_fielding_run")
+    value = outputs.result_value(echo, Status.UNAUTHORIZED, outputs_time(), detail="bad \udc80 kid")
+    assert json.loads(value)["error"]["detail"] == "bad \ufffd kid"
+
+
+def test_a_tombstones_copy_is_a_tombstone() -> None:
+    triaged = triage(record(None), VERIFIER)
+    assert isinstance(triaged, Unreadable) and answer(triaged).value is None
 
 
 def test_a_dlq_stub_never_carries_the_records_content() -> None:

@@ -1,5 +1,6 @@
-"""Fetched batches with a header key that is not UTF-8: read through aiokafka's own fetcher,
-every record comes out with its offset, instead of an exception that stops the consumer."""
+"""Fetched batches aiokafka cannot read (a header key that is not UTF-8, a codec it does not
+know, records that do not parse): read through aiokafka's own fetcher, every offset comes out,
+instead of an exception that stops the consumer."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from aiokafka.consumer import fetcher
 from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record.memory_records import MemoryRecords
 
-from tests.support.raw_records import build_batch
+from tests.support.raw_records import build_batch, compressed
 from worker.adapters.kafka import lenient_records
-from worker.adapters.kafka.lenient_records import LenientMemoryRecords
+from worker.adapters.kafka.lenient_records import UNREADABLE_BATCH, LenientMemoryRecords
 
 BAD_KEY = b"bad\xff\xfekey"
 RECORDS = [
@@ -60,3 +61,27 @@ def test_install_puts_the_lenient_reader_where_the_fetcher_looks_it_up() -> None
         assert fetcher.MemoryRecords is LenientMemoryRecords
     finally:
         fetcher.MemoryRecords = original
+
+
+def test_a_compressed_batch_with_a_bad_key_is_read_leniently_too() -> None:
+    wire = compressed(build_batch(RECORDS, base_offset=100), codec=1)  # gzip
+    got = read(LenientMemoryRecords(wire))
+    assert [offset for offset, _, _ in got] == [100, 101, 102]
+    assert got[1][2][0][0].encode("utf-8", "surrogateescape") == BAD_KEY
+
+
+@pytest.mark.parametrize(
+    ("codec", "body"), [(7, None), (1, b"not gzip at all")], ids=["unknown codec", "corrupt gzip"]
+)
+def test_a_batch_that_cannot_be_read_gives_every_offset_as_an_unreadable_marker(
+    codec: int, body: bytes | None
+) -> None:
+    wire = compressed(build_batch(RECORDS, base_offset=100), codec, body)
+    wire += build_batch([(b"k3", b"v3", [])], base_offset=103)
+    got = read(LenientMemoryRecords(wire))
+    assert [offset for offset, _, _ in got] == [100, 101, 102, 103], (
+        "nothing skipped, nothing stuck"
+    )
+    for _, key, headers in got[:3]:
+        assert key is None and headers[0][0] == UNREADABLE_BATCH and headers[0][1]
+    assert got[3][1] == b"k3"

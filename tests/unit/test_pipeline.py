@@ -275,7 +275,7 @@ async def test_a_batch_is_bounded_in_bytes_and_a_huge_record_goes_alone() -> Non
         record(0, 2, b"c" * 2000),
         record(0, 3, b"d" * 10),
     ]
-    _, publisher, _ = await run_pipeline({0: None}, records, max_batch_bytes=1000)
+    _, publisher, _ = await run_pipeline({0: None}, records, max_batch_bytes=1500)
     assert [len(values) for values, _ in publisher.batches] == [2, 1, 1]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from tests.support.commands import SECRET, auth_headers, command, encode
 from tests.support.fakes import InMemoryStore
@@ -105,28 +106,44 @@ async def test_statement_timeouts_split_the_batch_rather_than_retry_it_forever()
 
 
 async def test_a_command_takes_quota_once_however_often_its_batch_is_tried() -> None:
-    store = InMemoryStore(rate_limit=2)
-    handler = FlakyHandler(transient_failures=2, store=store, rate_limit=2)
-    handler.calls = 0
+    class LosesRaces(InMemoryStore):
+        """Every save loses a compare-and-swap race, twice, as if another worker won."""
 
-    class FailAfterCharging(InMemoryStore):
-        pass
+        def __init__(self) -> None:
+            super().__init__(rate_limit=2)
+            self.lost = 0
 
-    original_save = store.save
-    failures = [TransientFailure("a lost race"), TransientFailure("a lost race")]
+        async def save(self, changes: Sequence[Any], outcomes: Sequence[Any]) -> None:
+            if self.lost < 2:
+                self.lost += 1
+                raise TransientFailure("a lost race")
+            await super().save(changes, outcomes)
 
-    async def save_after_charge(*args: object) -> None:
-        if failures:
-            raise failures.pop()
-        await original_save(*args)  # type: ignore[arg-type]
-
-    store.save = save_after_charge  # type: ignore[method-assign]
-    handler.transient_failures = 0
+    store = LosesRaces()
+    handler = FlakyHandler(store=store, rate_limit=2)
     out = await BatchProcessor(handler, 3, NO_WAIT).process(
         [record(i, command()) for i in range(3)]
     )
-    assert statuses(out) == [404, 404, 429]
+    assert statuses(out) == [404, 404, 429] and handler.calls == 3
     assert store.used == {101: 3}, "three commands charged once each, over three tries"
+
+
+async def test_a_repeat_within_a_batch_takes_no_quota() -> None:
+    store = InMemoryStore(rate_limit=5)
+    body = command()
+    out = await BatchProcessor(FlakyHandler(store=store, rate_limit=5), 3, NO_WAIT).process(
+        [record(0, body), record(1, body)]
+    )
+    assert statuses(out) == [404, 404]
+    assert store.used == {101: 1}
+
+
+async def test_one_command_that_keeps_timing_out_is_answered_500_not_retried_forever() -> None:
+    handler = FlakyHandler(transient_failures=99, failure=StatementTimeout("lock timeout"))
+    poisoned = record(0, command())
+    out = await BatchProcessor(handler, 3, NO_WAIT).process([poisoned])
+    assert statuses(out) == [500] and handler.calls == 3
+    assert [e.channel for e in out] == [Channel.RESULT, Channel.DLQ]
 
 
 async def test_a_record_whose_answer_cannot_be_built_still_leaves_a_dlq_stub() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-# Partitions lost this many times in a row, with no batch committed in between, is a worker
-# that keeps failing (a broker restart costs one or two).
+# Partitions lost this many times in a row with no batch committed in between, or one
+# partition lost this many times at the same offset while others go on, is a worker that
+# keeps failing (a broker restart costs one or two).
 FAILURES_BEFORE_UNHEALTHY = 5
 
 
@@ -24,14 +26,33 @@ class Health:
     running: bool = True
     consecutive_failures: int = 0
     last_failure: str = ""
+    # Per partition with records waiting when the pipeline failed: (committed offset then,
+    # failures in a row at that offset).
+    stuck: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def progressed(self) -> None:
+    def progressed(self, partitions: Iterable[str] = ()) -> None:
+        """A batch committed (for `partitions`)."""
         self.last_progress_at = time.time()
         self.consecutive_failures = 0
+        for partition in partitions:
+            self.stuck.pop(partition, None)
 
-    def failed(self, reason: str) -> None:
+    def idle(self) -> None:
+        """Nothing waits anywhere: nothing is stalled or stuck."""
+        self.progressed()
+        self.stuck.clear()
+
+    def failed(self, reason: str, waiting: Mapping[str, int]) -> None:
+        """The pipeline failed; `waiting`: the committed offset of each partition that had
+        records waiting."""
         self.consecutive_failures += 1
         self.last_failure = reason[:200]
+        stuck = {}
+        for partition, offset in waiting.items():
+            before = self.stuck.get(partition)
+            again = before is not None and before[0] == offset
+            stuck[partition] = (offset, before[1] + 1 if before and again else 1)
+        self.stuck = stuck
 
     def liveness(self, now: float | None = None) -> tuple[bool, str]:
         now = time.time() if now is None else now
@@ -43,6 +64,12 @@ class Health:
                 f"failing: partitions lost {self.consecutive_failures} times in a row "
                 f"without progress (last: {self.last_failure})"
             )
+        for partition, (offset, failures) in sorted(self.stuck.items()):
+            if failures >= FAILURES_BEFORE_UNHEALTHY:
+                return False, (
+                    f"failing: partition {partition} failed {failures} times at offset {offset} "
+                    f"(last: {self.last_failure})"
+                )
         if self.total_lag > 0 and idle > self.stall_seconds:
             return False, f"stalled: lag {self.total_lag}, no progress for {idle:.0f}s"
         return True, f"ok: lag {self.total_lag}, last progress {idle:.0f}s ago"

@@ -97,7 +97,7 @@ class TokenVerifier:
             return AuthFailure("no key is configured to verify tokens")
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
-        except jwt.InvalidTokenError:
+        except Exception:  # InvalidTokenError, or whatever an older PyJWT lets through
             return AuthFailure("the token is malformed")
         found = next(((key, alg) for key, alg in self._keys if alg == algorithm), None)
         if found is None:

@@ -93,6 +93,8 @@ def rejected(item: Rejected, processed_at: datetime) -> Emission:
 
 def unreadable(item: Unreadable) -> Emission:
     record = item.record
+    if record.unreadable is not None:  # nothing of it could be read: its coordinates stand in
+        return outputs.dlq_stub(record.origin, None, None, item.reason)
     return outputs.dlq_copy(record.origin, record.key, record.value, record.headers, item.reason)
 
 
@@ -247,12 +249,14 @@ class CommandHandler:
         """Takes quota for the fresh commands not charged in an earlier try of this batch."""
         if not self._rate_limited:
             return
-        unseen = [
-            a
-            for a in admitted
-            if a.record.origin not in ledger.verdicts
-            and (a.command.account_id, a.command.command_id) not in snapshot.outcomes
-        ]
+        unseen: list[Admitted] = []
+        keys: set[tuple[int, str]] = set(snapshot.outcomes)
+        for item in admitted:
+            key = (item.command.account_id, item.command.command_id)
+            # A repeat of a command earlier in the batch is a replay of it: no quota.
+            if item.record.origin not in ledger.verdicts and key not in keys:
+                unseen.append(item)
+                keys.add(key)
         if not unseen:
             return
         quotas: dict[int, Quota] = await self._store.take_quota(

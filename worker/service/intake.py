@@ -33,12 +33,8 @@ class CommandRecord:
     value: bytes | None
     headers: Headers
     timestamp_ms: int
-
-    @property
-    def size(self) -> int:
-        """Bytes of key, value and headers: what the record weighs in memory and in a copy."""
-        headers = sum(len(k) + len(v or b"") for k, v in self.headers)
-        return len(self.key or b"") + len(self.value or b"") + headers
+    # Why the consumer could not read the record at all (its batch did not parse), if so.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +65,7 @@ class Admitted:
     principal: Principal
     trace_headers: list[tuple[str, bytes]]
     trace_id: str
-
-    @property
-    def echo(self) -> Echo:
-        return Echo.of_command(self.command)
+    echo: Echo
 
 
 Triaged = Unreadable | Rejected | Admitted
@@ -97,6 +90,8 @@ def _invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
 
 
 def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
+    if record.unreadable is not None:
+        return Unreadable(record, record.unreadable)
     if record.value is None:
         return Unreadable(record, "the record has no value (a tombstone)")
     if not header_keys_are_utf8(record.headers):
@@ -114,7 +109,7 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
         return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
-    return Admitted(record, command, principal, trace_headers, trace_id)
+    return Admitted(record, command, principal, trace_headers, trace_id, echo)
 
 
 def _triage_invalid(

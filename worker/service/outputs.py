@@ -30,6 +30,7 @@ Headers = Sequence[tuple[str, bytes | None]]
 # Echoed strings: a command's ids are 26 characters and its command_id at most 255.
 MAX_ECHO = 255
 MAX_REASON = 1000  # characters of a DLQ reason
+MAX_DETAIL = 1000  # characters of an error's detail
 MAX_INVALID_PARAMS = 50
 # A record batch's header (61 bytes) and one record's varints and attributes, rounded up.
 RECORD_OVERHEAD = 100
@@ -47,7 +48,7 @@ class Channel(Enum):
 class Emission:
     channel: Channel
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None only in the DLQ copy of a tombstone
     headers: Headers = ()
     origin: RecordOrigin | None = None  # the command record this answers or copies
     status: Status | None = None  # results only, for metrics
@@ -57,7 +58,7 @@ class Emission:
     def size(self) -> int:
         """An upper bound of the bytes this record takes in a record batch of its own."""
         headers = sum(len(k) * 4 + len(v or b"") + 10 for k, v in self.headers)
-        return RECORD_OVERHEAD + len(self.key or b"") + len(self.value) + headers
+        return RECORD_OVERHEAD + len(self.key or b"") + len(self.value or b"") + headers
 
 
 def clean_text(text: str, limit: int = MAX_ECHO) -> str:
@@ -174,7 +175,10 @@ def result_value(
     invalid_params: Sequence[InvalidParam] | None = None,
     retry_after_seconds: int | None = None,
 ) -> bytes:
-    """A result's JSON. `detail` is the worker's own text; `echo` is clean."""
+    """A result's JSON. `echo` is clean; so is `detail` once it has passed `clean_text` (it
+    may quote a library's message about what a command held)."""
+    if detail is not None:
+        detail = clean_text(detail, MAX_DETAIL)
     error: ApiError | TooManyRequestsProblem | None = None
     if status is Status.TOO_MANY_REQUESTS:
         error = TooManyRequestsProblem(details=detail or "the account's command rate is exceeded")
@@ -240,9 +244,7 @@ def dlq_copy(
     stub (`dlq_stub`) where its headers cannot be written back."""
     if not header_keys_are_utf8(headers):
         return dlq_stub(origin, key, value, f"{reason} (a header key is not UTF-8)")
-    return Emission(
-        Channel.DLQ, key, value or b"", [*headers, *_coordinates(origin, reason)], origin
-    )
+    return Emission(Channel.DLQ, key, value, [*headers, *_coordinates(origin, reason)], origin)
 
 
 def dlq_stub(origin: RecordOrigin, key: bytes | None, value: bytes | None, reason: str) -> Emission:

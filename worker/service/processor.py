@@ -2,8 +2,10 @@
 
 - A TransientFailure (database or broker unreachable, read-only during a failover, a lost
   race) is retried with backoff for as long as it lasts; nothing is published or committed
-  meanwhile, so nothing is lost. A statement timeout is transient too, but a batch that keeps
-  meeting one is split in halves: a smaller batch may fit in the time.
+  meanwhile, so nothing is lost. A statement timeout is retried too, but a batch that keeps
+  meeting one is split in halves (a smaller batch may fit in the time), and a single command
+  that keeps meeting one (a row locked elsewhere) is answered 500 rather than hold up every
+  partition behind it.
 - Any other exception is retried a few times; then the batch is split in halves, each tried
   on its own, so one poison command costs its neighbours a few attempts (a logarithmic
   number of splits), not the partition. A command that still fails alone gets a 500 result
@@ -68,6 +70,8 @@ class BatchProcessor:
                         "statements keep timing out; splitting the batch of %d", len(records)
                     )
                     return await self._halves(records, ledger)
+                if timeouts >= self._attempts:  # one command's statement: it holds up the rest
+                    return self._last_resort(records[0], failure, timeouts)
                 self._on_retry("transient")
                 log.warning(
                     "statement timed out, retrying",

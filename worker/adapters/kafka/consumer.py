@@ -88,7 +88,6 @@ class CommandConsumer:
             try:
                 await self._run_member(stop)
             except PartitionLost as lost:
-                self._health.failed(str(lost))
                 log.warning("partition lost (%s); rejoining the group", lost)
                 await asyncio.sleep(1.0)
             except KafkaError as error:
@@ -109,7 +108,9 @@ class CommandConsumer:
             rebalance_timeout_ms=c.max_poll_interval_ms,
             # What the fetcher may hold unread, whatever the backlog: with aiokafka's 50 MB per
             # fetch, the worker's memory depended on how far ahead it had happened to read.
-            max_partition_fetch_bytes=1 << 20,
+            # A partition's fetch returns a batch as large as the topic's default limit
+            # (1,048,588 bytes) whichever partition comes first in the fetch.
+            max_partition_fetch_bytes=(1 << 20) + (64 << 10),
             fetch_max_bytes=8 << 20,
         )
         consumer.subscribe([c.topic], listener=_Rebalance(self))
@@ -135,13 +136,20 @@ class CommandConsumer:
             self._health.in_group = False
 
     def _check_pipeline(self) -> None:
-        task = self._pipeline.task if self._pipeline else None
-        if task is not None and task.done() and not task.cancelled():
-            error = task.exception()
-            if isinstance(error, PartitionLost):
-                raise error
-            if error is not None:
-                raise PartitionLost(f"pipeline failed: {error!r}") from error
+        pipeline = self._pipeline
+        task = pipeline.task if pipeline else None
+        if pipeline is None or task is None or not task.done() or task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        lost = (
+            error
+            if isinstance(error, PartitionLost)
+            else PartitionLost(f"pipeline failed: {error!r}")
+        )
+        self._health.failed(str(lost), pipeline.waiting())
+        raise lost from error
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         pipeline = self._pipeline
@@ -182,7 +190,7 @@ class CommandConsumer:
             metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(age)
         self._health.total_lag = total
         if total == 0:
-            self._health.progressed()  # nothing to do is not a stall
+            self._health.idle()  # nothing to do is not a stall
 
     def _pipeline_for(self, assignment: set[TopicPartition]) -> AssignmentPipeline:
         """The assignment's pipeline; made here too, since records can arrive before the

@@ -1,17 +1,21 @@
 """Fetched record batches that aiokafka's reader refuses, read anyway.
 
-aiokafka decodes record header keys as strict UTF-8 while the consumer iterates a fetched
-batch; a key that is not UTF-8 raises out of `getmany()`, takes with it the records already
-drained from other partitions in that call, and leaves the partition's position where it was,
-so every later `getmany()` raises again: one record stops the worker for good.
+aiokafka reads a fetched batch's records while the consumer iterates it, inside `getmany()`.
+A header key that is not UTF-8, a codec it cannot decompress, a batch that does not parse:
+each raises out of `getmany()`, takes with it the records already drained from other
+partitions in that call, and leaves the partition's position where it was, so every later
+`getmany()` raises again. One record stops the worker for good.
 
 The fetcher builds its batches through the module-level name `MemoryRecords`, looked up per
 fetch response; `install()` puts `LenientMemoryRecords` there. It splits a response into
-batches as aiokafka does and hands each v2 batch to aiokafka's own (C) reader; only when that
-reader fails on a header key is the one batch read again here, with header keys decoded with
-`surrogateescape` (`key.encode("utf-8", "surrogateescape")` gives the bytes back). Every
-record is delivered with its offset; the service layer sees such a key and copies the record
-to the DLQ as a stub. The normal path costs a wrapper object per batch.
+batches as aiokafka does and hands each v2 batch to aiokafka's own (C) reader. Only when that
+reader fails is the one batch read again here: on a header key, with header keys decoded with
+`surrogateescape` (`key.encode("utf-8", "surrogateescape")` gives the bytes back); on anything
+else, each offset of the batch not yet delivered comes out as a record with no key or value
+and one header, UNREADABLE_BATCH, saying why. Every offset is delivered; the pipeline turns
+the marker into an unreadable command record, and the DLQ gets a stub with its coordinates.
+The normal path costs a wrapper object per batch. (A checksum mismatch is left to aiokafka,
+which fetches the batch again: that is corruption on the way, not content.)
 
 This leans on two private details of aiokafka 0.14 (the `MemoryRecords` name in
 `aiokafka.consumer.fetcher`, and the batch attributes `PartitionRecords` reads); the
@@ -43,6 +47,10 @@ DECOMPRESS = {
     3: codec.lz4_decode,
     4: codec.zstd_decode,
 }
+
+
+# A header key no Kafka record can carry: surrogateescape decoding yields only U+DC80-U+DCFF.
+UNREADABLE_BATCH = "\ud800fielding.unreadable-batch"
 
 
 def _is_header_key_error(error: BaseException) -> bool:
@@ -156,18 +164,34 @@ class LenientBatch:
         return next(self._fast)
 
     def __iter__(self) -> Iterator[Any]:
-        last: int | None = None
+        last = self.base_offset - 1  # the last offset delivered
         try:
             for record in self._fast:
                 last = record.offset
                 yield record
             return
         except Exception as error:
-            if not _is_header_key_error(error):
-                raise
-        for record in read_leniently(bytes(self._raw)):
-            if last is None or record.offset > last:
-                yield record
+            failure: Exception = error
+        if _is_header_key_error(failure):
+            try:
+                for record in read_leniently(bytes(self._raw)):
+                    if record.offset > last:
+                        last = record.offset
+                        yield record
+                return
+            except Exception as error:
+                failure = error
+        reason = f"the record batch could not be read: {type(failure).__name__}: {failure}"
+        timestamp = BATCH_HEADER.unpack_from(self._raw)[7]  # the batch's first timestamp
+        for offset in range(last + 1, self.next_offset):
+            yield LenientRecord(
+                offset=offset,
+                timestamp=timestamp,
+                timestamp_type=0,
+                key=None,
+                value=None,
+                headers=[(UNREADABLE_BATCH, reason[:500].encode("utf-8", "replace"))],
+            )
 
 
 class LenientMemoryRecords:

@@ -25,6 +25,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from worker.adapters.kafka.deadline import within
 from worker.adapters.kafka.errors import PartitionLost
+from worker.adapters.kafka.lenient_records import UNREADABLE_BATCH
 from worker.observability import metrics
 from worker.observability.health import Health
 from worker.service.intake import CommandRecord
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 OWNERSHIP_TIMEOUT_SECONDS = 30.0
 PUBLISH_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-# A transaction opened this long before its batch was decided is opened afresh before
-# publishing, well inside the broker's transaction timeout (60 s).
+# While a batch takes this long to decide, its transaction is opened afresh, well inside the
+# broker's transaction timeout (60 s, the producer's default).
 RENEW_AFTER_SECONDS = 20.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -85,21 +86,27 @@ class Positions(Protocol):
     def seek(self, tp: TopicPartition, offset: int) -> None: ...
 
 
+# What a record costs in memory beyond its bytes: the record object, and each header's tuple.
+RECORD_OVERHEAD = 200
+HEADER_OVERHEAD = 64
+
+
 def record_size(record: Record) -> int:
-    """What a fetched record weighs: key, value and headers."""
-    headers = sum(len(key) + len(value or b"") for key, value in record.headers)
+    """What a fetched record weighs in memory: its bytes, and the objects that hold them (a
+    record of half a million empty headers is small on the topic and large here)."""
+    headers = sum(HEADER_OVERHEAD + len(key) + len(value or b"") for key, value in record.headers)
     body: int = max(0, record.serialized_key_size) + max(0, record.serialized_value_size)
-    return body + headers
+    return RECORD_OVERHEAD + body + headers
 
 
 def command_record(record: Record) -> CommandRecord:
-    return CommandRecord(
-        origin=RecordOrigin(record.topic, record.partition, record.offset),
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers),
-        timestamp_ms=record.timestamp,
-    )
+    origin = RecordOrigin(record.topic, record.partition, record.offset)
+    headers = record.headers
+    if headers and headers[0][0] == UNREADABLE_BATCH:
+        return CommandRecord(
+            origin, None, None, (), record.timestamp, unreadable=headers[0][1].decode()
+        )
+    return CommandRecord(origin, record.key, record.value, tuple(headers), record.timestamp)
 
 
 async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
@@ -196,6 +203,14 @@ class AssignmentPipeline:
             if len(oldest) == len(self.partitions):
                 break
         return oldest
+
+    def waiting(self) -> dict[str, int]:
+        """The committed offset of each partition with records waiting (queued or in flight)."""
+        partitions = {
+            TopicPartition(r.topic, r.partition) for batch in self._in_flight for r in batch
+        }
+        partitions |= {TopicPartition(r.topic, r.partition) for r, _ in self._queue}
+        return {f"{tp.topic}:{tp.partition}": self.committed.get(tp, -1) for tp in partitions}
 
     def submit(self, records: list[Record]) -> None:
         for record in records:
@@ -295,13 +310,9 @@ class AssignmentPipeline:
                 self._in_flight.append(batch)
                 # Kafka opens the batch's transaction with its offsets while the database
                 # decides it; offset commits go out in batch order.
-                prepared_at = time.monotonic()
                 preparing = asyncio.create_task(self._prepare(offsets, after=preparing))
                 with metrics.DECIDE_SECONDS.time():
-                    emissions = await self._processor.process([command_record(r) for r in batch])
-                if time.monotonic() - prepared_at > RENEW_AFTER_SECONDS:
-                    # Before the next batch's offsets join theirs: commits stay in order.
-                    preparing = asyncio.create_task(self._renew(preparing, offsets))
+                    emissions, preparing = await self._decide(batch, offsets, preparing)
                 # Batches commit in order. The next batch is taken only once this one is
                 # handed over, so records wait in one growing batch, not in a queue of small ones.
                 if publishing is not None:
@@ -326,6 +337,24 @@ class AssignmentPipeline:
         return await within(
             PUBLISH_TIMEOUT_SECONDS, self._publisher.prepare(offsets), "preparing a transaction"
         )
+
+    async def _decide(
+        self, batch: list[Record], offsets: dict[TopicPartition, int], preparing: asyncio.Task[Any]
+    ) -> tuple[list[Emission], asyncio.Task[Any]]:
+        """The batch's outputs, and its transaction: renewed every RENEW_AFTER_SECONDS while the
+        database takes long (an outage, statement timeouts), so the broker never times it out.
+        Renewals happen before the next batch's offsets join: commits stay in order."""
+        deciding = asyncio.create_task(self._processor.process([command_record(r) for r in batch]))
+        try:
+            while True:
+                done, _ = await asyncio.wait({deciding}, timeout=RENEW_AFTER_SECONDS)
+                if done:
+                    return deciding.result(), preparing
+                preparing = asyncio.create_task(self._renew(preparing, offsets))
+        finally:
+            if not deciding.done():
+                deciding.cancel()
+                await asyncio.gather(deciding, return_exceptions=True)
 
     async def _renew(self, preparing: asyncio.Task[Any], offsets: dict[TopicPartition, int]) -> Any:
         log.warning("a batch took long to decide; opening its transaction afresh")
@@ -366,7 +395,7 @@ class AssignmentPipeline:
             )
         self._in_flight.popleft()
         self.committed.update(decided.offsets)
-        self._health.progressed()
+        self._health.progressed(f"{tp.topic}:{tp.partition}" for tp in decided.offsets)
         self._observe(decided.batch, decided.emissions)
 
     @staticmethod

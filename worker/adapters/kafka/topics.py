@@ -1,10 +1,14 @@
 """The topics of the contract, created with the admin API where missing, and the largest record
 each accepts.
 
-The DLQ must take a copy of any record the commands topic accepts, plus the `dlq.*` headers:
-it is created with the commands topic's `max.message.bytes` plus DLQ_HEADROOM. A copy that
-still does not fit (the topic was made elsewhere, or a compressed record grew when copied)
-becomes a stub; the publisher checks every output against these limits before sending.
+The commands topic is created with `compression.type=uncompressed`: the broker then
+decompresses what producers send and checks `max.message.bytes` against the records as
+stored, so a small compressed batch cannot unfold into gigabytes in the worker (a gzip batch
+of 3 MB of one byte, 3 KB compressed, is refused at produce time). The DLQ must take a copy of
+any record the commands topic accepts, plus the `dlq.*` headers: it is created with the
+commands topic's `max.message.bytes` plus DLQ_HEADROOM. A copy that still does not fit (the
+topics were made elsewhere) becomes a stub; the publisher checks every output against these
+limits before sending.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from worker.adapters.kafka.admin import admin_client
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
+COMPRESSION_TYPE = "compression.type"
+COMMANDS_CONFIG = {COMPRESSION_TYPE: "uncompressed"}
 DLQ_HEADROOM = 64 * 1024  # the dlq.* headers are bounded far below this
 
 
@@ -41,16 +47,17 @@ async def _await_leaders(
         await asyncio.sleep(0.1)
 
 
-async def message_limits(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, int]:
-    """Each topic's `max.message.bytes`: the largest record batch its broker accepts."""
-    names = sorted(set(topics))
+async def topic_configs(
+    admin: AIOKafkaAdminClient, topics: Iterable[str], name: str
+) -> dict[str, str]:
+    """The value of config `name` of each topic."""
     responses = await admin.describe_configs(
         [
-            ConfigResource(ConfigResourceType.TOPIC, name, configs={MAX_MESSAGE_BYTES: None})
-            for name in names
+            ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: None})
+            for topic in sorted(set(topics))
         ]
     )
-    limits: dict[str, int] = {}
+    values: dict[str, str] = {}
     for response in responses:
         for resource in response.to_object()["resources"]:
             if resource["error_code"] != 0:
@@ -59,9 +66,29 @@ async def message_limits(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> d
                     f"{resource['error_message']}"
                 )
             for entry in resource["config_entries"]:
-                if entry["config_names"] == MAX_MESSAGE_BYTES:
-                    limits[resource["resource_name"]] = int(entry["config_value"])
-    return limits
+                if entry["config_names"] == name:
+                    values[resource["resource_name"]] = entry["config_value"]
+    return values
+
+
+async def message_limits(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, int]:
+    """Each topic's `max.message.bytes`: the largest record batch its broker accepts."""
+    limits = await topic_configs(admin, topics, MAX_MESSAGE_BYTES)
+    return {topic: int(value) for topic, value in limits.items()}
+
+
+async def commands_topic_warnings(bootstrap_servers: str, commands_topic: str) -> list[str]:
+    """What is unsafe in how the commands topic was made (when someone else made it)."""
+    async with admin_client(bootstrap_servers) as admin:
+        compression = (await topic_configs(admin, [commands_topic], COMPRESSION_TYPE)).get(
+            commands_topic
+        )
+    if compression != "uncompressed":
+        return [
+            f"topic {commands_topic} has compression.type={compression}: a compressed record "
+            "can be far larger than max.message.bytes once read (set it to uncompressed)"
+        ]
+    return []
 
 
 async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
@@ -86,7 +113,12 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [name for name in partitions if name not in existing]
         first = [
-            NewTopic(name, num_partitions=partitions[name], replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=partitions[name],
+                replication_factor=replication_factor,
+                topic_configs=COMMANDS_CONFIG if name == commands_topic else {},
+            )
             for name in missing
             if name != dlq_topic
         ]
