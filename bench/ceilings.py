@@ -18,7 +18,7 @@ from fielding_statemachine.decisions import RunState
 from fielding_statemachine.status import RunStatus
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.pool import create_pool
-from worker.service.ports import RecordOrigin, RememberedOutcome, RunChange
+from worker.service.ports import Output, RecordOrigin, RememberedOutcome, RunChange
 from worker.settings import Settings
 
 ACCOUNT = 101
@@ -156,7 +156,7 @@ async def database_alone(database_url: str, run_ids: list[str], batch: int = 200
         for start in range(0, len(run_ids), batch):
             ids = run_ids[start : start + batch]
             commands = [(ACCOUNT, uuid.uuid4().hex) for _ in ids]
-            snapshot = await store.load(ids, commands)
+            snapshot = await store.load(ids, [], commands)
             now = datetime.now(UTC)
             changes = [
                 RunChange(
@@ -174,12 +174,12 @@ async def database_alone(database_url: str, run_ids: list[str], batch: int = 200
                     bytes(16),
                     204,
                     RESULT,
-                    EVENT,
+                    (Output(b"01BTGNYV6HRNK8K8VKZASZCFP1", EVENT),),
                     RecordOrigin("bench", 0, offset),
                 )
                 for offset, (account_id, command_id) in enumerate(commands)
             ]
-            await store.save(changes, outcomes)
+            await store.save(changes, outcomes, [])
         return time.monotonic() - started
     finally:
         await pool.close()

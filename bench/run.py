@@ -24,22 +24,21 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.ceilings import database_alone, kafka_consume_produce, kafka_loops
 from bench.naive import run_naive
-from schemas.types import format_timestamp
+from schemas.command import new_command
+from schemas.types import new_ulid
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.lag import topic_partitions
 from worker.adapters.postgres.migrate import upgrade
 from worker.bootstrap import create_topics
-from worker.entrypoints.send import new_ulid
+from worker.service.auth import TokenIssuer
 from worker.settings import Settings
 
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
@@ -97,28 +96,20 @@ async def reopen_runs(database_url: str) -> None:
         await connection.close()
 
 
-def command_value(runs: Runs, index: int) -> bytes:
-    return json.dumps(
-        {
-            "type": "complete_fielding_run",
-            "command_id": new_ulid(),
-            "account_id": ACCOUNT,
-            "project_id": runs.project_id,
-            "target_group_id": runs.target_groups[index],
-            "fielding_run_id": runs.ids[index],
-            "if_match": 'W/"1"',
-            "issued_at": format_timestamp(datetime.now(UTC)),
-        }
-    ).encode()
+def command_value(runs: Runs, index: int, kind: str = "complete_fielding_run") -> bytes:
+    command = new_command(
+        kind,
+        account_id=ACCOUNT,
+        project_id=runs.project_id,
+        target_group_id=runs.target_groups[index],
+        fielding_run_id=runs.ids[index],
+        if_match='W/"1"',
+    )
+    return command.model_dump_json().encode()
 
 
 def auth_header() -> list[tuple[str, bytes]]:
-    token = jwt.encode(
-        {"sub": str(uuid.uuid4()), "account_ids": [ACCOUNT], "exp": int(time.time()) + 86400},
-        SECRET,
-        algorithm="HS256",
-    )
-    return [("authorization", f"Bearer {token}".encode())]
+    return [("authorization", TokenIssuer(SECRET).bearer([ACCOUNT], lifetime_seconds=86400))]
 
 
 def scenario_settings(base: Settings, database_url: str, name: str) -> Settings:

@@ -13,8 +13,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from schemas.command import CompleteFieldingRun
-from schemas.event import TargetGroupClosed
+from schemas.command import COMMAND_MODELS
+from schemas.event import (
+    FieldingRunUpdated,
+    TargetGroupClosed,
+    TargetGroupOpened,
+    TargetGroupPaused,
+)
+from schemas.job import BulkJob, FieldingRunJob
 from schemas.result import CommandResult
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -22,9 +28,18 @@ JSON_DIR = Path(__file__).parent / "json"
 Mode = Literal["validation", "serialization"]
 # Commands are read (validation); results and events are written (serialization).
 MESSAGES: dict[str, tuple[type[BaseModel], Mode]] = {
-    "complete_fielding_run.command.schema.json": (CompleteFieldingRun, "validation"),
+    **{
+        f"{model.model_config['title']}.command.schema.json": (model, "validation")
+        for model in COMMAND_MODELS
+    },
     "command_result.schema.json": (CommandResult, "serialization"),
-    "target_group_closed.event.schema.json": (TargetGroupClosed, "serialization"),
+    **{
+        f"{model.model_config['title']}.event.schema.json": (model, "serialization")
+        for model in (TargetGroupOpened, TargetGroupPaused, TargetGroupClosed, FieldingRunUpdated)
+    },
+    # The job resources, as `jobs get` and the HTTP API show them (and results carry them).
+    "fielding_run_job.schema.json": (FieldingRunJob, "serialization"),
+    "bulk_job.schema.json": (BulkJob, "serialization"),
 }
 
 

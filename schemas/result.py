@@ -1,4 +1,4 @@
-"""The result the worker publishes on `fielding-run-command-results`, one per command."""
+"""The result the worker publishes on `fielding-run-command-results`, one per command record."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from enum import IntEnum
 from pydantic import BaseModel, ConfigDict
 
 from schemas.errors import ApiError, TooManyRequestsProblem
-from schemas.types import Timestamp
+from schemas.job import BulkJob, FieldingRunJob
+from schemas.types import Timestamp, Ulid
 
 
 class Status(IntEnum):
     """The HTTP status the public API would have answered: the one list of them."""
 
+    OK = 200
+    CREATED = 201
+    ACCEPTED = 202
     NO_CONTENT = 204
     BAD_REQUEST = 400
     UNAUTHORIZED = 401
@@ -24,6 +28,31 @@ class Status(IntEnum):
     INTERNAL_ERROR = 500
 
 
+class LaunchedTimes(BaseModel):
+    """launch_now_fielding_run's 200: the run's new times."""
+
+    model_config = ConfigDict(frozen=True, title="launched_times")
+
+    start_fielding_at: Timestamp
+    end_fielding_at: Timestamp | None
+
+
+class UpdatedRun(BaseModel):
+    """update_fielding_run's 202."""
+
+    model_config = ConfigDict(frozen=True, title="updated_run")
+
+    id: Ulid
+
+
+class CreatedJob(BaseModel):
+    """A job command's 201."""
+
+    model_config = ConfigDict(frozen=True, title="created_job")
+
+    job: FieldingRunJob | BulkJob
+
+
 class CommandResult(BaseModel):
     """What the public API would have answered. The ids echo the command's where readable."""
 
@@ -33,6 +62,7 @@ class CommandResult(BaseModel):
     type: str | None
     status: Status
     etag: str | None = None
+    body: LaunchedTimes | UpdatedRun | CreatedJob | None = None
     error: ApiError | TooManyRequestsProblem | None = None
     retry_after_seconds: int | None = None
     account_id: int | None = None

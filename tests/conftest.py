@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
+from schemas.types import new_ulid
 from tests.support.commands import SECRET
 from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.kafka import TopicReader
@@ -20,7 +22,6 @@ from tests.support.services import Services, real_services
 from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
 from worker.bootstrap import create_topics
-from worker.entrypoints.send import new_ulid
 from worker.settings import Settings
 
 
@@ -105,6 +106,8 @@ def make_run(pool: asyncpg.Pool) -> RunMaker:
         status: RunStatus = RunStatus.LIVE,
         account_id: int = 101,
         version: int | None = None,
+        start_fielding_at: datetime | None = None,
+        end_fielding_at: datetime | None = None,
         **ids: Any,
     ) -> FieldingRunRecord:
         return await put_run(
@@ -115,6 +118,8 @@ def make_run(pool: asyncpg.Pool) -> RunMaker:
             fielding_run_id=ids.get("fielding_run_id") or new_ulid(),
             status=status,
             version=version,
+            start_fielding_at=start_fielding_at,
+            end_fielding_at=end_fielding_at,
         )
 
     return make

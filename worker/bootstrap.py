@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 
 import asyncpg
 from aiokafka import TopicPartition
 
+from worker.adapters.kafka.command_sink import KafkaCommandSink
 from worker.adapters.kafka.consumer import CommandConsumer, ConsumerConfig
 from worker.adapters.kafka.lag import committed_offsets
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits, Positions
@@ -18,12 +20,14 @@ from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
 from worker.adapters.postgres.pool import create_pool
+from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
 from worker.observability.health import Health
 from worker.service.auth import TokenVerifier
 from worker.service.handler import CommandHandler
 from worker.service.outputs import Channel
 from worker.service.processor import BatchProcessor
+from worker.service.scheduler import TimerScheduler
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchPro
     verifier = TokenVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         settings.jwt_public_key,
+        system_secret=settings.system_secret,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
@@ -112,11 +117,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool =
     consumer = build_consumer(settings, pool, build_processor(settings, store), health)
     metrics.LAST_PROGRESS.set_to_current_time()
     chores = asyncio.create_task(_chores(pool, settings, health))
+    timers = asyncio.create_task(_timers(settings, pool, stop))
     try:
         health.database_ok = await database_reachable(pool)
         await consumer.run(stop)
     finally:
         health.running = False
+        stop.set()  # the scheduler ends its round and stops its producer
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(timers, 10)
         chores.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await chores
@@ -124,6 +133,28 @@ async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool =
             server.shutdown()
             server.server_close()
         await pool.close()
+
+
+async def _timers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    """Runs this replica's scheduler of time-driven transitions (see `scheduler.py`)."""
+    secret = settings.system_secret
+    if settings.scheduler_interval_seconds <= 0:
+        return
+    if secret is None:
+        log.warning("no FIELDING_SYSTEM_JWT_SECRET or FIELDING_JWT_SECRET: timers are off")
+        return
+    sink = KafkaCommandSink(settings.kafka_bootstrap_servers, settings.commands_topic)
+    scheduler = TimerScheduler(
+        PostgresDueRuns(pool),
+        sink,
+        secret,
+        holder=f"{settings.consumer_group}-{uuid.uuid4().hex[:12]}",
+        interval_seconds=settings.scheduler_interval_seconds,
+    )
+    try:
+        await scheduler.run(stop)
+    finally:
+        await sink.stop()
 
 
 async def _warn_about_topics(settings: Settings) -> None:

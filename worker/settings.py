@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         validation_alias=_env("FIELDING_JWT_PUBLIC_KEY"),
         description="PEM public key; when set, RS256 tokens are accepted besides HS256.",
     )
+    system_jwt_secret: SecretStr | None = Field(
+        None,
+        validation_alias=_env("FIELDING_SYSTEM_JWT_SECRET"),
+        description="Signs and verifies the scheduler's timer commands (default: "
+        "FIELDING_JWT_SECRET). A key of its own keeps user token issuers from minting them.",
+    )
     jwt_audience: str | None = Field(
         None,
         validation_alias=_env("FIELDING_JWT_AUDIENCE"),
@@ -122,6 +128,12 @@ class Settings(BaseSettings):
         description="Postgres gives up on a statement after this long; the batch is retried "
         "and, if it keeps timing out, split.",
     )
+    scheduler_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=_env("FIELDING_SCHEDULER_INTERVAL_SECONDS"),
+        description="How often due runs are looked for; 0 turns this replica's scheduler off.",
+    )
     stall_seconds: float = Field(
         60,
         gt=0,
@@ -164,3 +176,9 @@ class Settings(BaseSettings):
     @property
     def transactional_id_prefix(self) -> str:
         return f"{self.consumer_group}.{self.commands_topic}"
+
+    @property
+    def system_secret(self) -> str | None:
+        """The key of the scheduler's tokens."""
+        secret = self.system_jwt_secret or self.jwt_secret
+        return secret.get_secret_value() if secret else None

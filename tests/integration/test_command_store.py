@@ -12,10 +12,19 @@ import pytest
 
 from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
+from schemas.types import new_ulid
 from tests.support.harness import RunMaker
 from worker.adapters.postgres.command_store import PostgresCommandStore
+from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import FieldingRunRecord, get_run, put_run
-from worker.service.ports import RecordOrigin, RememberedOutcome, RunChange, TransientFailure
+from worker.service.ports import (
+    JobRecord,
+    Output,
+    RecordOrigin,
+    RememberedOutcome,
+    RunChange,
+    TransientFailure,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +43,17 @@ def completed(run: FieldingRunRecord, read_version: int) -> RunChange:
     )
 
 
-def outcome(account_id: int = 101, event: bytes | None = b'{"e": 1}') -> RememberedOutcome:
+TWO_EVENTS = (Output(b"tg-1", b'{"e":  1}'), Output(b"tg-2", b'{"e": "caf\xc3\xa9"}'))
+
+
+def outcome(account_id: int = 101, events: tuple[Output, ...] = TWO_EVENTS) -> RememberedOutcome:
     return RememberedOutcome(
         account_id=account_id,
         command_id=str(uuid.uuid4()),
         fingerprint=b"\x01\x02",
         status=204,
         result=b'{"status": 204, "detail": "caf\xc3\xa9"}',
-        event=event,
+        events=events,
         origin=RecordOrigin("commands", 3, 42),
     )
 
@@ -50,19 +62,62 @@ async def test_what_is_saved_is_loaded_back_as_it_was(
     pool: asyncpg.Pool, make_run: RunMaker
 ) -> None:
     run = await make_run(RunStatus.LIVE, version=4)
-    decided, refused = outcome(), outcome(event=None)
-    await store(pool).save([completed(run, 4)], [decided, refused])
+    decided, refused = outcome(), outcome(events=())
+    created = RunChange(
+        RunState(
+            RunKey(101, new_ulid(), new_ulid(), new_ulid()),
+            RunStatus.SCHEDULED,
+            1,
+            datetime(2027, 1, 1, tzinfo=UTC),
+            datetime(2027, 2, 1, tzinfo=UTC),
+        ),
+        None,
+        datetime.now(UTC),
+        uuid.uuid4(),
+    )
+    job = JobRecord(
+        new_ulid(),
+        101,
+        run.project_id,
+        "pause_fielding_runs_by_target_group_ids",
+        b'{"job_id": "x"}',
+    )
+    await store(pool).save([completed(run, 4), created], [decided, refused], [job])
 
     snapshot = await store(pool).load(
-        [run.id], [(101, decided.command_id), (101, refused.command_id), (101, "never-seen")]
+        [run.id],
+        [created.run.key.target_group_id],
+        [(101, decided.command_id), (101, refused.command_id), (101, "never-seen")],
     )
     assert (
         snapshot.runs[run.id].status is RunStatus.COMPLETED and snapshot.runs[run.id].version == 5
     )
+    assert snapshot.runs[created.run.key.fielding_run_id] == created.run
     assert snapshot.outcomes == {
-        (101, decided.command_id): decided,
+        (101, decided.command_id): decided,  # the events in order, byte for byte
         (101, refused.command_id): refused,
     }
+    assert await get_job(pool, job.job_id) == job
+
+
+async def test_a_run_created_meanwhile_for_the_target_group_fails_the_whole_batch(
+    pool: asyncpg.Pool, make_run: RunMaker
+) -> None:
+    existing = await make_run(RunStatus.COMPLETED)
+    second = RunChange(
+        RunState(
+            RunKey(101, existing.project_id, existing.target_group_id, new_ulid()),
+            RunStatus.LIVE,
+            1,
+        ),
+        None,
+        datetime.now(UTC),
+        uuid.uuid4(),
+    )
+    lost = outcome()
+    with pytest.raises(TransientFailure):
+        await store(pool).save([second], [lost], [])
+    assert (await store(pool).load([], [], [(101, lost.command_id)])).outcomes == {}
 
 
 async def test_a_run_changed_since_it_was_read_fails_the_whole_batch(
@@ -79,10 +134,10 @@ async def test_a_run_changed_since_it_was_read_fails_the_whole_batch(
     )
     lost = outcome()
     with pytest.raises(TransientFailure):
-        await store(pool).save([completed(untouched, 1), completed(raced, 1)], [lost])
+        await store(pool).save([completed(untouched, 1), completed(raced, 1)], [lost], [])
 
     assert (await get_run(pool, untouched.id)) == untouched  # not completed, version unchanged
-    assert (await store(pool).load([], [(101, lost.command_id)])).outcomes == {}
+    assert (await store(pool).load([], [], [(101, lost.command_id)])).outcomes == {}
 
 
 async def test_a_command_decided_elsewhere_meanwhile_fails_the_whole_batch(
@@ -91,9 +146,9 @@ async def test_a_command_decided_elsewhere_meanwhile_fails_the_whole_batch(
 ) -> None:
     run = await make_run(RunStatus.LIVE)
     elsewhere = outcome()
-    await store(pool).save([], [elsewhere])
-    here = replace(elsewhere, status=412, event=None)  # the same command id, decided again
+    await store(pool).save([], [elsewhere], [])
+    here = replace(elsewhere, status=412, events=())  # the same command id, decided again
     with pytest.raises(TransientFailure):
-        await store(pool).save([completed(run, 1)], [outcome(), here])
+        await store(pool).save([completed(run, 1)], [outcome(), here], [])
 
     assert (await get_run(pool, run.id)) == run

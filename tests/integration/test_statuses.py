@@ -125,7 +125,7 @@ async def test_404_unless_account_project_and_target_group_all_match(
     pool: asyncpg.Pool,
 ) -> None:
     run = await make_run(RunStatus.LIVE)
-    from worker.entrypoints.send import new_ulid
+    from schemas.types import new_ulid
 
     body = {
         "no such run": for_run(run, fielding_run_id=new_ulid()),

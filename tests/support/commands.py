@@ -6,18 +6,19 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
-
-from schemas.types import format_timestamp
-from worker.entrypoints.send import new_ulid
+from schemas.command import COMPLETE_FIELDING_RUN, MODELS, BulkCommand, RunCommand, new_command
+from schemas.types import new_ulid
+from worker.service.auth import SYSTEM_ACTOR, TokenIssuer
 
 SECRET = "test-secret-for-hs256-at-least-32-bytes-long"
 USER = uuid.UUID("5b0f8c7e-1d2a-4e3b-9c4d-5e6f7a8b9c0d")
+
+
+ISSUER = TokenIssuer(SECRET)
 
 
 def token(
@@ -28,36 +29,61 @@ def token(
     sub: str = str(USER),
     **extra: Any,
 ) -> str:
-    claims = {"sub": sub, "account_ids": account_ids, "exp": int(time.time()) + expires_in, **extra}
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return TokenIssuer(secret).issue(account_ids, lifetime_seconds=expires_in, sub=sub, **extra)
 
 
 def auth_headers(account_ids: list[int], **kwargs: Any) -> list[tuple[str, bytes]]:
     return [("authorization", f"Bearer {token(account_ids, **kwargs)}".encode())]
 
 
-def command(
-    *,
-    account_id: int = 101,
-    project_id: str | None = None,
-    target_group_id: str | None = None,
-    fielding_run_id: str | None = None,
-    if_match: str = 'W/"1"',
-    command_id: str | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "complete_fielding_run",
-        "command_id": command_id or new_ulid(),
-        "account_id": account_id,
-        "project_id": project_id or new_ulid(),
-        "target_group_id": target_group_id or new_ulid(),
-        "fielding_run_id": fielding_run_id or new_ulid(),
-        "if_match": if_match,
-        "issued_at": format_timestamp(datetime.now(UTC)),
+def system_headers(secret: str = SECRET) -> list[tuple[str, bytes]]:
+    """The worker's own scheduler's token."""
+    return [("authorization", TokenIssuer(secret).bearer([], user_id=SYSTEM_ACTOR))]
+
+
+def _fields(type: str) -> dict[str, Any]:
+    """Valid fields for a command of `type`, with new ids."""
+    model = MODELS[type]
+    fields: dict[str, Any] = {"account_id": 101, "project_id": new_ulid()}
+    now = datetime.now(UTC)
+    if issubclass(model, RunCommand):
+        fields |= {
+            "target_group_id": new_ulid(),
+            "fielding_run_id": new_ulid(),
+            "if_match": 'W/"1"',
+        }
+    elif issubclass(model, BulkCommand):
+        fields["target_group_ids"] = [new_ulid()]
+    else:
+        fields["target_group_id"] = new_ulid()
+    if "start_fielding_at" in model.model_fields:
+        fields["start_fielding_at"] = now + timedelta(hours=1)
+    if "end_fielding_at" in model.model_fields:
+        fields["end_fielding_at"] = now + timedelta(days=7)
+    return fields
+
+
+def command(kind: str = COMPLETE_FIELDING_RUN, /, **overrides: Any) -> dict[str, Any]:
+    """A command of type `kind` as JSON (account 101, new ids), built from its schema model;
+    `overrides` then replace fields of the JSON as they are (valid or not)."""
+    fields = _fields(kind)
+    valid = {
+        k: v
+        for k, v in overrides.items()
+        if k != "type" and k in MODELS[kind].model_fields and _fits(kind, k, v)
     }
-    body.update(overrides)
+    body = new_command(kind, **{**fields, **valid}).model_dump(mode="json")
+    body.update({k: v for k, v in overrides.items() if k not in valid})
     return body
+
+
+def _fits(kind: str, name: str, value: Any) -> bool:
+    """Whether `value` is a valid `name` of a `kind` command (else it only goes in the JSON)."""
+    try:
+        new_command(kind, **{**_fields(kind), name: value})
+        return True
+    except ValueError:
+        return False
 
 
 def encode(body: dict[str, Any]) -> bytes:

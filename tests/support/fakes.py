@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from uuid import UUID
 
 from fielding_statemachine.decisions import RunState
-from worker.service.ports import Quota, RememberedOutcome, RunChange, Snapshot, TransientFailure
+from worker.service.ports import (
+    JobRecord,
+    Quota,
+    RememberedOutcome,
+    RunChange,
+    Snapshot,
+    TransientFailure,
+)
 
 
 class InMemoryStore:
     def __init__(self, rate_limit: int = 0) -> None:
         self.runs: dict[str, RunState] = {}
         self.outcomes: dict[tuple[int, str], RememberedOutcome] = {}
+        self.jobs: dict[str, JobRecord] = {}
+        self.changed_by: dict[str, UUID] = {}  # run id -> who changed it last
         self.rate_limit = rate_limit
         self.used: dict[int, int] = {}
         self.saves = 0
@@ -21,25 +31,43 @@ class InMemoryStore:
         self.runs[run.key.fielding_run_id] = run
 
     async def load(
-        self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]
+        self,
+        run_ids: Sequence[str],
+        target_group_ids: Sequence[str],
+        command_keys: Sequence[tuple[int, str]],
     ) -> Snapshot:
-        return Snapshot(
-            runs={i: self.runs[i] for i in run_ids if i in self.runs},
-            outcomes={k: self.outcomes[k] for k in command_keys if k in self.outcomes},
-        )
+        groups = set(target_group_ids)
+        runs = {
+            run_id: run
+            for run_id, run in self.runs.items()
+            if run_id in run_ids or run.key.target_group_id in groups
+        }
+        outcomes = {k: self.outcomes[k] for k in command_keys if k in self.outcomes}
+        return Snapshot(runs=runs, outcomes=outcomes)
 
     async def save(
-        self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]
+        self,
+        changes: Sequence[RunChange],
+        outcomes: Sequence[RememberedOutcome],
+        jobs: Sequence[JobRecord] = (),
     ) -> None:
+        taken = {run.key.target_group_id for run in self.runs.values()}
         for change in changes:
-            if self.runs[change.run.key.fielding_run_id].version != change.expected_version:
+            run_id = change.run.key.fielding_run_id
+            if change.expected_version is None:
+                if run_id in self.runs or change.run.key.target_group_id in taken:
+                    raise TransientFailure("a run was created concurrently")
+            elif self.runs[run_id].version != change.expected_version:
                 raise TransientFailure("compare-and-swap failed")
         if any((o.account_id, o.command_id) in self.outcomes for o in outcomes):
             raise TransientFailure("a command was decided concurrently")
         for change in changes:
             self.runs[change.run.key.fielding_run_id] = change.run
+            self.changed_by[change.run.key.fielding_run_id] = change.changed_by
         for outcome in outcomes:
             self.outcomes[(outcome.account_id, outcome.command_id)] = outcome
+        for job in jobs:
+            self.jobs[job.job_id] = job
         self.saves += 1
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:

@@ -45,8 +45,10 @@ class WorkerFactory:
 RunMaker = Callable[..., Awaitable[FieldingRunRecord]]
 
 
-def for_run(run: FieldingRunRecord, **overrides: Any) -> dict[str, Any]:
-    """A complete command addressed to `run` (overrides replace any field)."""
+def for_run(
+    run: FieldingRunRecord, kind: str = "complete_fielding_run", /, **overrides: Any
+) -> dict[str, Any]:
+    """A command of type `kind` addressed to `run` at its version (overrides replace any field)."""
     from tests.support.commands import command
 
     fields: dict[str, Any] = {
@@ -57,4 +59,4 @@ def for_run(run: FieldingRunRecord, **overrides: Any) -> dict[str, Any]:
         "if_match": f'W/"{run.version}"',
     }
     fields.update(overrides)
-    return command(**fields)
+    return command(kind, **fields)

@@ -88,7 +88,7 @@ def test_authentication_is_judged_before_the_schema() -> None:
         ({"if_match": "5"}, "if_match"),
         ({"if_match": 'W/"abc"'}, "if_match"),
         ({"if_match": None}, "if_match"),
-        ({"type": "pause_fielding_run"}, "type"),
+        ({"type": "unknown_command"}, "type"),
         ({"issued_at": "yesterday"}, "issued_at"),
     ],
 )

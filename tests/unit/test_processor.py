@@ -113,11 +113,13 @@ async def test_a_command_takes_quota_once_however_often_its_batch_is_tried() -> 
             super().__init__(rate_limit=2)
             self.lost = 0
 
-        async def save(self, changes: Sequence[Any], outcomes: Sequence[Any]) -> None:
+        async def save(
+            self, changes: Sequence[Any], outcomes: Sequence[Any], jobs: Sequence[Any] = ()
+        ) -> None:
             if self.lost < 2:
                 self.lost += 1
                 raise TransientFailure("a lost race")
-            await super().save(changes, outcomes)
+            await super().save(changes, outcomes, jobs)
 
     store = LosesRaces()
     handler = FlakyHandler(store=store, rate_limit=2)

@@ -57,6 +57,7 @@ def test_a_result_serialises_like_the_contracts_example() -> None:
         "target_group_id": "01BTGNYV6HRNK8K8VKZASZCFP1",
         "fielding_run_id": "01BTGNYV6HRNK8K8VKZASZCFP2",
         "processed_at": "2026-11-29T10:00:00.012Z",
+        "body": None,
     }
 
 
@@ -74,6 +75,8 @@ def test_an_event_serialises_like_the_contracts_example() -> None:
         fielding_run_id="01BTGNYV6HRNK8K8VKZASZCFP2",
         previous_status="live",
         fielding_run_version=6,
+        reason="fielding_run_completed",
+        occurred_at=datetime(2026, 11, 29, 10, 0, 0, 10_000, tzinfo=UTC),
         closed_at=datetime(2026, 11, 29, 10, 0, 0, 10_000, tzinfo=UTC),
         command_id="01JDZQ7YV1T2K3M4N5P6Q7R8S9",
     )
@@ -88,5 +91,7 @@ def test_an_event_serialises_like_the_contracts_example() -> None:
         "previous_status": "live",
         "fielding_run_version": 6,
         "closed_at": "2026-11-29T10:00:00.010Z",
+        "occurred_at": "2026-11-29T10:00:00.010Z",
+        "status": "completed",
         "command_id": "01JDZQ7YV1T2K3M4N5P6Q7R8S9",
     }

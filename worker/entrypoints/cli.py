@@ -7,7 +7,7 @@ import gc
 import json
 import signal
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ import click
 from pydantic import ValidationError
 
 from fielding_statemachine.status import RunStatus
+from worker.entrypoints.send import OPERATIONS
 from worker.settings import Settings
 
 
@@ -139,8 +140,8 @@ async def _with_pool(work: Any) -> Any:
 @click.option("--fielding-run-id", "--id", "fielding_run_id", required=True)
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]), required=True)
 @click.option("--version", type=int, default=None, help="Default: 1 for a new run, +1 on replace.")
-@click.option("--start-fielding-at", type=click.DateTime(), default=None)
-@click.option("--end-fielding-at", type=click.DateTime(), default=None)
+@click.option("--start-fielding-at", type=click.DateTime(), default=None, help="UTC.")
+@click.option("--end-fielding-at", type=click.DateTime(), default=None, help="UTC.")
 @click.option("--changed-by", type=click.UUID, default=None)
 def runs_put(
     account_id: int,
@@ -166,8 +167,8 @@ def runs_put(
                 fielding_run_id=fielding_run_id,
                 status=RunStatus(status),
                 version=version,
-                start_fielding_at=start_fielding_at,
-                end_fielding_at=end_fielding_at,
+                start_fielding_at=start_fielding_at and start_fielding_at.replace(tzinfo=UTC),
+                end_fielding_at=end_fielding_at and end_fielding_at.replace(tzinfo=UTC),
                 changed_by=changed_by,
             )
         )
@@ -189,43 +190,91 @@ def runs_get(fielding_run_id: str) -> None:
 
 
 @main.command("send")
+@click.argument(
+    "operation", type=click.Choice(sorted(OPERATIONS)), required=False, default="complete"
+)
 @click.option("--account-id", type=int, required=True)
 @click.option("--project-id", required=True)
-@click.option("--target-group-id", required=True)
-@click.option("--fielding-run-id", "--id", "fielding_run_id", required=True)
-@click.option("--if-match", required=True, help='The run\'s ETag, e.g. W/"1".')
-@click.option("--command-id", default=None, help="Default: a new ULID-like id.")
+@click.option("--target-group-id", default=None)
+@click.option("--fielding-run-id", "--id", "fielding_run_id", default=None)
+@click.option("--if-match", default=None, help='The run\'s ETag, e.g. W/"1".')
+@click.option("--start-fielding-at", type=click.DateTime(), default=None, help="UTC.")
+@click.option("--end-fielding-at", type=click.DateTime(), default=None, help="UTC.")
+@click.option(
+    "--target-group-ids", default=None, help="Comma-separated, for the *-target-groups jobs."
+)
+@click.option(
+    "--command-id", default=None, help="Default: a new ULID. Repeat one to see its result replayed."
+)
 @click.option(
     "--token", default=None, help="Bearer token; default: one signed with FIELDING_JWT_SECRET."
 )
 @click.option("--wait/--no-wait", default=True, help="Wait for the result and print it.")
 def send(
+    operation: str,
     account_id: int,
     project_id: str,
-    target_group_id: str,
-    fielding_run_id: str,
-    if_match: str,
+    target_group_id: str | None,
+    fielding_run_id: str | None,
+    if_match: str | None,
+    start_fielding_at: datetime | None,
+    end_fielding_at: datetime | None,
+    target_group_ids: str | None,
     command_id: str | None,
     token: str | None,
     wait: bool,
 ) -> None:
-    """Send a complete_fielding_run command by hand (a demo helper) and print its result."""
-    from worker.entrypoints.send import send_complete
+    """Send a command by hand (a demo helper) and print its result.
 
-    result = asyncio.run(
-        send_complete(
-            _settings(),
-            account_id=account_id,
-            project_id=project_id,
-            target_group_id=target_group_id,
-            fielding_run_id=fielding_run_id,
-            if_match=if_match,
-            command_id=command_id,
-            token=token,
-            wait=wait,
+    OPERATION is one of the command types, by a short name (default: complete)."""
+    from pydantic import ValidationError
+
+    from schemas.command import MODELS, new_command
+    from worker.entrypoints.send import send_command
+
+    given: dict[str, Any] = {
+        "account_id": account_id,
+        "project_id": project_id,
+        "target_group_id": target_group_id,
+        "fielding_run_id": fielding_run_id,
+        "if_match": if_match,
+        "start_fielding_at": start_fielding_at and start_fielding_at.replace(tzinfo=UTC),
+        "end_fielding_at": end_fielding_at and end_fielding_at.replace(tzinfo=UTC),
+        "target_group_ids": target_group_ids.split(",") if target_group_ids else None,
+        "command_id": command_id,
+    }
+    command_type = OPERATIONS[operation]
+    fields = {
+        k: v for k, v in given.items() if v is not None and k in MODELS[command_type].model_fields
+    }
+    try:
+        command = new_command(command_type, **fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"--{'-'.join(str(p) for p in e['loc'][-1:]).replace('_', '-')}: {e['msg']}"
+            for e in error.errors(include_url=False)
         )
-    )
+        raise click.UsageError(f"{operation}: {problems}") from None
+    result = asyncio.run(send_command(_settings(), command, token=token, wait=wait))
     click.echo(json.dumps(result))
+
+
+@main.group()
+def jobs() -> None:
+    """Read the jobs that draft and bulk commands created."""
+
+
+@jobs.command("get")
+@click.argument("job_id")
+def jobs_get(job_id: str) -> None:
+    """Print a job as JSON, as its result carried it."""
+    from worker.adapters.postgres.jobs import get_job
+
+    job = asyncio.run(_with_pool(lambda pool: get_job(pool, job_id)))
+    if job is None:
+        click.echo(f"no job {job_id}", err=True)
+        sys.exit(1)
+    click.echo(job.body.decode())
 
 
 if __name__ == "__main__":

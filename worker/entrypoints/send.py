@@ -3,62 +3,55 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.types import format_timestamp
+from schemas.command import Command
+from worker.service.auth import TokenIssuer
 from worker.settings import Settings
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# The short names `send` takes, and the command types they stand for.
+OPERATIONS = {
+    "complete": "complete_fielding_run",
+    "launch-now": "launch_now_fielding_run",
+    "pause": "pause_fielding_run",
+    "resume": "resume_fielding_run",
+    "relaunch": "relaunch_fielding_run",
+    "update": "update_fielding_run",
+    "launch-from-draft": "launch_fielding_run_from_draft",
+    "schedule-from-draft": "schedule_fielding_run_from_draft",
+    "complete-target-groups": "complete_fielding_runs_by_target_group_ids",
+    "launch-target-groups": "launch_fielding_runs_by_target_group_ids",
+    "pause-target-groups": "pause_fielding_runs_by_target_group_ids",
+    "resume-target-groups": "resume_fielding_runs_by_target_group_ids",
+    "relaunch-target-groups": "relaunch_fielding_runs_by_target_group_ids",
+}
 
 
-def new_ulid() -> str:
-    """A ULID: 48 bits of milliseconds and 80 random bits, in Crockford's base 32."""
-    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
-    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def demo_token(settings: Settings, account_id: int, lifetime_seconds: int = 3600) -> str:
+def demo_token(settings: Settings, account_id: int) -> str:
     if settings.jwt_secret is None:
         raise SystemExit("FIELDING_JWT_SECRET is not set: pass --token or set the secret")
-    claims = {
-        "sub": str(uuid.uuid4()),
-        "account_ids": [account_id],
-        "exp": int(time.time()) + lifetime_seconds,
-    }
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    issuer = TokenIssuer(
+        settings.jwt_secret.get_secret_value(),
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+    return issuer.issue([account_id])
 
 
-async def send_complete(
+async def send_command(
     settings: Settings,
+    command: Command,
     *,
-    account_id: int,
-    project_id: str,
-    target_group_id: str,
-    fielding_run_id: str,
-    if_match: str,
-    command_id: str | None,
     token: str | None,
     wait: bool,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    command = {
-        "type": "complete_fielding_run",
-        "command_id": command_id or new_ulid(),
-        "account_id": account_id,
-        "project_id": project_id,
-        "target_group_id": target_group_id,
-        "fielding_run_id": fielding_run_id,
-        "if_match": if_match,
-        "issued_at": format_timestamp(datetime.now(UTC)),
-    }
-    headers = [("authorization", f"Bearer {token or demo_token(settings, account_id)}".encode())]
+    """Produces `command` and returns its result (or what was sent, when not waiting)."""
+    bearer = token or demo_token(settings, command.account_id)
+    headers = [("authorization", f"Bearer {bearer}".encode())]
     results = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
     )
@@ -78,21 +71,21 @@ async def send_complete(
             results.seek(tp, end)
         await producer.send_and_wait(
             settings.commands_topic,
-            json.dumps(command).encode(),
-            key=fielding_run_id.encode(),
+            command.model_dump_json().encode(),
+            key=command.key,
             headers=headers,
         )
         if not wait:
-            return {"sent": command}
+            return {"sent": command.model_dump(mode="json")}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for records in (await results.getmany(timeout_ms=500)).values():
                 for record in records:
                     result: dict[str, Any] = json.loads(record.value or b"{}")
-                    if result.get("command_id") == command["command_id"]:
+                    if result.get("command_id") == command.command_id:
                         return result
         raise SystemExit(
-            f"no result for command {command['command_id']} within {timeout:.0f}s "
+            f"no result for command {command.command_id} within {timeout:.0f}s "
             "(is `fielding-worker run` running?)"
         )
     finally:

@@ -25,14 +25,19 @@ MAX_TOKEN_BYTES = 8192
 MAX_ECHO = 80
 
 
+# Who the worker's own scheduler acts as (`last_changed_by` of time-driven changes).
+SYSTEM_ACTOR = UUID("00000000-0000-4000-8000-00000000f1e1")
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: UUID
     account_ids: frozenset[int]
     expires_at: float
+    system: bool = False  # the scheduler, verified with the system key: acts on any account
 
     def may_act_on(self, account_id: int) -> bool:
-        return account_id in self.account_ids
+        return self.system or account_id in self.account_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class TokenVerifier:
         hs256_secret: str | None,
         rs256_public_key: str | None = None,
         *,
+        system_secret: str | None = None,
         audience: str | None = None,
         issuer: str | None = None,
         cache_size: int = 4096,
@@ -60,6 +66,9 @@ class TokenVerifier:
             self._keys.append((hs256_secret, "HS256"))
         if rs256_public_key:
             self._keys.append((rs256_public_key, "RS256"))
+        # The system actor's tokens are checked with the system key only (by default the
+        # HS256 secret; a key of its own keeps user token issuers from minting them).
+        self._system_secret = system_secret or hs256_secret
         self._audience = audience
         self._issuer = issuer
         required = ["exp", "sub"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
@@ -97,9 +106,12 @@ class TokenVerifier:
             return AuthFailure("no key is configured to verify tokens")
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
+            claimed = jwt.decode(token, options={"verify_signature": False}).get("sub")
         except Exception:  # InvalidTokenError, or whatever an older PyJWT lets through
             return AuthFailure("the token is malformed")
-        found = next(((key, alg) for key, alg in self._keys if alg == algorithm), None)
+        system = claimed == str(SYSTEM_ACTOR)
+        keys = [(self._system_secret, "HS256")] if system and self._system_secret else self._keys
+        found = next(((key, alg) for key, alg in keys if alg == algorithm), None)
         if found is None:
             return AuthFailure(f"tokens signed with {_short(algorithm)} are not accepted")
         key, algorithm = found
@@ -124,10 +136,10 @@ class TokenVerifier:
             return AuthFailure(f"the token is invalid: {str(error)[:MAX_ECHO]}")
         except Exception:  # a key library's error on hostile input is still a 401
             return AuthFailure("the token could not be verified")
-        return _principal(claims)
+        return _principal(claims, system)
 
 
-def _principal(claims: dict[str, Any]) -> Principal | AuthFailure:
+def _principal(claims: dict[str, Any], system: bool) -> Principal | AuthFailure:
     try:
         user_id = UUID(claims["sub"])
     except (TypeError, ValueError, AttributeError):
@@ -142,7 +154,10 @@ def _principal(claims: dict[str, Any]) -> Principal | AuthFailure:
     if type(expires_at) not in (int, float):  # PyJWT also takes "123" (a string of digits)
         return AuthFailure("the token's exp is not a number")
     return Principal(
-        user_id=user_id, account_ids=frozenset(account_ids), expires_at=float(expires_at)
+        user_id=user_id,
+        account_ids=frozenset(account_ids),
+        expires_at=float(expires_at),
+        system=system,
     )
 
 

@@ -1,8 +1,9 @@
 """Decides a batch of command records: one read and one atomic write, outputs in record order.
 
 The order of checks is the public API's: 401, 400, 403 happen in `intake`; here come replays
-of remembered commands, then 429, and then the domain's 404, 412, 422 or 204. Each is its own
-function; `_decide` strings them together over one snapshot of the store.
+of remembered commands (`replay`), then 429 (`throttled`), and then each command's operation
+(`operations.decide_command`): 404, 412, 422 or success. `_decide` strings them together
+over one snapshot of the store.
 """
 
 from __future__ import annotations
@@ -13,41 +14,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from fielding_statemachine.decisions import Completed, Refusal, RunKey, decide_complete
+from schemas.command import BulkCommand, RunCommand
 from schemas.errors import InvalidParam
-from schemas.event import TargetGroupClosed
 from schemas.result import Status
-from schemas.types import etag_of
 from worker.service import outputs
 from worker.service.auth import TokenVerifier
 from worker.service.cooperative import take_turn
 from worker.service.intake import Admitted, CommandRecord, Rejected, Unreadable, triage
+from worker.service.operations import Workspace, decide_command
 from worker.service.outputs import Emission
-from worker.service.ports import (
-    CommandStore,
-    Quota,
-    RecordOrigin,
-    RememberedOutcome,
-    RunChange,
-    Snapshot,
-)
+from worker.service.ports import CommandStore, Quota, RecordOrigin, RememberedOutcome, Snapshot
 
 log = logging.getLogger(__name__)
 
-REFUSALS = {
-    Refusal.NOT_FOUND: (
-        Status.NOT_FOUND,
-        "no such fielding run under this account, project and target group",
-    ),
-    Refusal.VERSION_MISMATCH: (
-        Status.PRECONDITION_FAILED,
-        "the If-Match version is not the fielding run's current version",
-    ),
-    Refusal.INVALID_STATE: (
-        Status.INVALID_STATE,
-        "only a live or scheduled fielding run can be completed",
-    ),
-}
 IDEMPOTENCY_CONFLICT = InvalidParam(
     name="command_id", reason="this command_id was already used for a different command"
 )
@@ -66,21 +45,22 @@ class QuotaLedger:
     verdicts: dict[RecordOrigin, int | None] = field(default_factory=dict)
 
 
-@dataclass
-class BatchDecision:
-    """What deciding the admitted commands of a batch came to: their outputs (in their order),
-    and what to write."""
-
-    emissions: list[list[Emission]] = field(default_factory=list)
-    changes: dict[str, RunChange] = field(default_factory=dict)
-    outcomes: list[RememberedOutcome] = field(default_factory=list)
-
-
 def rejected(item: Rejected, processed_at: datetime) -> Emission:
     status = Status(item.status)
     value = outputs.result_value(
         item.echo, status, processed_at, detail=item.detail, invalid_params=item.invalid_params
     )
+    return _result(item, value, status)
+
+
+def unreadable(item: Unreadable) -> Emission:
+    record = item.record
+    if record.unreadable is not None:  # nothing of it could be read: its coordinates stand in
+        return outputs.dlq_stub(record.origin, None, None, item.reason)
+    return outputs.dlq_copy(record.origin, record.key, record.value, record.headers, item.reason)
+
+
+def _result(item: Admitted | Rejected, value: bytes, status: Status) -> Emission:
     return outputs.result(
         item.echo,
         value,
@@ -91,40 +71,21 @@ def rejected(item: Rejected, processed_at: datetime) -> Emission:
     )
 
 
-def unreadable(item: Unreadable) -> Emission:
-    record = item.record
-    if record.unreadable is not None:  # nothing of it could be read: its coordinates stand in
-        return outputs.dlq_stub(record.origin, None, None, item.reason)
-    return outputs.dlq_copy(record.origin, record.key, record.value, record.headers, item.reason)
-
-
-def _emit(item: Admitted, outcome: RememberedOutcome, with_event: bool) -> list[Emission]:
-    origin = item.record.origin
-    emissions = [
-        outputs.result(
-            item.echo,
-            outcome.result,
-            Status(outcome.status),
-            record_key=item.record.key,
-            trace_headers=item.trace_headers,
-            origin=origin,
-        )
-    ]
-    if with_event and outcome.event is not None:
-        emissions.append(
+def _emit(item: Admitted, outcome: RememberedOutcome, with_events: bool) -> list[Emission]:
+    emissions = [_result(item, outcome.result, Status(outcome.status))]
+    if with_events:
+        emissions.extend(
             outputs.event(
-                item.command.target_group_id,
-                outcome.event,
-                trace_headers=item.trace_headers,
-                origin=origin,
+                e.key, e.value, trace_headers=item.trace_headers, origin=item.record.origin
             )
+            for e in outcome.events
         )
     return emissions
 
 
 def replay(item: Admitted, prior: RememberedOutcome, now: datetime) -> list[Emission]:
     """A remembered command answered again. The same record again (a redelivery after a
-    crash) re-emits its event too, since the earlier attempt's outputs never committed; a new
+    crash) re-emits its events too, since the earlier attempt's outputs never committed; a new
     record with the same command only gets the result again."""
     if prior.fingerprint != item.command.fingerprint():
         value = outputs.result_value(
@@ -134,17 +95,8 @@ def replay(item: Admitted, prior: RememberedOutcome, now: datetime) -> list[Emis
             detail=IDEMPOTENCY_CONFLICT.reason,
             invalid_params=(IDEMPOTENCY_CONFLICT,),
         )
-        return [
-            outputs.result(
-                item.echo,
-                value,
-                Status.BAD_REQUEST,
-                record_key=item.record.key,
-                trace_headers=item.trace_headers,
-                origin=item.record.origin,
-            )
-        ]
-    return _emit(item, prior, with_event=prior.origin == item.record.origin)
+        return [_result(item, value, Status.BAD_REQUEST)]
+    return _emit(item, prior, with_events=prior.origin == item.record.origin)
 
 
 def throttled(item: Admitted, retry_after_seconds: int, now: datetime) -> list[Emission]:
@@ -159,16 +111,34 @@ def throttled(item: Admitted, retry_after_seconds: int, now: datetime) -> list[E
         detail=detail,
         retry_after_seconds=retry_after_seconds,
     )
-    return [
-        outputs.result(
-            item.echo,
-            value,
-            Status.TOO_MANY_REQUESTS,
-            record_key=item.record.key,
-            trace_headers=item.trace_headers,
-            origin=item.record.origin,
-        )
-    ]
+    return [_result(item, value, Status.TOO_MANY_REQUESTS)]
+
+
+@dataclass
+class BatchDecision:
+    """What deciding the admitted commands of a batch came to: their outputs (in their order),
+    and what to write."""
+
+    emissions: list[list[Emission]]
+    workspace: Workspace
+    outcomes: list[RememberedOutcome] = field(default_factory=list)
+
+
+def _reads(admitted: list[Admitted]) -> tuple[set[str], set[str], set[tuple[int, str]]]:
+    """The runs (by id and by target group) and remembered outcomes a batch may need."""
+    run_ids: set[str] = set()
+    target_groups: set[str] = set()
+    keys: set[tuple[int, str]] = set()
+    for item in admitted:
+        command = item.command
+        keys.add((command.account_id, command.command_id))
+        if isinstance(command, RunCommand):
+            run_ids.add(command.fielding_run_id)
+        elif isinstance(command, BulkCommand):
+            target_groups.update(command.target_group_ids)
+        else:  # a run from a draft: the target group must not have one yet
+            target_groups.add(command.target_group_id)
+    return run_ids, target_groups, keys
 
 
 class CommandHandler:
@@ -233,14 +203,12 @@ class CommandHandler:
     async def _decide(self, admitted: list[Admitted], ledger: QuotaLedger) -> list[list[Emission]]:
         """One read, the quota, the decisions in memory, one write; outputs in `admitted`'s order."""
         now = self._clock()
-        commands = [a.command for a in admitted]
-        snapshot = await self._store.load(
-            list({c.fielding_run_id for c in commands}),
-            list({(c.account_id, c.command_id) for c in commands}),
-        )
+        run_ids, target_groups, keys = _reads(admitted)
+        snapshot = await self._store.load(list(run_ids), list(target_groups), list(keys))
         await self._charge(admitted, snapshot, ledger)
         decision = await self._apply(admitted, snapshot, ledger, now)
-        await self._store.save(list(decision.changes.values()), decision.outcomes)
+        workspace = decision.workspace
+        await self._store.save(list(workspace.changes.values()), decision.outcomes, workspace.jobs)
         return decision.emissions
 
     async def _charge(
@@ -276,9 +244,8 @@ class CommandHandler:
     ) -> BatchDecision:
         """Decides the batch in memory, in record order: a later command on the same run sees
         what an earlier one did, and a repeat later in the batch is a replay."""
-        runs = dict(snapshot.runs)
         remembered = dict(snapshot.outcomes)
-        decision = BatchDecision()
+        decision = BatchDecision([], Workspace.of(snapshot.runs))
         for done, item in enumerate(admitted):
             await take_turn(done)
             command = item.command
@@ -291,63 +258,17 @@ class CommandHandler:
             if retry_after is not None:
                 decision.emissions.append(throttled(item, retry_after, now))
                 continue
-            run_key = RunKey(
-                command.account_id,
-                command.project_id,
-                command.target_group_id,
-                command.fielding_run_id,
-            )
-            verdict = decide_complete(
-                runs.get(command.fielding_run_id), run_key, command.expected_version
-            )
-            event: bytes | None = None
-            if isinstance(verdict, Completed):
-                runs[command.fielding_run_id] = verdict.run
-                decision.changes[command.fielding_run_id] = RunChange(
-                    run=verdict.run,
-                    expected_version=snapshot.runs[command.fielding_run_id].version,
-                    changed_at=now,
-                    changed_by=item.principal.user_id,
-                )
-                event = _closed_event(item, verdict, now)
-                status = Status.NO_CONTENT
-                result = outputs.result_value(
-                    item.echo, status, now, etag=etag_of(verdict.run.version)
-                )
-            else:
-                status, detail = REFUSALS[verdict]
-                result = outputs.result_value(item.echo, status, now, detail=detail)
+            verdict = decide_command(item, decision.workspace, now)
             outcome = RememberedOutcome(
                 account_id=command.account_id,
                 command_id=command.command_id,
                 fingerprint=command.fingerprint(),
-                status=status,
-                result=result,
-                event=event,
+                status=verdict.status,
+                result=verdict.result,
+                events=verdict.events,
                 origin=item.record.origin,
             )
             remembered[key] = outcome
             decision.outcomes.append(outcome)
-            decision.emissions.append(_emit(item, outcome, with_event=True))
+            decision.emissions.append(_emit(item, outcome, with_events=True))
         return decision
-
-
-def _closed_event(item: Admitted, decision: Completed, now: datetime) -> bytes:
-    command = item.command
-    previous = decision.previous_status.value
-    assert previous in ("live", "scheduled")  # the machine completes only these
-    return (
-        TargetGroupClosed(
-            event_id=outputs.new_id(),
-            account_id=command.account_id,
-            project_id=command.project_id,
-            target_group_id=command.target_group_id,
-            fielding_run_id=command.fielding_run_id,
-            previous_status=previous,
-            fielding_run_version=decision.run.version,
-            closed_at=now,
-            command_id=command.command_id,
-        )
-        .model_dump_json()
-        .encode()
-    )

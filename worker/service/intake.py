@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from schemas.command import COMMAND_TYPES, Command, parse_command
+from schemas.command import COMMAND_TYPES, SYSTEM_COMMAND_TYPES, Command, parse_command
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
@@ -81,9 +81,13 @@ def header(headers: Headers, name: str) -> bytes | None:
 def _invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
     params = []
     for problem in error.errors(include_url=False, include_input=False, include_context=False):
-        name = ".".join(str(part) for part in problem["loc"]) or "(body)"
+        location = problem["loc"]
+        if location and location[0] in COMMAND_TYPES:  # the union's tag, not a field
+            location = location[1:]
+        name = ".".join(str(part) for part in location) or "(body)"
         reason = problem["msg"]
-        if name == "type" and problem["type"] in ("literal_error", "union_tag_invalid"):
+        if problem["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            name = "type"
             reason = f"unknown command type; the worker handles {', '.join(sorted(COMMAND_TYPES))}"
         params.append(InvalidParam(name=clean_text(name), reason=clean_text(reason, 500)))
     return tuple(params)
@@ -109,14 +113,19 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
         return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
+    if command.type in SYSTEM_COMMAND_TYPES and not principal.system:
+        detail = f"only the worker's scheduler sends {command.type}"
+        return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
     return Admitted(record, command, principal, trace_headers, trace_id, echo)
 
 
 def _triage_invalid(
     record: CommandRecord, value: bytes, verifier: TokenVerifier, error: ValidationError
 ) -> Unreadable | Rejected:
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    too_deep = any("recursion limit" in problem["msg"] for problem in problems)
     try:
-        members = top_level_members(value.decode("utf-8"))
+        members = top_level_members(value.decode("utf-8"), too_deep=too_deep)
     except UnicodeDecodeError:
         return Unreadable(record, "the value is not UTF-8")
     except NotJson:

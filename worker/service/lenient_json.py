@@ -38,11 +38,16 @@ class NotAnObject(ValueError):
     """The value is JSON, but not an object."""
 
 
-def top_level_members(text: str) -> dict[str, Any]:
+def top_level_members(text: str, *, too_deep: bool = False) -> dict[str, Any]:
     """The members of the JSON object `text`, as `json.loads` would give them, except that a
     member whose value cannot be read (too deep, a number too long) maps to UNREADABLE.
+    `too_deep`: another parser already found the nesting too deep, so `json.loads` is not
+    tried (a RecursionError inside it is best not provoked: CPython 3.11 has been seen to
+    misreport recursion depths afterwards).
 
     Raises NotJson or NotAnObject."""
+    if too_deep:
+        return _skim(text)
     try:
         document = json.loads(text, parse_int=_integer)
     except RecursionError:

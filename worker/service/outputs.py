@@ -20,9 +20,18 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from fielding_statemachine.decisions import Change
+from fielding_statemachine.transitions import RunEvent
 from schemas.command import COMMAND_TYPES, Command
 from schemas.errors import ApiError, ErrorObjectName, InvalidParam, TooManyRequestsProblem
-from schemas.result import CommandResult, Status
+from schemas.event import (
+    FieldingRunUpdated,
+    RunChanged,
+    TargetGroupClosed,
+    TargetGroupOpened,
+    TargetGroupPaused,
+)
+from schemas.result import CommandResult, CreatedJob, LaunchedTimes, Status, UpdatedRun
 from worker.service.ports import RecordOrigin
 
 Headers = Sequence[tuple[str, bytes | None]]
@@ -104,8 +113,8 @@ class Echo:
             command.type,
             command.account_id,
             command.project_id,
-            command.target_group_id,
-            command.fielding_run_id,
+            getattr(command, "target_group_id", None),
+            getattr(command, "fielding_run_id", None),
         )
 
     @classmethod
@@ -171,6 +180,7 @@ def result_value(
     processed_at: datetime,
     *,
     etag: str | None = None,
+    body: LaunchedTimes | UpdatedRun | CreatedJob | None = None,
     detail: str | None = None,
     invalid_params: Sequence[InvalidParam] | None = None,
     retry_after_seconds: int | None = None,
@@ -195,6 +205,7 @@ def result_value(
             type=echo.type,
             status=status,
             etag=etag,
+            body=body,
             error=error,
             retry_after_seconds=retry_after_seconds,
             account_id=echo.account_id,
@@ -222,10 +233,50 @@ def result(
     return Emission(Channel.RESULT, key, value, trace_headers, origin, status, echo.known_type)
 
 
-def event(
-    target_group_id: str, value: bytes, *, trace_headers: Headers, origin: RecordOrigin
-) -> Emission:
-    return Emission(Channel.EVENT, target_group_id.encode(), value, trace_headers, origin)
+def event(key: bytes, value: bytes, *, trace_headers: Headers, origin: RecordOrigin) -> Emission:
+    """An event, keyed by its `target_group_id`."""
+    return Emission(Channel.EVENT, key, value, trace_headers, origin)
+
+
+# Each change's event: its type follows where the run went, its reason why.
+EVENTS: dict[RunEvent, tuple[type[RunChanged], str]] = {
+    RunEvent.LAUNCH_FROM_DRAFT: (TargetGroupOpened, "launched_from_draft"),
+    RunEvent.SCHEDULE_FROM_DRAFT: (FieldingRunUpdated, "scheduled_from_draft"),
+    RunEvent.LAUNCH_NOW: (TargetGroupOpened, "launched_now"),
+    RunEvent.START_TIME_REACHED: (TargetGroupOpened, "start_time_reached"),
+    RunEvent.PAUSE: (TargetGroupPaused, "paused"),
+    RunEvent.RESUME: (TargetGroupOpened, "resumed"),
+    RunEvent.RELAUNCH: (TargetGroupOpened, "relaunched"),
+    RunEvent.COMPLETE: (TargetGroupClosed, "fielding_run_completed"),
+    RunEvent.END_TIME_REACHED: (TargetGroupClosed, "end_time_reached"),
+    RunEvent.UPDATE_TIMES: (FieldingRunUpdated, "times_changed"),
+}
+
+
+def event_value(change: Change, command_id: str, occurred_at: datetime) -> bytes:
+    """The event of one change of a run, as published on the events topic."""
+    model, reason = EVENTS[change.event]
+    run = change.after
+    fields: dict[str, Any] = {
+        "event_id": new_id(),
+        "account_id": run.key.account_id,
+        "project_id": run.key.project_id,
+        "target_group_id": run.key.target_group_id,
+        "fielding_run_id": run.key.fielding_run_id,
+        "fielding_run_version": run.version,
+        "previous_status": change.before.status.value if change.before else None,
+        "occurred_at": occurred_at,
+        "command_id": command_id,
+        "reason": reason,
+    }
+    if model is TargetGroupClosed:
+        fields["closed_at"] = occurred_at
+    if model in (TargetGroupOpened, FieldingRunUpdated):
+        fields["start_fielding_at"] = run.start_fielding_at
+        fields["end_fielding_at"] = run.end_fielding_at
+    if model is FieldingRunUpdated:
+        fields["status"] = run.status.value
+    return model(**fields).model_dump_json().encode()
 
 
 def _coordinates(origin: RecordOrigin, reason: str) -> list[tuple[str, bytes | None]]:

@@ -30,22 +30,44 @@ class RecordOrigin:
 
 
 @dataclass(frozen=True, slots=True)
+class Output:
+    """A keyed record as published: a stored event is replayed byte for byte with its key."""
+
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as the store keeps it, readable by id."""
+
+    job_id: str
+    account_id: int
+    project_id: str
+    command_type: str
+    body: bytes  # the job resource's JSON, as the result carried it
+
+
+@dataclass(frozen=True, slots=True)
 class RememberedOutcome:
-    """A decided command (204, 404, 412, 422) kept for idempotent replays."""
+    """A decided command (2xx, 404, 412, 422) kept for idempotent replays: its result and its
+    events, the very bytes first published."""
 
     account_id: int
     command_id: str
     fingerprint: bytes
     status: int
     result: bytes
-    event: bytes | None
+    events: tuple[Output, ...]
     origin: RecordOrigin
 
 
 @dataclass(frozen=True, slots=True)
 class RunChange:
+    """A run's new state; `expected_version` None creates it."""
+
     run: RunState
-    expected_version: int
+    expected_version: int | None
     changed_at: datetime
     changed_by: UUID
 
@@ -60,23 +82,30 @@ class Quota:
 class Snapshot:
     """What a batch's decisions start from, read at one moment."""
 
-    runs: dict[str, RunState]
+    runs: dict[str, RunState]  # by fielding_run_id
     outcomes: dict[tuple[int, str], RememberedOutcome]
 
 
 class CommandStore(Protocol):
     async def load(
-        self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]
+        self,
+        run_ids: Sequence[str],
+        target_group_ids: Sequence[str],
+        command_keys: Sequence[tuple[int, str]],
     ) -> Snapshot:
-        """The runs with these ids and the outcomes remembered for these (account, command)
-        ids, as of one moment. Nothing is locked: `save` checks what changed since."""
+        """The runs with these ids or of these target groups, and the outcomes remembered for
+        these (account, command) ids, as of one moment. Nothing is locked: `save` checks what
+        changed since."""
         ...
 
     async def save(
-        self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]
+        self,
+        changes: Sequence[RunChange],
+        outcomes: Sequence[RememberedOutcome],
+        jobs: Sequence[JobRecord],
     ) -> None:
-        """Writes the runs with a compare-and-swap on the versions `load` read, and remembers
-        the outcomes, all or nothing.
+        """Writes the runs with a compare-and-swap on the versions `load` read (creates those
+        without one), remembers the outcomes and keeps the jobs, all or nothing.
 
         Raises TransientFailure when another writer won a race; nothing is written then, and
         the batch is decided again from a fresh `load`.

@@ -10,23 +10,32 @@ import asyncpg
 from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
 from worker.adapters.postgres.errors import translate_transient
-from worker.service.ports import Quota, RecordOrigin, RememberedOutcome, RunChange, Snapshot
+from worker.service.ports import (
+    JobRecord,
+    Output,
+    Quota,
+    RecordOrigin,
+    RememberedOutcome,
+    RunChange,
+    Snapshot,
+)
 
 # One statement, so one snapshot, and no locks: a decision that changes a run is checked by
 # the compare-and-swap in save_decisions; one that changes nothing holds as of this read.
 LOAD = """
 SELECT
-  ARRAY(SELECT ROW(id, account_id, project_id, target_group_id, status, version)
-          FROM fielding_runs WHERE id = ANY($1::text[])) AS runs,
-  ARRAY(SELECT ROW(o.account_id, o.command_id, o.fingerprint, o.status, o.result, o.event,
-                   o.source_topic, o.source_partition, o.source_offset)
+  ARRAY(SELECT ROW(id, account_id, project_id, target_group_id, status, version,
+                   start_fielding_at, end_fielding_at)
+          FROM fielding_runs WHERE id = ANY($1::text[]) OR target_group_id = ANY($2::text[])) AS runs,
+  ARRAY(SELECT ROW(o.account_id, o.command_id, o.fingerprint, o.status, o.result,
+                   o.source_topic, o.source_partition, o.source_offset, o.events::text[], o.event_keys)
           FROM command_outcomes o
-          JOIN unnest($2::int[], $3::text[]) AS k(account_id, command_id)
+          JOIN unnest($3::int[], $4::text[]) AS k(account_id, command_id)
             ON o.account_id = k.account_id AND o.command_id = k.command_id) AS outcomes
 """
 
-# The function is migration 0004's; it raises serialization_failure on a lost race.
-SAVE = "SELECT save_decisions($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+# The function is migration 0005's; it raises serialization_failure on a lost race.
+SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 28)) + ")"
 
 # Counters in one window per account, shared by every replica. The table is UNLOGGED and
 # written with synchronous_commit off: a counter lost in a crash costs nothing that matters,
@@ -48,11 +57,18 @@ class PostgresCommandStore:
         self._rate_limit = rate_limit
 
     async def load(
-        self, run_ids: Sequence[str], command_keys: Sequence[tuple[int, str]]
+        self,
+        run_ids: Sequence[str],
+        target_group_ids: Sequence[str],
+        command_keys: Sequence[tuple[int, str]],
     ) -> Snapshot:
         with translate_transient():
             row = await self._pool.fetchrow(
-                LOAD, list(run_ids), [k[0] for k in command_keys], [k[1] for k in command_keys]
+                LOAD,
+                list(run_ids),
+                list(target_group_ids),
+                [k[0] for k in command_keys],
+                [k[1] for k in command_keys],
             )
         assert row is not None
         runs = {
@@ -60,8 +76,12 @@ class PostgresCommandStore:
                 key=RunKey(account_id, project_id, target_group_id, run_id),
                 status=RunStatus(status),
                 version=version,
+                start_fielding_at=start,
+                end_fielding_at=end,
             )
-            for run_id, account_id, project_id, target_group_id, status, version in row["runs"]
+            for run_id, account_id, project_id, target_group_id, status, version, start, end in row[
+                "runs"
+            ]
         }
         outcomes = {
             (account_id, command_id): RememberedOutcome(
@@ -70,25 +90,47 @@ class PostgresCommandStore:
                 fingerprint=bytes(fingerprint),
                 status=status,
                 result=result.encode(),
-                event=event.encode() if event is not None else None,
+                events=tuple(
+                    Output(key.encode(), value.encode())
+                    for key, value in zip(event_keys, events, strict=True)
+                ),
                 origin=RecordOrigin(topic, partition, offset),
             )
-            for account_id, command_id, fingerprint, status, result, event, topic, partition, offset in row[
-                "outcomes"
-            ]
+            for (
+                account_id,
+                command_id,
+                fingerprint,
+                status,
+                result,
+                topic,
+                partition,
+                offset,
+                events,
+                event_keys,
+            ) in row["outcomes"]
         }
         return Snapshot(runs, outcomes)
 
     async def save(
-        self, changes: Sequence[RunChange], outcomes: Sequence[RememberedOutcome]
+        self,
+        changes: Sequence[RunChange],
+        outcomes: Sequence[RememberedOutcome],
+        jobs: Sequence[JobRecord],
     ) -> None:
+        runs = [c.run for c in changes]
+        events = [(n, e) for n, o in enumerate(outcomes, start=1) for e in o.events]
         with translate_transient():
             await self._pool.execute(
                 SAVE,
-                [c.run.key.fielding_run_id for c in changes],
-                [c.run.status.value for c in changes],
-                [c.run.version for c in changes],
+                [r.key.fielding_run_id for r in runs],
+                [r.key.account_id for r in runs],
+                [r.key.project_id for r in runs],
+                [r.key.target_group_id for r in runs],
+                [r.status.value for r in runs],
+                [r.version for r in runs],
                 [c.expected_version for c in changes],
+                [r.start_fielding_at for r in runs],
+                [r.end_fielding_at for r in runs],
                 [c.changed_at for c in changes],
                 [c.changed_by for c in changes],
                 [o.account_id for o in outcomes],
@@ -96,10 +138,17 @@ class PostgresCommandStore:
                 [o.fingerprint for o in outcomes],
                 [o.status for o in outcomes],
                 [o.result.decode() for o in outcomes],
-                [o.event.decode() if o.event is not None else None for o in outcomes],
                 [o.origin.topic for o in outcomes],
                 [o.origin.partition for o in outcomes],
                 [o.origin.offset for o in outcomes],
+                [n for n, _ in events],
+                [e.key.decode() for _, e in events],
+                [e.value.decode() for _, e in events],
+                [j.job_id for j in jobs],
+                [j.account_id for j in jobs],
+                [j.project_id for j in jobs],
+                [j.command_type for j in jobs],
+                [j.body.decode() for j in jobs],
             )
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:

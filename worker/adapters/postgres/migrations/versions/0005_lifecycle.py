@@ -1,0 +1,144 @@
+"""The whole lifecycle: a decided command remembers all its events (a bulk job changes many
+runs), jobs are kept, runs are created by a batch's write, due runs are found by index, and one
+replica at a time scans for them.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Events are kept as published (json keeps the text), with their keys, in order.
+    op.execute("""
+    ALTER TABLE command_outcomes
+        ADD COLUMN events json[] NOT NULL DEFAULT '{}',
+        ADD COLUMN event_keys text[] NOT NULL DEFAULT '{}'
+    """)
+    op.execute("""
+    UPDATE command_outcomes
+       SET events = ARRAY[event], event_keys = ARRAY[event->>'target_group_id']
+     WHERE event IS NOT NULL
+    """)
+    op.execute("ALTER TABLE command_outcomes DROP COLUMN event")
+
+    op.execute("""
+    CREATE TABLE fielding_jobs (
+        job_id       text PRIMARY KEY,
+        account_id   integer NOT NULL,
+        project_id   text NOT NULL,
+        command_type text NOT NULL,
+        body         json NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now()
+    )""")
+
+    # The scheduler reads only due runs, in time order: partial indexes over the runs that can
+    # come due, so finding them costs the same however many runs there are.
+    op.execute("""
+    CREATE INDEX fielding_runs_due_to_start ON fielding_runs (start_fielding_at, id)
+     WHERE status = 'scheduled' AND start_fielding_at IS NOT NULL
+    """)
+    op.execute("""
+    CREATE INDEX fielding_runs_due_to_end ON fielding_runs (end_fielding_at, id)
+     WHERE status IN ('live', 'paused') AND end_fielding_at IS NOT NULL
+    """)
+
+    op.execute("""
+    CREATE TABLE scheduler_leases (
+        name       text PRIMARY KEY,
+        holder     text NOT NULL,
+        expires_at timestamptz NOT NULL
+    )""")
+
+    op.execute("""
+    DROP FUNCTION save_decisions(text[], text[], integer[], integer[], timestamptz[], uuid[],
+        integer[], text[], bytea[], smallint[], json[], json[], text[], integer[], bigint[])
+    """)
+    # One call writes a batch: runs with a compare-and-swap on the version each was read at
+    # (and runs created by it), outcomes with their events, and jobs. Anything not written as
+    # expected (a lost race) raises serialization_failure, which rolls the whole call back;
+    # the worker then reads again and decides the batch again.
+    op.execute("""
+    CREATE FUNCTION save_decisions(
+        run_ids text[], run_accounts integer[], run_projects text[], run_target_groups text[],
+        statuses text[], versions integer[], expected_versions integer[],
+        starts timestamptz[], ends timestamptz[], changed_at timestamptz[], changed_by uuid[],
+        account_ids integer[], command_ids text[], fingerprints bytea[], outcome_statuses smallint[],
+        results json[], source_topics text[], source_partitions integer[], source_offsets bigint[],
+        event_outcomes integer[], event_keys text[], event_values json[],
+        job_ids text[], job_accounts integer[], job_projects text[], job_types text[], job_bodies json[]
+    ) RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        written bigint;
+    BEGIN
+        UPDATE fielding_runs AS r
+           SET status = u.status, version = u.version, start_fielding_at = u.start_at,
+               end_fielding_at = u.end_at, last_changed_at = u.changed_at,
+               last_changed_by = u.changed_by
+          FROM unnest(run_ids, statuses, versions, expected_versions, starts, ends, changed_at,
+                      changed_by)
+               AS u(id, status, version, expected_version, start_at, end_at, changed_at, changed_by)
+         WHERE u.expected_version IS NOT NULL AND r.id = u.id AND r.version = u.expected_version;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written <> (SELECT count(*) FROM unnest(expected_versions) AS v WHERE v IS NOT NULL) THEN
+            RAISE EXCEPTION 'a fielding run changed since the batch read it'
+                  USING ERRCODE = 'serialization_failure';
+        END IF;
+
+        INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status, version,
+                                   start_fielding_at, end_fielding_at, last_changed_at,
+                                   last_changed_by)
+        SELECT u.id, u.account_id, u.project_id, u.target_group_id, u.status, u.version,
+               u.start_at, u.end_at, u.changed_at, u.changed_by
+          FROM unnest(run_ids, run_accounts, run_projects, run_target_groups, statuses, versions,
+                      expected_versions, starts, ends, changed_at, changed_by)
+               AS u(id, account_id, project_id, target_group_id, status, version,
+                    expected_version, start_at, end_at, changed_at, changed_by)
+         WHERE u.expected_version IS NULL
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written <> (SELECT count(*) FROM unnest(expected_versions) AS v WHERE v IS NULL) THEN
+            -- The target group got a run meanwhile, from another worker's batch.
+            RAISE EXCEPTION 'a fielding run was created concurrently'
+                  USING ERRCODE = 'serialization_failure';
+        END IF;
+
+        INSERT INTO command_outcomes (account_id, command_id, fingerprint, status, result,
+                                      source_topic, source_partition, source_offset, events,
+                                      event_keys)
+        SELECT o.account_id, o.command_id, o.fingerprint, o.status, o.result, o.source_topic,
+               o.source_partition, o.source_offset, coalesce(e.values_, '{}'), coalesce(e.keys, '{}')
+          FROM unnest(account_ids, command_ids, fingerprints, outcome_statuses, results,
+                      source_topics, source_partitions, source_offsets) WITH ORDINALITY
+               AS o(account_id, command_id, fingerprint, status, result, source_topic,
+                    source_partition, source_offset, n)
+          LEFT JOIN (
+              SELECT outcome, array_agg(value_ ORDER BY n) AS values_, array_agg(key ORDER BY n) AS keys
+                FROM unnest(event_outcomes, event_keys, event_values) WITH ORDINALITY
+                     AS ev(outcome, key, value_, n)
+               GROUP BY outcome
+          ) AS e ON e.outcome = o.n
+        ON CONFLICT (account_id, command_id) DO NOTHING;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written <> coalesce(cardinality(account_ids), 0) THEN
+            -- The same command id decided meanwhile elsewhere (the same command on two
+            -- partitions): the retry replays what was decided there.
+            RAISE EXCEPTION 'a command was decided concurrently'
+                  USING ERRCODE = 'serialization_failure';
+        END IF;
+
+        INSERT INTO fielding_jobs (job_id, account_id, project_id, command_type, body)
+        SELECT * FROM unnest(job_ids, job_accounts, job_projects, job_types, job_bodies)
+        ON CONFLICT (job_id) DO NOTHING;
+    END
+    $$""")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the lifecycle's tables and columns are not taken back")

@@ -1,0 +1,308 @@
+"""What each command type does, decided in memory against the batch's workspace.
+
+One table says which machine event each command sends and what it answers when it succeeds;
+the domain (`fielding_statemachine.decisions`) says whether it may; here a decision becomes an
+outcome: the status the public API would answer, the result and the events, and the changes
+to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
+else: a bulk job of 1,000 target groups is 1,000 lookups in memory, not 1,000 round trips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+from fielding_statemachine.decisions import (
+    Change,
+    Refusal,
+    RunKey,
+    RunState,
+    decide,
+    decide_bulk_item,
+    decide_creation,
+)
+from fielding_statemachine.transitions import TRANSITIONS, RunEvent
+from schemas.command import (
+    BulkCommand,
+    LaunchFieldingRunFromDraft,
+    RunCommand,
+    ScheduleFieldingRunFromDraft,
+    UpdateFieldingRun,
+)
+from schemas.job import (
+    BulkJob,
+    FailedTargetGroup,
+    FailedTargetGroups,
+    FailureCode,
+    FailureReason,
+    FieldingRunJob,
+    UpdatedTargetGroup,
+    UpdatedTargetGroups,
+)
+from schemas.result import CreatedJob, LaunchedTimes, Status, UpdatedRun
+from schemas.types import CROCKFORD, etag_of, new_ulid
+from worker.service import outputs
+from worker.service.intake import Admitted
+from worker.service.ports import JobRecord, Output, RunChange
+
+
+@dataclass(frozen=True, slots=True)
+class RunOperation:
+    event: RunEvent
+    success: Status
+
+
+# Commands addressed to one run: the machine event each sends, and its success status.
+RUN_OPERATIONS: Final = {
+    "complete_fielding_run": RunOperation(RunEvent.COMPLETE, Status.NO_CONTENT),
+    "launch_now_fielding_run": RunOperation(RunEvent.LAUNCH_NOW, Status.OK),
+    "pause_fielding_run": RunOperation(RunEvent.PAUSE, Status.NO_CONTENT),
+    "resume_fielding_run": RunOperation(RunEvent.RESUME, Status.NO_CONTENT),
+    "relaunch_fielding_run": RunOperation(RunEvent.RELAUNCH, Status.NO_CONTENT),
+    "update_fielding_run": RunOperation(RunEvent.UPDATE_TIMES, Status.ACCEPTED),
+    "start_scheduled_fielding_run": RunOperation(RunEvent.START_TIME_REACHED, Status.NO_CONTENT),
+    "end_fielding_run": RunOperation(RunEvent.END_TIME_REACHED, Status.NO_CONTENT),
+}
+DRAFT_EVENTS: Final = {
+    "launch_fielding_run_from_draft": RunEvent.LAUNCH_FROM_DRAFT,
+    "schedule_fielding_run_from_draft": RunEvent.SCHEDULE_FROM_DRAFT,
+}
+BULK_EVENTS: Final = {
+    "complete_fielding_runs_by_target_group_ids": RunEvent.COMPLETE,
+    "launch_fielding_runs_by_target_group_ids": RunEvent.LAUNCH_NOW,
+    "pause_fielding_runs_by_target_group_ids": RunEvent.PAUSE,
+    "resume_fielding_runs_by_target_group_ids": RunEvent.RESUME,
+    "relaunch_fielding_runs_by_target_group_ids": RunEvent.RELAUNCH,
+}
+
+# The statuses each event applies to, for the 422's detail (read from the machine's table).
+_SOURCES = {
+    event: sorted(s.value for (s, e) in TRANSITIONS if e is event and s is not None)
+    for event in RunEvent
+}
+REFUSED: Final = {
+    Refusal.NOT_FOUND: (
+        Status.NOT_FOUND,
+        "no such fielding run under this account, project and target group",
+    ),
+    Refusal.VERSION_MISMATCH: (
+        Status.PRECONDITION_FAILED,
+        "the If-Match version is not the fielding run's current version",
+    ),
+    Refusal.END_TIME_PASSED: (Status.INVALID_STATE, "the fielding run's end time has passed"),
+    Refusal.NOT_DUE: (Status.INVALID_STATE, "the fielding run's time is not reached yet"),
+}
+FAILURES: Final[dict[Refusal, tuple[FailureCode, str]]] = {
+    Refusal.NOT_FOUND: ("TargetGroupNotFound", "Target group not found."),
+    Refusal.INVALID_STATE: ("StatusTransitionNotAllowed", "Status transition is not allowed."),
+    Refusal.END_TIME_PASSED: ("InvalidFieldingDates", "The fielding run's end time has passed."),
+    Refusal.ALREADY_HAS_RUN: (
+        "TargetGroupInvalidState",
+        "The target group is not in a draft state: it has a fielding run.",
+    ),
+    Refusal.INVALID_TIMES: (
+        "InvalidFieldingDates",
+        "The start time is in the past, or the end time is not after it.",
+    ),
+}
+
+
+def refused(refusal: Refusal, run: RunState | None, event: RunEvent) -> tuple[Status, str]:
+    if refusal is Refusal.INVALID_STATE:
+        assert run is not None
+        allowed = " or ".join(_SOURCES[event])
+        return Status.INVALID_STATE, (
+            f"the fielding run is {run.status.value}; {event.value} applies to a {allowed} one"
+        )
+    return REFUSED[refusal]
+
+
+def job_id_of(account_id: int, command_id: str) -> str:
+    """A job's id, derived from its command: a repeat of the command names the same job."""
+    digest = int.from_bytes(hashlib.sha256(f"{account_id}:{command_id}".encode()).digest()[:17])
+    return "".join(CROCKFORD[(digest >> shift) & 31] for shift in range(125, -1, -5))
+
+
+@dataclass
+class Workspace:
+    """The runs a batch's decisions read and write, in memory: a later command sees what an
+    earlier one in the batch did. `changes` and `jobs` are what to write."""
+
+    runs: dict[str, RunState]
+    loaded_versions: dict[str, int] = field(default_factory=dict)
+    by_target_group: dict[str, str] = field(default_factory=dict)
+    changes: dict[str, RunChange] = field(default_factory=dict)
+    jobs: list[JobRecord] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, runs: dict[str, RunState]) -> Workspace:
+        return cls(
+            dict(runs),
+            {run_id: run.version for run_id, run in runs.items()},
+            {run.key.target_group_id: run_id for run_id, run in runs.items()},
+        )
+
+    def run_of_target_group(self, target_group_id: str) -> RunState | None:
+        run_id = self.by_target_group.get(target_group_id)
+        return self.runs[run_id] if run_id is not None else None
+
+    def apply(self, change: Change, changed_at: datetime, changed_by: UUID) -> None:
+        run = change.after
+        run_id = run.key.fielding_run_id
+        self.runs[run_id] = run
+        self.by_target_group[run.key.target_group_id] = run_id
+        # A run created in this batch is inserted as it ends up; others are written with a
+        # compare-and-swap on the version they were read at.
+        self.changes[run_id] = RunChange(
+            run, self.loaded_versions.get(run_id), changed_at, changed_by
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What deciding one command came to (to remember and to publish)."""
+
+    status: Status
+    result: bytes
+    events: tuple[Output, ...] = ()
+
+
+def decide_command(item: Admitted, workspace: Workspace, now: datetime) -> Verdict:
+    command = item.command
+    if isinstance(command, RunCommand):
+        return _run_command(item, command, workspace, now)
+    if isinstance(command, LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft):
+        return _draft_job(item, command, workspace, now)
+    assert isinstance(command, BulkCommand)
+    return _bulk_job(item, command, workspace, now)
+
+
+def _event(change: Change, command_id: str, now: datetime) -> Output:
+    value = outputs.event_value(change, command_id, now)
+    return Output(change.after.key.target_group_id.encode(), value)
+
+
+def _run_command(
+    item: Admitted, command: RunCommand, workspace: Workspace, now: datetime
+) -> Verdict:
+    operation = RUN_OPERATIONS[command.type]
+    key = RunKey(
+        command.account_id, command.project_id, command.target_group_id, command.fielding_run_id
+    )
+    times = (
+        (command.start_fielding_at, command.end_fielding_at)
+        if isinstance(command, UpdateFieldingRun)
+        else None
+    )
+    run = workspace.runs.get(command.fielding_run_id)
+    decision = decide(run, key, command.expected_version, operation.event, now, times)
+    if isinstance(decision, Refusal):
+        status, detail = refused(decision, run, operation.event)
+        return Verdict(status, outputs.result_value(item.echo, status, now, detail=detail))
+    workspace.apply(decision, now, item.principal.user_id)
+    after = decision.after
+    body: LaunchedTimes | UpdatedRun | None = None
+    if operation.event is RunEvent.LAUNCH_NOW:
+        assert after.start_fielding_at is not None
+        body = LaunchedTimes(
+            start_fielding_at=after.start_fielding_at, end_fielding_at=after.end_fielding_at
+        )
+    elif operation.event is RunEvent.UPDATE_TIMES:
+        body = UpdatedRun(id=after.key.fielding_run_id)
+    result = outputs.result_value(
+        item.echo, operation.success, now, etag=etag_of(after.version), body=body
+    )
+    return Verdict(operation.success, result, (_event(decision, command.command_id, now),))
+
+
+def _failure(refusal: Refusal) -> FailureReason:
+    code, description = FAILURES[refusal]
+    return FailureReason(code=code, description=description)
+
+
+def _job_verdict(
+    item: Admitted,
+    job: FieldingRunJob | BulkJob,
+    now: datetime,
+    workspace: Workspace,
+    events: tuple[Output, ...],
+) -> Verdict:
+    command = item.command
+    body = CreatedJob(job=job)
+    workspace.jobs.append(
+        JobRecord(
+            job.job_id,
+            command.account_id,
+            command.project_id,
+            command.type,
+            job.model_dump_json().encode(),
+        )
+    )
+    result = outputs.result_value(item.echo, Status.CREATED, now, body=body)
+    return Verdict(Status.CREATED, result, events)
+
+
+def _draft_job(
+    item: Admitted,
+    command: LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft,
+    workspace: Workspace,
+    now: datetime,
+) -> Verdict:
+    event = DRAFT_EVENTS[command.type]
+    key = RunKey(command.account_id, command.project_id, command.target_group_id, new_ulid())
+    start = command.start_fielding_at if isinstance(command, ScheduleFieldingRunFromDraft) else None
+    decision = decide_creation(
+        workspace.run_of_target_group(command.target_group_id),
+        key,
+        event,
+        now,
+        start,
+        command.end_fielding_at,
+    )
+    events: tuple[Output, ...] = ()
+    if isinstance(decision, Change):
+        workspace.apply(decision, now, item.principal.user_id)
+        events = (_event(decision, command.command_id, now),)
+    job = FieldingRunJob(
+        job_id=job_id_of(command.account_id, command.command_id),
+        created_fielding_run_id=key.fielding_run_id if isinstance(decision, Change) else None,
+        created_at=now,
+        created_by=item.principal.user_id,
+        status="Completed" if isinstance(decision, Change) else "Failed",
+        failure_reason=None if isinstance(decision, Change) else _failure(decision),
+        job_trace_id=None if isinstance(decision, Change) else item.trace_id,
+    )
+    return _job_verdict(item, job, now, workspace, events)
+
+
+def _bulk_job(item: Admitted, command: BulkCommand, workspace: Workspace, now: datetime) -> Verdict:
+    event = BULK_EVENTS[command.type]
+    updated: list[UpdatedTargetGroup] = []
+    failed: list[FailedTargetGroup] = []
+    events: list[Output] = []
+    for target_group_id in dict.fromkeys(command.target_group_ids):  # each once, in order
+        run = workspace.run_of_target_group(target_group_id)
+        decision = decide_bulk_item(run, command.account_id, command.project_id, event, now)
+        if isinstance(decision, Refusal):
+            failed.append(
+                FailedTargetGroup(
+                    target_group_id=target_group_id, failure_reason=_failure(decision)
+                )
+            )
+            continue
+        if isinstance(decision, Change):
+            workspace.apply(decision, now, item.principal.user_id)
+            events.append(_event(decision, command.command_id, now))
+        updated.append(UpdatedTargetGroup(target_group_id=target_group_id))
+    job = BulkJob(
+        job_id=job_id_of(command.account_id, command.command_id),
+        created_at=now,
+        created_by=item.principal.user_id,
+        status="Completed" if updated else "Failed",
+        updated_target_groups=UpdatedTargetGroups(data=updated),
+        failed_target_groups=FailedTargetGroups(data=failed),
+    )
+    return _job_verdict(item, job, now, workspace, tuple(events))
