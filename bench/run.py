@@ -31,6 +31,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.ceilings import database_alone, kafka_consume_produce, kafka_loops
+from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import run_naive
 from schemas.command import new_command
 from schemas.types import new_ulid
@@ -447,8 +448,29 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     report["database_ceiling"] = await bench_database_ceiling(
         database_url, runs, used_by_worker + naive_n, n
     )
+    report["mixed"] = await bench_mixed(
+        scenario_settings(base, database_url, "mixed").model_copy(
+            update={"scheduler_interval_seconds": 0}  # the backlog's runs, not timers
+        ),
+        database_url,
+        args.mixed_commands,
+        auth_header()[0][1],
+        start_worker,
+        cpu_seconds_of,
+    )
+    timers_url = await fresh_database(base.database_url, "fielding_bench_timers")
+    report["timers"] = await bench_timer_burst(
+        scenario_settings(base, timers_url, "timers"), timers_url, args.timer_runs, start_worker
+    )
     if args.scale:
         report["scale"] = await bench_scale(base, args)
+        report["due_scale"] = await bench_due_scale(
+            base.database_url,
+            fresh_database,
+            args.scale_small_table,
+            args.scale_large_table,
+            args.due_runs,
+        )
     if args.memory:
         report["memory"] = await bench_memory(base, args.memory)
     w = report["worker"]["commands_per_second"]
@@ -461,6 +483,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
         / report["kafka_ceiling"]["commands_per_second"],
         "worker_vs_kafka_loop_cpu_per_command": report["worker"]["cpu_us_per_command"]
         / report["kafka_ceiling"]["cpu_us_per_command"],
+        "mixed_vs_complete_throughput": report["mixed"]["commands_per_second"] / w,
     }
     return report
 
@@ -567,6 +590,21 @@ def table(report: dict[str, Any]) -> str:
             f"scale: large/small table throughput {scale['large_vs_small_throughput']:.2f}, "
             f"CPU per command {scale['large_vs_small_cpu_per_command']:.2f}"
         )
+    mixed, timers = report["mixed"], report["timers"]
+    lines.append(
+        f"mixed backlog of every command type: {mixed['commands_per_second']:,.0f} commands/s, "
+        f"{mixed['cpu_us_per_command']:.0f} µs CPU per command ({mixed['runs_changed']} runs changed)"
+    )
+    lines.append(
+        f"{timers['runs']:,} runs due in one second: all opened {timers['seconds_until_all_opened']:.1f} s "
+        f"after it; {timers['events']:,} events, {timers['runs_with_one_event']:,} runs with exactly one"
+    )
+    if "due_scale" in report:
+        due = report["due_scale"]
+        lines.append(
+            f"finding {due['due']} due runs of each kind: large/small table time "
+            f"{due['large_vs_small_time']:.2f}"
+        )
     if "memory" in report:
         lines.append("memory: " + ", ".join(f"{k} {v:.2f}" for k, v in report["memory"].items()))
     return "\n".join(lines)
@@ -594,6 +632,15 @@ def cli() -> None:
         metavar="N",
         help="worker RSS after each N commands in one process, e.g. 100000 1000000",
     )
+    parser.add_argument(
+        "--mixed-commands", type=int, default=50_000, help="a backlog of every command type"
+    )
+    parser.add_argument(
+        "--timer-runs", type=int, default=100_000, help="runs coming due in the same second"
+    )
+    parser.add_argument(
+        "--due-runs", type=int, default=1_000, help="due runs of each kind in the scale check"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
@@ -601,6 +648,7 @@ def cli() -> None:
         args.commands, args.naive_commands, args.latency_commands = 300, 50, 50
         args.scale, args.scale_small_table, args.scale_large_table = True, 400, 4_000
         args.memory = [300, 900]
+        args.mixed_commands, args.timer_runs, args.due_runs = 200, 300, 20
     report = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

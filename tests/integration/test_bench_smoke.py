@@ -54,6 +54,12 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
         report["scale"]["large_vs_small_throughput"],
         report["scale"]["large_vs_small_cpu_per_command"],
         report["memory"]["rss_last_vs_first"],
+        report["mixed"]["commands_per_second"],
+        report["mixed"]["cpu_us_per_command"],
+        report["timers"]["seconds_until_all_opened"],
+        report["due_scale"]["large_vs_small_time"],
     ]
     assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures
     assert "worker_vs_naive" in report["ratios"] and "commands/s" in ran.stdout
+    timers = report["timers"]
+    assert timers["events"] == timers["runs_with_one_event"] == timers["runs"], "one event each"
