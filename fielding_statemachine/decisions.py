@@ -9,7 +9,7 @@ the leniency of bulk jobs. A refusal says why; the service layer picks the statu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -107,10 +107,8 @@ def _apply(
     if event is RunEvent.UPDATE_TIMES:
         assert times is not None
         start, end = times
-    after = replace(
-        run, status=target, version=run.version + 1, start_fielding_at=start, end_fielding_at=end
-    )
-    return Change(event, run, after)
+    # Made directly: dataclasses.replace costs twice as much, on every command.
+    return Change(event, run, RunState(run.key, target, run.version + 1, start, end))
 
 
 def launched_now(

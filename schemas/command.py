@@ -14,7 +14,16 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
-from schemas.types import AccountId, CommandId, ETag, Timestamp, Ulid, new_ulid, version_of
+from schemas.types import (
+    AccountId,
+    CommandId,
+    ETag,
+    RunTime,
+    Timestamp,
+    Ulid,
+    new_ulid,
+    version_of,
+)
 
 MAX_TARGET_GROUPS = 1000
 
@@ -132,55 +141,51 @@ class UpdateFieldingRun(RunCommand):
 
     model_config = ConfigDict(title="update_fielding_run")
     type: Literal["update_fielding_run"]
-    start_fielding_at: Timestamp
-    end_fielding_at: Timestamp
+    start_fielding_at: RunTime
+    end_fielding_at: RunTime
     _end_after_start = field_validator("end_fielding_at")(_after_start)
 
     def _identity(self) -> tuple[str, ...]:
         return (
             *super()._identity(),
-            self.start_fielding_at.isoformat(),
-            self.end_fielding_at.isoformat(),
+            self.start_fielding_at.isoformat(timespec="milliseconds"),
+            self.end_fielding_at.isoformat(timespec="milliseconds"),
         )
 
 
-class LaunchFieldingRunFromDraft(Envelope):
+class DraftCommand(Envelope):
+    """A job that creates the target group's run from its draft."""
+
+    target_group_id: Ulid
+    end_fielding_at: RunTime
+
+    def _identity(self) -> tuple[str, ...]:
+        start: datetime | None = getattr(self, "start_fielding_at", None)
+        return (
+            self.type,
+            str(self.account_id),
+            self.project_id,
+            self.target_group_id,
+            start.isoformat(timespec="milliseconds") if start else "",
+            self.end_fielding_at.isoformat(timespec="milliseconds"),
+        )
+
+
+class LaunchFieldingRunFromDraft(DraftCommand):
     """Create the target group's run, live from now until `end_fielding_at`."""
 
     model_config = ConfigDict(title="launch_fielding_run_from_draft")
     type: Literal["launch_fielding_run_from_draft"]
-    target_group_id: Ulid
-    end_fielding_at: Timestamp
-
-    def _identity(self) -> tuple[str, ...]:
-        return (
-            self.type,
-            str(self.account_id),
-            self.project_id,
-            self.target_group_id,
-            self.end_fielding_at.isoformat(),
-        )
 
 
-class ScheduleFieldingRunFromDraft(Envelope):
+class ScheduleFieldingRunFromDraft(DraftCommand):
     """Create the target group's run, scheduled from `start_fielding_at`."""
 
     model_config = ConfigDict(title="schedule_fielding_run_from_draft")
     type: Literal["schedule_fielding_run_from_draft"]
-    target_group_id: Ulid
-    start_fielding_at: Timestamp
-    end_fielding_at: Timestamp
+    start_fielding_at: RunTime
+    end_fielding_at: RunTime
     _end_after_start = field_validator("end_fielding_at")(_after_start)
-
-    def _identity(self) -> tuple[str, ...]:
-        return (
-            self.type,
-            str(self.account_id),
-            self.project_id,
-            self.target_group_id,
-            self.start_fielding_at.isoformat(),
-            self.end_fielding_at.isoformat(),
-        )
 
 
 class BulkCommand(Envelope):

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, PlainSerializer, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, StringConstraints
 
 INT32_MAX = 2**31 - 1
 
@@ -44,6 +44,21 @@ def format_timestamp(moment: datetime) -> str:
 
 
 Timestamp = Annotated[AwareDatetime, PlainSerializer(format_timestamp, return_type=str)]
+
+
+def utc_milliseconds(moment: datetime) -> datetime:
+    """The same instant in UTC, to the millisecond: as it will be published and compared."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+# A run's start or end as a command gives it: kept as it will be published, so that
+# `...T11:00:00.000+01:00` and `...T10:00:00.000Z` are one time, stored and compared alike.
+RunTime = Annotated[
+    AwareDatetime,
+    AfterValidator(utc_milliseconds),
+    PlainSerializer(format_timestamp, return_type=str),
+]
 
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -23,7 +23,7 @@ from worker.adapters.postgres.pool import create_pool
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
 from worker.observability.health import Health
-from worker.service.auth import TokenVerifier
+from worker.service.auth import TokenIssuer, TokenVerifier
 from worker.service.handler import CommandHandler
 from worker.service.outputs import Channel
 from worker.service.processor import BatchProcessor
@@ -144,9 +144,11 @@ async def _timers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -
         log.warning("no FIELDING_SYSTEM_JWT_SECRET or FIELDING_JWT_SECRET: timers are off")
         return
     sink = KafkaCommandSink(settings.kafka_bootstrap_servers, settings.commands_topic)
+    issuer = TokenIssuer(secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     scheduler = TimerScheduler(
         PostgresDueRuns(pool),
         sink,
+        issuer,
         secret,
         holder=f"{settings.consumer_group}-{uuid.uuid4().hex[:12]}",
         interval_seconds=settings.scheduler_interval_seconds,

@@ -89,10 +89,11 @@ class Settings(BaseSettings):
         description="Most commands handled in one database transaction and one Kafka transaction.",
     )
     max_batch_bytes: int = Field(
-        4 << 20,
+        2 << 20,
         ge=1,
         validation_alias=_env("FIELDING_MAX_BATCH_BYTES"),
-        description="Most bytes of command records in one batch (a larger record goes alone).",
+        description="Most bytes of command records in one batch (a larger record goes alone); "
+        "it also bounds a batch of bulk jobs (1,000 target groups are about 30 KB).",
     )
     max_buffered_bytes: int = Field(
         32 << 20,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from uuid import UUID
 
 from fielding_statemachine.decisions import RunState
@@ -18,7 +19,10 @@ from worker.service.ports import (
 
 
 class InMemoryStore:
-    def __init__(self, rate_limit: int = 0) -> None:
+    def __init__(
+        self, rate_limit: int = 0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.clock = clock
         self.runs: dict[str, RunState] = {}
         self.outcomes: dict[tuple[int, str], RememberedOutcome] = {}
         self.jobs: dict[str, JobRecord] = {}
@@ -36,14 +40,14 @@ class InMemoryStore:
         target_group_ids: Sequence[str],
         command_keys: Sequence[tuple[int, str]],
     ) -> Snapshot:
-        groups = set(target_group_ids)
+        ids, groups = set(run_ids), set(target_group_ids)
         runs = {
             run_id: run
             for run_id, run in self.runs.items()
-            if run_id in run_ids or run.key.target_group_id in groups
+            if run_id in ids or run.key.target_group_id in groups
         }
         outcomes = {k: self.outcomes[k] for k in command_keys if k in self.outcomes}
-        return Snapshot(runs=runs, outcomes=outcomes)
+        return Snapshot(runs=runs, outcomes=outcomes, now=self.clock())
 
     async def save(
         self,

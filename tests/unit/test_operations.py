@@ -12,9 +12,10 @@ import pytest
 
 from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
+from schemas.command import SYSTEM_COMMAND_TYPES
 from tests.support.commands import SECRET, USER, auth_headers, command, encode, system_headers
 from tests.support.fakes import InMemoryStore
-from worker.service.auth import SYSTEM_ACTOR, TokenVerifier
+from worker.service.auth import SYSTEM_ACTOR, TokenVerifier, timer_command_id
 from worker.service.handler import CommandHandler
 from worker.service.intake import CommandRecord
 from worker.service.operations import job_id_of
@@ -71,7 +72,7 @@ EXPECTED.update(
 
 class Harness:
     def __init__(self, *runs: RunState, now: datetime = NOW) -> None:
-        self.store = InMemoryStore()
+        self.store = InMemoryStore(clock=lambda: now)
         for run in runs:
             self.store.put(run)
         self.handler = CommandHandler(self.store, TokenVerifier(SECRET), 0, clock=lambda: now)
@@ -108,6 +109,7 @@ def run_in(status: RunStatus, kind: str = "", **times: datetime | None) -> RunSt
 
 
 def addressed(kind: str, **overrides: Any) -> dict[str, Any]:
+    """A command of `kind` for the run at version 5 (a timer with the id the scheduler gives)."""
     fields: dict[str, Any] = {
         "account_id": KEY.account_id,
         "project_id": KEY.project_id,
@@ -117,6 +119,8 @@ def addressed(kind: str, **overrides: Any) -> dict[str, Any]:
     }
     if kind == "update_fielding_run":
         fields |= {"start_fielding_at": NOW + HOUR, "end_fielding_at": NOW + 2 * HOUR}
+    if kind in SYSTEM_COMMAND_TYPES:
+        fields["command_id"] = timer_command_id(SECRET, KEY.fielding_run_id, 5, kind)
     return command(kind, **{**fields, **overrides})
 
 
@@ -189,6 +193,35 @@ async def test_a_timer_from_a_users_token_is_403_and_changes_nothing() -> None:
     [result] = results(await h.send(addressed("start_scheduled_fielding_run")))
     assert result["status"] == 403
     assert h.store.runs[KEY.fielding_run_id].status is S.SCHEDULED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        addressed("complete_fielding_run"),
+        addressed("end_fielding_run", command_id="timer-made-up"),
+        addressed("end_fielding_run", if_match='W/"4"'),  # the id is version 5's
+    ],
+    ids=["a user command", "a timer id it did not derive", "another version's id"],
+)
+async def test_a_system_token_sends_only_the_timers_the_scheduler_derives(
+    body: dict[str, Any],
+) -> None:
+    h = Harness(run_in(S.LIVE, "end_fielding_run"))
+    [result] = results(await h.send(body, system_headers()))
+    assert result["status"] == 403
+    assert h.store.runs[KEY.fielding_run_id].status is S.LIVE
+
+
+async def test_a_timer_before_its_time_is_422_and_not_remembered() -> None:
+    early = run_in(S.LIVE, end=NOW + HOUR)
+    h = Harness(early)
+    body = addressed("end_fielding_run")
+    [first] = results(await h.send(body, system_headers()))
+    assert first["status"] == 422 and h.store.outcomes == {}
+    h.store.clock = lambda: NOW + 2 * HOUR  # its time has come: the same timer now applies
+    [again] = results(await h.send(body, system_headers()))
+    assert again["status"] == 204
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -375,3 +408,49 @@ async def test_repeating_a_job_returns_the_same_job_and_changes_nothing_more() -
     first = await h.send(body)
     again = await h.send(body)
     assert results(again) == results(first) and events(again) == []
+
+
+async def test_a_redelivered_bulk_record_replays_its_result_and_every_event_byte_for_byte() -> None:
+    runs = runs_for_bulk()
+    h = Harness(*runs.values())
+    body = command(
+        "complete_fielding_runs_by_target_group_ids",
+        account_id=101,
+        project_id=KEY.project_id,
+        target_group_ids=list(runs),
+    )
+    record = CommandRecord(
+        RecordOrigin("commands", 3, 77), b"k", encode(body), tuple(auth_headers([101])), 0
+    )
+    first = await h.handler.handle([record])
+    redelivered = await h.handler.handle([record])  # a crash before the Kafka commit
+    assert [(e.channel, e.key, e.value) for e in redelivered] == [
+        (e.channel, e.key, e.value) for e in first
+    ]
+    assert len(events(first)) == 3
+
+
+async def test_one_batch_creating_a_run_and_changing_it_writes_it_once_as_it_ends_up() -> None:
+    h = Harness()
+    group = "01BTGNYV6HRNK8K8VKZASZCG77"
+    create = draft(
+        "launch_fielding_run_from_draft",
+        target_group_id=group,
+        end_fielding_at=(NOW + HOUR).isoformat(),
+    )
+    pause = command(
+        "pause_fielding_runs_by_target_group_ids",
+        account_id=101,
+        project_id=KEY.project_id,
+        target_group_ids=[group],
+    )
+    records = [
+        CommandRecord(
+            RecordOrigin("commands", 0, n), b"k", encode(b), tuple(auth_headers([101])), 0
+        )
+        for n, b in enumerate((create, pause))
+    ]
+    out = await h.handler.handle(records)
+    assert [e["type"] for e in events(out)] == ["target_group_opened", "target_group_paused"]
+    [run] = h.store.runs.values()
+    assert (run.status, run.version, h.store.saves) == (S.PAUSED, 2, 1)

@@ -1,23 +1,16 @@
 """The timer scheduler without services: which commands it sends for due runs, how often it
-sends them again, and that every replica derives the same command for the same due run."""
+sends them again, how a burst is sent in chunks, and that its tokens pass the verifier."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import jwt
+import pytest
 
 from schemas.command import Command
 from tests.support.commands import SECRET
-from worker.service.auth import SYSTEM_ACTOR, Principal, TokenVerifier
-from worker.service.scheduler import (
-    RESEND_AFTER_SECONDS,
-    DueRun,
-    TimerKind,
-    TimerScheduler,
-    timer_command_id,
-)
+from worker.service.auth import Principal, TokenIssuer, TokenVerifier, timer_command_id
+from worker.service.scheduler import RESEND_AFTER_SECONDS, DueRun, TimerKind, TimerScheduler
 
 DUE_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -27,10 +20,10 @@ def due(kind: TimerKind, n: int, version: int = 3) -> DueRun:
         kind,
         101,
         "01BTGNYV6HRNK8K8VKZASZCFP0",
-        f"01BTGNYV6HRNK8K8VKZASZCG{n:02d}",
-        f"01BTGNYV6HRNK8K8VKZASZCR{n:02d}",
+        f"01BTGNYV6HRNK8K8VKZASZCG{n:04d}"[-26:],
+        f"01BTGNYV6HRNK8K8VKZASZCR{n:04d}"[-26:],
         version,
-        DUE_AT,
+        DUE_AT + timedelta(seconds=n),
     )
 
 
@@ -38,9 +31,15 @@ class Store:
     def __init__(self, *runs: DueRun, lease_free: bool = True) -> None:
         self.runs = list(runs)
         self.lease_free = lease_free
+        self.reads: list[int] = []
 
-    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
-        return [r for r in self.runs if r.kind == kind][:limit]
+    async def due(
+        self, kind: TimerKind, after: tuple[datetime, str] | None, limit: int
+    ) -> list[DueRun]:
+        ordered = sorted((r for r in self.runs if r.kind == kind), key=lambda r: r.position)
+        page = [r for r in ordered if after is None or r.position > after][:limit]
+        self.reads.append(len(page))
+        return page
 
     async def hold_lease(self, holder: str, seconds: float) -> bool:
         return self.lease_free
@@ -62,24 +61,42 @@ class Clock:
         return self.now
 
 
-def scheduler(store: Store, sink: Sink, clock: Clock | None = None) -> TimerScheduler:
-    return TimerScheduler(store, sink, SECRET, "replica-1", clock=clock or Clock())
+def scheduler(
+    store: Store,
+    sink: Sink,
+    clock: Clock | None = None,
+    chunk: int = 100,
+    issuer: TokenIssuer | None = None,
+) -> TimerScheduler:
+    return TimerScheduler(
+        store,
+        sink,
+        issuer or TokenIssuer(SECRET),
+        SECRET,
+        "replica-1",
+        chunk=chunk,
+        clock=clock or Clock(),
+    )
 
 
-async def test_each_due_run_becomes_its_timer_command_signed_as_the_system_actor() -> None:
+async def test_each_due_run_becomes_the_timer_the_verifier_accepts() -> None:
     store, sink = Store(due("start", 1), due("end", 2)), Sink()
     assert await scheduler(store, sink).scan() == 2
     (start, auth), (end, _) = sink.sent
     assert (start.type, end.type) == ("start_scheduled_fielding_run", "end_fielding_run")
     assert start.fielding_run_id == store.runs[0].fielding_run_id and start.if_match == 'W/"3"'
-    principal = TokenVerifier(SECRET).verify(auth)
+    verifier = TokenVerifier(SECRET)
+    principal = verifier.verify(auth)
     assert isinstance(principal, Principal) and principal.system
-    assert jwt.decode(auth.split()[1], options={"verify_signature": False})["sub"] == str(
-        SYSTEM_ACTOR
-    )
-    assert json.loads(start.model_dump_json())["command_id"] == timer_command_id(
-        SECRET, store.runs[0]
-    )
+    assert start.command_id == verifier.timer_command_id(start.fielding_run_id, 3, start.type)
+
+
+async def test_its_tokens_carry_the_audience_and_issuer_the_verifier_asks_for() -> None:
+    store, sink = Store(due("end", 1)), Sink()
+    issuer = TokenIssuer(SECRET, audience="fielding", issuer="https://issuer.example")
+    await scheduler(store, sink, issuer=issuer).scan()
+    verifier = TokenVerifier(SECRET, audience="fielding", issuer="https://issuer.example")
+    assert isinstance(verifier.verify(sink.sent[0][1]), Principal)
 
 
 async def test_a_due_run_is_sent_again_only_after_a_while_and_less_often_each_time() -> None:
@@ -95,7 +112,15 @@ async def test_a_due_run_is_sent_again_only_after_a_while_and_less_often_each_ti
     assert len({c.command_id for c, _ in sink.sent}) == 1, "always the same command"
 
 
-async def test_a_run_no_longer_due_is_forgotten_and_a_new_version_is_a_new_timer() -> None:
+async def test_a_burst_is_sent_a_chunk_per_scan_going_on_from_where_it_stopped() -> None:
+    store, sink = Store(*(due("start", n) for n in range(250))), Sink()
+    timers = scheduler(store, sink, chunk=100)
+    assert [await timers.scan() for _ in range(4)] == [100, 100, 50, 0]
+    assert len({c.fielding_run_id for c, _ in sink.sent}) == 250
+    assert max(store.reads) <= 100, "never more than a chunk read at once"
+
+
+async def test_a_new_version_of_a_due_run_is_a_new_timer() -> None:
     store, sink = Store(due("end", 1, version=3)), Sink()
     timers = scheduler(store, sink)
     await timers.scan()
@@ -105,9 +130,29 @@ async def test_a_run_no_longer_due_is_forgotten_and_a_new_version_is_a_new_timer
     assert first != second
 
 
-async def test_replicas_derive_the_same_command_and_only_the_lease_holder_sends() -> None:
+async def test_a_failed_send_is_tried_again_at_the_next_scan() -> None:
+    class Failing(Sink):
+        failures = 1
+
+        async def send(self, commands: list[Command], authorization: bytes) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("broker away")
+            await super().send(commands, authorization)
+
+    store, sink = Store(due("end", 1)), Failing()
+    timers = scheduler(store, sink)
+    with pytest.raises(ConnectionError):
+        await timers.scan()
+    assert await timers.scan() == 1
+
+
+async def test_only_the_lease_holder_sends_and_ids_need_the_key() -> None:
     run = due("start", 7)
-    assert timer_command_id(SECRET, run) == timer_command_id(SECRET, run)
-    assert timer_command_id(SECRET, run) != timer_command_id("another-secret", run)
+    ids = {
+        timer_command_id(key, run.fielding_run_id, 3, "start_scheduled_fielding_run")
+        for key in (SECRET, "another-secret-of-32-bytes-or-more!!")
+    }
+    assert len(ids) == 2
     sink = Sink()
     assert await scheduler(Store(run, lease_free=False), sink).scan() == 0 and sink.sent == []

@@ -8,6 +8,8 @@ Whatever a header holds, `verify` returns: a hostile token is a 401, never an ex
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 import uuid
 from collections import OrderedDict
@@ -25,8 +27,10 @@ MAX_TOKEN_BYTES = 8192
 MAX_ECHO = 80
 
 
-# Who the worker's own scheduler acts as (`last_changed_by` of time-driven changes).
+# Who the worker's own scheduler acts as (`last_changed_by` of time-driven changes), and the
+# `kid` its tokens carry: such a token is checked with the system key and nothing else.
 SYSTEM_ACTOR = UUID("00000000-0000-4000-8000-00000000f1e1")
+SYSTEM_KEY_ID = "fielding-worker-system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +38,9 @@ class Principal:
     user_id: UUID
     account_ids: frozenset[int]
     expires_at: float
-    system: bool = False  # the scheduler, verified with the system key: acts on any account
+    # The scheduler, verified with the system key: it may send timer commands (and only
+    # those, and only the ones it would derive itself) for any account.
+    system: bool = False
 
     def may_act_on(self, account_id: int) -> bool:
         return self.system or account_id in self.account_ids
@@ -43,6 +49,14 @@ class Principal:
 @dataclass(frozen=True, slots=True)
 class AuthFailure:
     detail: str
+
+
+def timer_command_id(secret: str, fielding_run_id: str, version: int, command_type: str) -> str:
+    """The `command_id` of the timer the scheduler sends for a run at a version: the same for
+    every replica, unknowable without the system key (so no one can take the id first), and
+    the only id a system token may use."""
+    message = f"{fielding_run_id}:{version}:{command_type}".encode()
+    return "timer-" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:40]
 
 
 def _short(value: object) -> str:
@@ -61,13 +75,14 @@ class TokenVerifier:
         issuer: str | None = None,
         cache_size: int = 4096,
     ) -> None:
-        self._keys: list[tuple[str | bytes, str]] = []
+        self._keys: list[tuple[str, str]] = []
         if hs256_secret:
             self._keys.append((hs256_secret, "HS256"))
         if rs256_public_key:
             self._keys.append((rs256_public_key, "RS256"))
         # The system actor's tokens are checked with the system key only (by default the
-        # HS256 secret; a key of its own keeps user token issuers from minting them).
+        # HS256 secret; a key of its own keeps user token issuers from minting them). With
+        # neither, there is no system actor.
         self._system_secret = system_secret or hs256_secret
         self._audience = audience
         self._issuer = issuer
@@ -75,6 +90,12 @@ class TokenVerifier:
         self._options: jwt.types.Options = {"require": required, "verify_aud": audience is not None}
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._cache_size = cache_size
+
+    def timer_command_id(self, fielding_run_id: str, version: int, command_type: str) -> str | None:
+        """The id a genuine timer command for this run and version has (None: no system key)."""
+        if self._system_secret is None:
+            return None
+        return timer_command_id(self._system_secret, fielding_run_id, version, command_type)
 
     def verify(
         self, authorization: bytes | None, now: float | None = None
@@ -105,12 +126,16 @@ class TokenVerifier:
         if not self._keys:
             return AuthFailure("no key is configured to verify tokens")
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-            claimed = jwt.decode(token, options={"verify_signature": False}).get("sub")
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
         except Exception:  # InvalidTokenError, or whatever an older PyJWT lets through
             return AuthFailure("the token is malformed")
-        system = claimed == str(SYSTEM_ACTOR)
-        keys = [(self._system_secret, "HS256")] if system and self._system_secret else self._keys
+        system = header.get("kid") == SYSTEM_KEY_ID
+        keys = self._keys
+        if system:
+            if self._system_secret is None:
+                return AuthFailure("system tokens are not accepted: no system key is configured")
+            keys = [(self._system_secret, "HS256")]
         found = next(((key, alg) for key, alg in keys if alg == algorithm), None)
         if found is None:
             return AuthFailure(f"tokens signed with {_short(algorithm)} are not accepted")
@@ -144,6 +169,8 @@ def _principal(claims: dict[str, Any], system: bool) -> Principal | AuthFailure:
         user_id = UUID(claims["sub"])
     except (TypeError, ValueError, AttributeError):
         return AuthFailure("the token's sub is not a user id (UUID)")
+    if (user_id == SYSTEM_ACTOR) != system:
+        return AuthFailure("the system actor's id is reserved to the system key")
     account_ids = claims.get("account_ids")
     if not isinstance(account_ids, list) or not all(
         type(a) is int
@@ -190,7 +217,8 @@ class TokenIssuer:
         if self._issuer:
             claims["iss"] = self._issuer
         claims.update(extra_claims)
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        headers = {"kid": SYSTEM_KEY_ID} if claims["sub"] == str(SYSTEM_ACTOR) else None
+        return jwt.encode(claims, self._secret, algorithm="HS256", headers=headers)
 
     def bearer(self, account_ids: Iterable[int], **kwargs: Any) -> bytes:
         """The value of an `authorization` header carrying a new token."""

@@ -201,12 +201,12 @@ class CommandHandler:
         return emissions
 
     async def _decide(self, admitted: list[Admitted], ledger: QuotaLedger) -> list[list[Emission]]:
-        """One read, the quota, the decisions in memory, one write; outputs in `admitted`'s order."""
-        now = self._clock()
+        """One read, the quota, the decisions in memory, one write; outputs in `admitted`'s order.
+        Times are judged by the store's clock at the read, as the scheduler judges them."""
         run_ids, target_groups, keys = _reads(admitted)
         snapshot = await self._store.load(list(run_ids), list(target_groups), list(keys))
         await self._charge(admitted, snapshot, ledger)
-        decision = await self._apply(admitted, snapshot, ledger, now)
+        decision = await self._apply(admitted, snapshot, ledger, snapshot.now)
         workspace = decision.workspace
         await self._store.save(list(workspace.changes.values()), decision.outcomes, workspace.jobs)
         return decision.emissions
@@ -221,7 +221,10 @@ class CommandHandler:
         keys: set[tuple[int, str]] = set(snapshot.outcomes)
         for item in admitted:
             key = (item.command.account_id, item.command.command_id)
-            # A repeat of a command earlier in the batch is a replay of it: no quota.
+            # A repeat of a command earlier in the batch is a replay of it: no quota. The
+            # scheduler's timers take none either: they are due, not asked for.
+            if item.principal.system:
+                continue
             if item.record.origin not in ledger.verdicts and key not in keys:
                 unseen.append(item)
                 keys.add(key)
@@ -259,6 +262,9 @@ class CommandHandler:
                 decision.emissions.append(throttled(item, retry_after, now))
                 continue
             verdict = decide_command(item, decision.workspace, now)
+            if not verdict.remembered:
+                decision.emissions.append([_result(item, verdict.result, verdict.status)])
+                continue
             outcome = RememberedOutcome(
                 account_id=command.account_id,
                 command_id=command.command_id,

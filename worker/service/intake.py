@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from schemas.command import COMMAND_TYPES, SYSTEM_COMMAND_TYPES, Command, parse_command
+from schemas.command import (
+    COMMAND_TYPES,
+    SYSTEM_COMMAND_TYPES,
+    Command,
+    RunCommand,
+    parse_command,
+)
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
@@ -93,6 +99,23 @@ def _invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
     return tuple(params)
 
 
+def _system_refusal(command: Command, principal: Principal, verifier: TokenVerifier) -> str | None:
+    """Timers are the scheduler's alone, and the scheduler's token sends nothing but the very
+    timers it derives: a leaked system token can do no more than the scheduler would."""
+    if not principal.system:
+        if command.type in SYSTEM_COMMAND_TYPES:
+            return f"only the worker's scheduler sends {command.type}"
+        return None
+    if not isinstance(command, RunCommand) or command.type not in SYSTEM_COMMAND_TYPES:
+        return "the system actor sends timer commands only"
+    expected = verifier.timer_command_id(
+        command.fielding_run_id, command.expected_version, command.type
+    )
+    if command.command_id != expected:
+        return "not a timer command the worker's scheduler would send"
+    return None
+
+
 def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     if record.unreadable is not None:
         return Unreadable(record, record.unreadable)
@@ -113,9 +136,9 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
         return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
-    if command.type in SYSTEM_COMMAND_TYPES and not principal.system:
-        detail = f"only the worker's scheduler sends {command.type}"
-        return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
+    refusal = _system_refusal(command, principal, verifier)
+    if refusal is not None:
+        return Rejected(record, echo, 403, refusal, None, trace_headers, trace_id)
     return Admitted(record, command, principal, trace_headers, trace_id, echo)
 
 

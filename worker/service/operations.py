@@ -92,8 +92,11 @@ REFUSED: Final = {
         Status.PRECONDITION_FAILED,
         "the If-Match version is not the fielding run's current version",
     ),
+    Refusal.INVALID_STATE: (Status.INVALID_STATE, "the machine allows no such transition"),
     Refusal.END_TIME_PASSED: (Status.INVALID_STATE, "the fielding run's end time has passed"),
     Refusal.NOT_DUE: (Status.INVALID_STATE, "the fielding run's time is not reached yet"),
+    Refusal.ALREADY_HAS_RUN: (Status.INVALID_STATE, "the target group has a fielding run"),
+    Refusal.INVALID_TIMES: (Status.INVALID_STATE, "the fielding run's times cannot be"),
 }
 FAILURES: Final[dict[Refusal, tuple[FailureCode, str]]] = {
     Refusal.NOT_FOUND: ("TargetGroupNotFound", "Target group not found."),
@@ -107,6 +110,10 @@ FAILURES: Final[dict[Refusal, tuple[FailureCode, str]]] = {
         "InvalidFieldingDates",
         "The start time is in the past, or the end time is not after it.",
     ),
+    # Not met by jobs today (bulk items go at the current version, timers are not jobs):
+    # named so that every refusal has a failure.
+    Refusal.VERSION_MISMATCH: ("StatusTransitionNotAllowed", "The fielding run changed."),
+    Refusal.NOT_DUE: ("StatusTransitionNotAllowed", "The fielding run's time is not reached."),
 }
 
 
@@ -168,6 +175,9 @@ class Verdict:
     status: Status
     result: bytes
     events: tuple[Output, ...] = ()
+    # A timer before its time is answered but not remembered: the same timer, sent again
+    # once its time has come, must be decided afresh.
+    remembered: bool = True
 
 
 def decide_command(item: Admitted, workspace: Workspace, now: datetime) -> Verdict:
@@ -201,7 +211,8 @@ def _run_command(
     decision = decide(run, key, command.expected_version, operation.event, now, times)
     if isinstance(decision, Refusal):
         status, detail = refused(decision, run, operation.event)
-        return Verdict(status, outputs.result_value(item.echo, status, now, detail=detail))
+        result = outputs.result_value(item.echo, status, now, detail=detail)
+        return Verdict(status, result, remembered=decision is not Refusal.NOT_DUE)
     workspace.apply(decision, now, item.principal.user_id)
     after = decision.after
     body: LaunchedTimes | UpdatedRun | None = None

@@ -84,6 +84,8 @@ class Snapshot:
 
     runs: dict[str, RunState]  # by fielding_run_id
     outcomes: dict[tuple[int, str], RememberedOutcome]
+    # The store's clock at the read: every replica and the scheduler judge times by it.
+    now: datetime
 
 
 class CommandStore(Protocol):

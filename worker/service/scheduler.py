@@ -4,23 +4,24 @@ completed at its end.
 A scheduler in each replica turns due runs into commands on the commands topic
 (`start_scheduled_fielding_run`, `end_fielding_run`), which then go through the same pipeline,
 checks and exactly-once publishing as every other command. A timer command's `command_id` is
-derived from the run, its version and the transition (keyed with the worker's system secret, so
-no one else can predict it and take the id first): replicas that both see a due run send the
-same command, and idempotency makes it one change and one event. It carries the run's version
-as `if_match`, so it loses to a concurrent command the way commands lose to each other, and
-the next scan sends the timer for the new version if the run is still due.
+derived from the run, its version and its type with the system key (`timer_command_id`), so
+replicas that both see a due run send the same command, idempotency makes it one change and
+one event, and no one else can take the id first. It carries the run's version as `if_match`,
+so it loses to a concurrent command the way commands lose to each other, and a later scan
+sends the timer for the new version if the run is still due.
 
-One replica at a time scans (a lease in the store, renewed every scan): others stand by. A
+One replica at a time scans (a lease in the store, renewed as it goes): others stand by. A
 replica that freezes holding it loses it when it expires; should it wake and send too, the
-duplicate is replayed, not applied. A due run whose command is not yet applied is sent again
-after 30 s, then 60 s, and so on up to 10 minutes, so a stopped pipeline is not flooded.
+duplicate is replayed, not applied. Each scan sends at most CHUNK timers, going on from where
+the last one stopped and starting over once it reaches the last due run, so a burst of
+100,000 due runs is sent in steady chunks rather than read whole every second. A timer not yet
+applied (the pipeline is behind) is sent again after 30 s, then 60 s, and so on up to every 10
+minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -30,18 +31,21 @@ from typing import Literal, Protocol
 
 from schemas.command import Command, new_command
 from schemas.types import etag_of
-from worker.service.auth import SYSTEM_ACTOR, TokenIssuer
+from worker.service.auth import SYSTEM_ACTOR, TokenIssuer, timer_command_id
+from worker.service.cooperative import take_turn
 
 log = logging.getLogger(__name__)
 
 TimerKind = Literal["start", "end"]
-COMMAND_TYPES: dict[TimerKind, str] = {
+TIMER_TYPES: dict[TimerKind, str] = {
     "start": "start_scheduled_fielding_run",
     "end": "end_fielding_run",
 }
+CHUNK = 10_000
 RESEND_AFTER_SECONDS = 30.0
 RESEND_AT_MOST_EVERY_SECONDS = 600.0
-TOKEN_LIFETIME_SECONDS = 3600.0
+TOKEN_LIFETIME_SECONDS = 300.0
+LEASE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,18 @@ class DueRun:
     version: int
     due_at: datetime
 
+    @property
+    def position(self) -> tuple[datetime, str]:
+        """Where a scan that stopped at this run goes on from."""
+        return self.due_at, self.fielding_run_id
+
 
 class DueRuns(Protocol):
-    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
-        """Runs whose `kind` time has come (in the store's clock), oldest first."""
+    async def due(
+        self, kind: TimerKind, after: tuple[datetime, str] | None, limit: int
+    ) -> list[DueRun]:
+        """Runs whose `kind` time has come (in the store's clock), in (time, id) order,
+        from after `after`."""
         ...
 
     async def hold_lease(self, holder: str, seconds: float) -> bool:
@@ -71,13 +83,6 @@ class CommandSink(Protocol):
         ...
 
 
-def timer_command_id(secret: str, run: DueRun) -> str:
-    """The same for every replica that sees this run due at this version; unknowable without
-    the secret."""
-    message = f"{run.fielding_run_id}:{run.version}:{run.kind}".encode()
-    return "timer-" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:40]
-
-
 @dataclass
 class _Sent:
     next_at: float
@@ -89,23 +94,26 @@ class TimerScheduler:
         self,
         due_runs: DueRuns,
         sink: CommandSink,
+        issuer: TokenIssuer,
         system_secret: str,
         holder: str,
         *,
         interval_seconds: float = 1.0,
-        most_per_scan: int = 100_000,
+        chunk: int = CHUNK,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._due_runs = due_runs
         self._sink = sink
+        self._issuer = issuer
         self._secret = system_secret
-        self._issuer = TokenIssuer(system_secret)
         self._holder = holder
         self._interval = interval_seconds
-        self._most = most_per_scan
+        self._chunk = chunk
         self._clock = clock
         self._sent: dict[str, _Sent] = {}
+        self._after: dict[TimerKind, tuple[datetime, str] | None] = {"start": None, "end": None}
         self._token: tuple[bytes, float] | None = None
+        self._holding = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -119,39 +127,68 @@ class TimerScheduler:
                 pass
 
     async def scan(self) -> int:
-        """One round: sends the timer commands now due; returns how many were sent."""
+        """One round: sends the timer commands due next; returns how many were sent."""
         # A replica that stops renewing (killed, frozen) gives way to another within seconds.
-        if not await self._due_runs.hold_lease(self._holder, max(5.0, self._interval * 5)):
+        lease = max(LEASE_SECONDS, self._interval * 5)
+        if not await self._due_runs.hold_lease(self._holder, lease):
+            if self._holding:
+                log.info("timer scheduler lost its lease", extra={"holder": self._holder})
+            self._holding = False
             self._sent.clear()  # another replica scans; start afresh should this one take over
+            self._after = {"start": None, "end": None}
             return 0
-        due = [
-            *await self._due_runs.due("start", self._most),
-            *await self._due_runs.due("end", self._most),
-        ]
+        if not self._holding:
+            log.info("timer scheduler took the lease", extra={"holder": self._holder})
+            self._holding = True
         now = self._clock()
-        still_due: dict[str, _Sent] = {}
-        to_send: list[Command] = []
-        for run in due:
-            command_id = timer_command_id(self._secret, run)
-            sent = self._sent.get(command_id)
-            if sent is None or sent.next_at <= now:
-                interval = (
-                    min(RESEND_AT_MOST_EVERY_SECONDS, sent.interval * 2)
-                    if sent
-                    else RESEND_AFTER_SECONDS
-                )
-                to_send.append(self._command(run, command_id))
-                sent = _Sent(now + interval, interval)
-            still_due[command_id] = sent
-        self._sent = still_due  # runs no longer due are forgotten
-        if to_send:
-            await self._sink.send(to_send, self._authorization(now))
-            log.info("timer commands sent", extra={"count": len(to_send)})
-        return len(to_send)
+        self._forget_old(now)
+        sent = 0
+        for kind in TIMER_TYPES:
+            due = await self._due_runs.due(kind, self._after[kind], self._chunk)
+            # A short page reached the last due run: the next scan starts over.
+            self._after[kind] = due[-1].position if len(due) == self._chunk else None
+            sent += await self._send_due(due, now)
+        return sent
 
-    def _command(self, run: DueRun, command_id: str) -> Command:
+    async def _send_due(self, due: list[DueRun], now: float) -> int:
+        commands: list[Command] = []
+        resent: dict[str, _Sent] = {}
+        for done, run in enumerate(due):
+            await take_turn(done)
+            command_type = TIMER_TYPES[run.kind]
+            command_id = timer_command_id(
+                self._secret, run.fielding_run_id, run.version, command_type
+            )
+            before = self._sent.get(command_id)
+            if before is not None and before.next_at > now:
+                continue
+            interval = (
+                min(RESEND_AT_MOST_EVERY_SECONDS, before.interval * 2)
+                if before
+                else RESEND_AFTER_SECONDS
+            )
+            commands.append(self._command(run, command_type, command_id))
+            resent[command_id] = _Sent(now + interval, interval)
+        if commands:
+            await self._sink.send(commands, self._authorization(now))
+            self._sent.update(resent)  # only once sent: a failed send is tried next round
+            log.info("timer commands sent", extra={"count": len(commands)})
+        return len(commands)
+
+    def _forget_old(self, now: float) -> None:
+        """Timers whose resend time is long past are of runs no longer due (or whose timer was
+        applied): they are dropped, so memory follows the runs that are due."""
+        if len(self._sent) > self._chunk:
+            self._sent = {
+                k: v
+                for k, v in self._sent.items()
+                if v.next_at > now - RESEND_AT_MOST_EVERY_SECONDS
+            }
+
+    @staticmethod
+    def _command(run: DueRun, command_type: str, command_id: str) -> Command:
         return new_command(
-            COMMAND_TYPES[run.kind],
+            command_type,
             command_id=command_id,
             account_id=run.account_id,
             project_id=run.project_id,

@@ -11,16 +11,23 @@ from schemas.command import Command
 
 class KafkaCommandSink:
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
         self._topic = topic
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, enable_idempotence=True, linger_ms=5
-        )
-        self._started = False
+        # Made at the first send: most replicas never hold the scheduler's lease, and an
+        # unstarted producer still complains when collected.
+        self._producer: AIOKafkaProducer | None = None
 
     async def send(self, commands: list[Command], authorization: bytes) -> None:
-        if not self._started:
-            await self._producer.start()
-            self._started = True
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap_servers, enable_idempotence=True, linger_ms=5
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
         headers = [("authorization", authorization)]
         deliveries = [
             await self._producer.send(
@@ -31,5 +38,5 @@ class KafkaCommandSink:
         await asyncio.gather(*deliveries)
 
     async def stop(self) -> None:
-        if self._started:
+        if self._producer is not None:
             await self._producer.stop()

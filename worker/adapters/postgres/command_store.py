@@ -24,6 +24,7 @@ from worker.service.ports import (
 # the compare-and-swap in save_decisions; one that changes nothing holds as of this read.
 LOAD = """
 SELECT
+  now() AS now,
   ARRAY(SELECT ROW(id, account_id, project_id, target_group_id, status, version,
                    start_fielding_at, end_fielding_at)
           FROM fielding_runs WHERE id = ANY($1::text[]) OR target_group_id = ANY($2::text[])) AS runs,
@@ -109,7 +110,7 @@ class PostgresCommandStore:
                 event_keys,
             ) in row["outcomes"]
         }
-        return Snapshot(runs, outcomes)
+        return Snapshot(runs, outcomes, row["now"])
 
     async def save(
         self,

@@ -6,28 +6,31 @@ time order), so a scan costs what the due runs cost, not what the table holds.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from worker.adapters.postgres.errors import translate_transient
 from worker.service.scheduler import DueRun, TimerKind
 
+
+def _due(column: str, statuses: str, after: bool) -> str:
+    # The predicate is the partial index's, and the order its key: an index range scan.
+    return f"""
+        SELECT id, account_id, project_id, target_group_id, version, {column}
+          FROM fielding_runs
+         WHERE status IN ({statuses}) AND {column} IS NOT NULL AND {column} <= now()
+           {f"AND ({column}, id) > ($2, $3)" if after else ""}
+         ORDER BY {column}, id
+         LIMIT $1
+    """
+
+
 DUE = {
-    "start": """
-        SELECT id, account_id, project_id, target_group_id, version, start_fielding_at
-          FROM fielding_runs
-         WHERE status = 'scheduled' AND start_fielding_at IS NOT NULL
-           AND start_fielding_at <= now()
-         ORDER BY start_fielding_at, id
-         LIMIT $1
-    """,
-    "end": """
-        SELECT id, account_id, project_id, target_group_id, version, end_fielding_at
-          FROM fielding_runs
-         WHERE status IN ('live', 'paused') AND end_fielding_at IS NOT NULL
-           AND end_fielding_at <= now()
-         ORDER BY end_fielding_at, id
-         LIMIT $1
-    """,
+    ("start", False): _due("start_fielding_at", "'scheduled'", after=False),
+    ("start", True): _due("start_fielding_at", "'scheduled'", after=True),
+    ("end", False): _due("end_fielding_at", "'live', 'paused'", after=False),
+    ("end", True): _due("end_fielding_at", "'live', 'paused'", after=True),
 }
 
 # Taken when free or expired, renewed by its holder; one row per lease name.
@@ -44,9 +47,14 @@ class PostgresDueRuns:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
+    async def due(
+        self, kind: TimerKind, after: tuple[datetime, str] | None, limit: int
+    ) -> list[DueRun]:
         with translate_transient():
-            rows = await self._pool.fetch(DUE[kind], limit)
+            if after is None:
+                rows = await self._pool.fetch(DUE[(kind, False)], limit)
+            else:
+                rows = await self._pool.fetch(DUE[(kind, True)], limit, *after)
         return [
             DueRun(
                 kind=kind,
