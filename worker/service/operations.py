@@ -160,7 +160,8 @@ class Workspace:
         run = change.after
         run_id = run.key.fielding_run_id
         self.runs[run_id] = run
-        self.by_target_group[run.key.target_group_id] = run_id
+        if change.before is None:  # a run's target group never changes: only new ones
+            self.by_target_group[run.key.target_group_id] = run_id
         # A run created in this batch is inserted as it ends up; others are written with a
         # compare-and-swap on the version they were read at.
         self.changes[run_id] = RunChange(
@@ -184,10 +185,10 @@ def decide_command(item: Admitted, workspace: Workspace, now: datetime) -> Verdi
     command = item.command
     if isinstance(command, RunCommand):
         return _run_command(item, command, workspace, now)
-    if isinstance(command, LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft):
-        return _draft_job(item, command, workspace, now)
-    assert isinstance(command, BulkCommand)
-    return _bulk_job(item, command, workspace, now)
+    if isinstance(command, BulkCommand):
+        return _bulk_job(item, command, workspace, now)
+    assert isinstance(command, LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft)
+    return _draft_job(item, command, workspace, now)
 
 
 def _event(change: Change, command_id: str, now: datetime) -> Output:

@@ -20,9 +20,11 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from pydantic import BaseModel
+
 from fielding_statemachine.decisions import Change
 from fielding_statemachine.transitions import RunEvent
-from schemas.command import COMMAND_TYPES, Command
+from schemas.command import COMMAND_TYPES, Command, RunCommand
 from schemas.errors import ApiError, ErrorObjectName, InvalidParam, TooManyRequestsProblem
 from schemas.event import (
     FieldingRunUpdated,
@@ -108,13 +110,21 @@ class Echo:
     @classmethod
     def of_command(cls, command: Command) -> Echo:
         """A command that passed its schema holds only clean strings."""
+        if isinstance(command, RunCommand):  # most commands: plain attributes, no lookups
+            return cls(
+                command.command_id,
+                command.type,
+                command.account_id,
+                command.project_id,
+                command.target_group_id,
+                command.fielding_run_id,
+            )
         return cls(
             command.command_id,
             command.type,
             command.account_id,
             command.project_id,
             getattr(command, "target_group_id", None),
-            getattr(command, "fielding_run_id", None),
         )
 
     @classmethod
@@ -164,6 +174,14 @@ ERROR_OBJECTS: dict[Status, ErrorObjectName] = {
 }
 
 
+def to_json(model: type[BaseModel], fields: dict[str, Any]) -> bytes:
+    """`model(**fields).model_dump_json().encode()`, by pydantic's core validator and serializer
+    directly: the Python wrappers around them were 40% of the cost, on the two outputs of
+    every command."""
+    instance = model.__pydantic_validator__.validate_python(fields)
+    return model.__pydantic_serializer__.to_json(instance)
+
+
 def _bounded(params: Sequence[InvalidParam]) -> list[InvalidParam]:
     if len(params) <= MAX_INVALID_PARAMS:
         return list(params)
@@ -199,23 +217,22 @@ def result_value(
             detail=detail or "",
             invalid_params=_bounded(invalid_params) if invalid_params is not None else None,
         )
-    return (
-        CommandResult(
-            command_id=echo.command_id,
-            type=echo.type,
-            status=status,
-            etag=etag,
-            body=body,
-            error=error,
-            retry_after_seconds=retry_after_seconds,
-            account_id=echo.account_id,
-            project_id=echo.project_id,
-            target_group_id=echo.target_group_id,
-            fielding_run_id=echo.fielding_run_id,
-            processed_at=processed_at,
-        )
-        .model_dump_json()
-        .encode()
+    return to_json(
+        CommandResult,
+        {
+            "command_id": echo.command_id,
+            "type": echo.type,
+            "status": status,
+            "etag": etag,
+            "body": body,
+            "error": error,
+            "retry_after_seconds": retry_after_seconds,
+            "account_id": echo.account_id,
+            "project_id": echo.project_id,
+            "target_group_id": echo.target_group_id,
+            "fielding_run_id": echo.fielding_run_id,
+            "processed_at": processed_at,
+        },
     )
 
 
@@ -257,26 +274,28 @@ def event_value(change: Change, command_id: str, occurred_at: datetime) -> bytes
     """The event of one change of a run, as published on the events topic."""
     model, reason = EVENTS[change.event]
     run = change.after
-    fields: dict[str, Any] = {
+    key = run.key
+    before = change.before
+    common = {
         "event_id": new_id(),
-        "account_id": run.key.account_id,
-        "project_id": run.key.project_id,
-        "target_group_id": run.key.target_group_id,
-        "fielding_run_id": run.key.fielding_run_id,
+        "account_id": key.account_id,
+        "project_id": key.project_id,
+        "target_group_id": key.target_group_id,
+        "fielding_run_id": key.fielding_run_id,
         "fielding_run_version": run.version,
-        "previous_status": change.before.status.value if change.before else None,
+        "previous_status": before.status.value if before else None,
         "occurred_at": occurred_at,
         "command_id": command_id,
         "reason": reason,
     }
     if model is TargetGroupClosed:
-        fields["closed_at"] = occurred_at
-    if model in (TargetGroupOpened, FieldingRunUpdated):
-        fields["start_fielding_at"] = run.start_fielding_at
-        fields["end_fielding_at"] = run.end_fielding_at
-    if model is FieldingRunUpdated:
-        fields["status"] = run.status.value
-    return model(**fields).model_dump_json().encode()
+        common["closed_at"] = occurred_at
+    elif model is not TargetGroupPaused:
+        common["start_fielding_at"] = run.start_fielding_at
+        common["end_fielding_at"] = run.end_fielding_at
+        if model is FieldingRunUpdated:
+            common["status"] = run.status.value
+    return to_json(model, common)
 
 
 def _coordinates(origin: RecordOrigin, reason: str) -> list[tuple[str, bytes | None]]:

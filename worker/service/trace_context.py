@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 Headers = Sequence[tuple[str, bytes | None]]
@@ -36,7 +36,9 @@ def _carrier(headers: Headers) -> dict[str, str]:
 
 
 def continue_trace(command_headers: Headers) -> tuple[list[tuple[str, bytes]], str]:
-    """Headers for an output of this command, and its trace id (hex) for logs."""
+    """Headers for an output of this command, and its trace id (hex) for logs. The parent is
+    read and validated by OpenTelemetry's propagator; the child's `traceparent` is written
+    directly in W3C's format (the propagator's inject cost a third of this, per command)."""
     parent = trace.get_current_span(
         _PROPAGATOR.extract(_carrier(command_headers))
     ).get_span_context()
@@ -44,13 +46,8 @@ def continue_trace(command_headers: Headers) -> tuple[list[tuple[str, bytes]], s
         trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
     else:
         trace_id, flags, state = _random.getrandbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
-    child = SpanContext(
-        trace_id=trace_id,
-        span_id=_random.getrandbits(64) or 1,
-        is_remote=False,
-        trace_flags=flags,
-        trace_state=state,
-    )
-    out: dict[str, str] = {}
-    _PROPAGATOR.inject(out, context=trace.set_span_in_context(NonRecordingSpan(child)))
-    return [(name, value.encode("latin-1")) for name, value in out.items()], f"{trace_id:032x}"
+    span_id = _random.getrandbits(64) or 1
+    headers = [("traceparent", f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}".encode())]
+    if state:
+        headers.append(("tracestate", state.to_header().encode("latin-1")))
+    return headers, f"{trace_id:032x}"

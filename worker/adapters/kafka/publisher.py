@@ -197,6 +197,9 @@ class TransactionalPublisher:
         copy of a record near the commands topic's limit; never a result or an event, which
         are bounded, but if one were, the stub in the DLQ says so)."""
         limit = self._limits[emission.channel]
+        # Results and events are bounded by construction (a few KB): only a copy needs counting.
+        if emission.channel is not Channel.DLQ and len(emission.value or b"") < limit // 2:
+            return emission
         if emission.size <= limit:
             return emission
         topic = self._topics[emission.channel]
