@@ -164,14 +164,16 @@ class LenientBatch:
         return next(self._fast)
 
     def __iter__(self) -> Iterator[Any]:
-        last = self.base_offset - 1  # the last offset delivered
+        # The whole batch through aiokafka's C reader at once: no Python frame per record.
         try:
-            for record in self._fast:
-                last = record.offset
-                yield record
-            return
+            return iter(list(self._fast))
         except Exception as error:
-            failure: Exception = error
+            return self._after_failure(error)
+
+    def _after_failure(self, failure: Exception) -> Iterator[Any]:
+        """Every offset of a batch the C reader refused: read leniently when a header key was
+        what it refused, else as unreadable markers."""
+        last = self.base_offset - 1  # the C reader's records were not delivered
         if _is_header_key_error(failure):
             try:
                 for record in read_leniently(bytes(self._raw)):

@@ -1,7 +1,7 @@
 """Due runs and the scheduler's lease, in Postgres.
 
-Due runs are read through the partial indexes of migration 0005 (runs that can come due, in
-time order), so a scan costs what the due runs cost, not what the table holds.
+Due runs are read from `fielding_run_timers` (migration 0005: the runs that can come due, kept
+by triggers), in time order, so a scan costs what the due runs cost, not what the table holds.
 """
 
 from __future__ import annotations
@@ -14,24 +14,19 @@ from worker.adapters.postgres.errors import translate_transient
 from worker.service.scheduler import DueRun, TimerKind
 
 
-def _due(column: str, statuses: str, after: bool) -> str:
-    # The predicate is the partial index's, and the order its key: an index range scan.
+def _due(after: bool) -> str:
+    # An index range scan of fielding_run_timers_due (kind, due_at, run_id).
     return f"""
-        SELECT id, account_id, project_id, target_group_id, version, {column}
-          FROM fielding_runs
-         WHERE status IN ({statuses}) AND {column} IS NOT NULL AND {column} <= now()
-           {f"AND ({column}, id) > ($2, $3)" if after else ""}
-         ORDER BY {column}, id
+        SELECT r.id, r.account_id, r.project_id, r.target_group_id, r.version, t.due_at
+          FROM fielding_run_timers AS t JOIN fielding_runs AS r ON r.id = t.run_id
+         WHERE t.kind = $2 AND t.due_at <= now()
+           {"AND (t.due_at, t.run_id) > ($3, $4)" if after else ""}
+         ORDER BY t.due_at, t.run_id
          LIMIT $1
     """
 
 
-DUE = {
-    ("start", False): _due("start_fielding_at", "'scheduled'", after=False),
-    ("start", True): _due("start_fielding_at", "'scheduled'", after=True),
-    ("end", False): _due("end_fielding_at", "'live', 'paused'", after=False),
-    ("end", True): _due("end_fielding_at", "'live', 'paused'", after=True),
-}
+DUE_FIRST, DUE_AFTER = _due(after=False), _due(after=True)
 
 # Taken when free or expired, renewed by its holder; one row per lease name.
 HOLD = """
@@ -52,9 +47,9 @@ class PostgresDueRuns:
     ) -> list[DueRun]:
         with translate_transient():
             if after is None:
-                rows = await self._pool.fetch(DUE[(kind, False)], limit)
+                rows = await self._pool.fetch(DUE_FIRST, limit, kind)
             else:
-                rows = await self._pool.fetch(DUE[(kind, True)], limit, *after)
+                rows = await self._pool.fetch(DUE_AFTER, limit, kind, *after)
         return [
             DueRun(
                 kind=kind,

@@ -38,15 +38,45 @@ def upgrade() -> None:
         created_at   timestamptz NOT NULL DEFAULT now()
     )""")
 
-    # The scheduler reads only due runs, in time order: partial indexes over the runs that can
-    # come due, so finding them costs the same however many runs there are.
+    # The runs that can come due, kept beside the runs by statement-level triggers (set-based:
+    # one statement per batch, whoever writes): the scheduler reads only due ones, in time
+    # order, so finding them costs what the due runs cost, not what the table holds. Not an
+    # index on fielding_runs: an index over `status` (even a partial one) would turn every
+    # status change into a non-HOT update of both of its indexes (measured: 71% HOT -> 0%).
     op.execute("""
-    CREATE INDEX fielding_runs_due_to_start ON fielding_runs (start_fielding_at, id)
-     WHERE status = 'scheduled' AND start_fielding_at IS NOT NULL
-    """)
+    CREATE TABLE fielding_run_timers (
+        run_id text PRIMARY KEY,
+        kind   text NOT NULL CHECK (kind IN ('start', 'end')),
+        due_at timestamptz NOT NULL
+    )""")
+    op.execute("CREATE INDEX fielding_run_timers_due ON fielding_run_timers (kind, due_at, run_id)")
     op.execute("""
-    CREATE INDEX fielding_runs_due_to_end ON fielding_runs (end_fielding_at, id)
-     WHERE status IN ('live', 'paused') AND end_fielding_at IS NOT NULL
+    CREATE FUNCTION sync_fielding_run_timers() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM fielding_run_timers AS t USING changed_runs AS c WHERE t.run_id = c.id;
+        INSERT INTO fielding_run_timers (run_id, kind, due_at)
+        SELECT id,
+               CASE status WHEN 'scheduled' THEN 'start' ELSE 'end' END,
+               CASE status WHEN 'scheduled' THEN start_fielding_at ELSE end_fielding_at END
+          FROM changed_runs
+         WHERE (status = 'scheduled' AND start_fielding_at IS NOT NULL)
+            OR (status IN ('live', 'paused') AND end_fielding_at IS NOT NULL);
+        RETURN NULL;
+    END
+    $$""")
+    for event in ("INSERT", "UPDATE"):
+        op.execute(f"""
+        CREATE TRIGGER fielding_run_timers_after_{event.lower()} AFTER {event} ON fielding_runs
+        REFERENCING NEW TABLE AS changed_runs
+        FOR EACH STATEMENT EXECUTE FUNCTION sync_fielding_run_timers()
+        """)
+    op.execute("""
+    INSERT INTO fielding_run_timers (run_id, kind, due_at)
+    SELECT id, CASE status WHEN 'scheduled' THEN 'start' ELSE 'end' END,
+           CASE status WHEN 'scheduled' THEN start_fielding_at ELSE end_fielding_at END
+      FROM fielding_runs
+     WHERE (status = 'scheduled' AND start_fielding_at IS NOT NULL)
+        OR (status IN ('live', 'paused') AND end_fielding_at IS NOT NULL)
     """)
 
     op.execute("""

@@ -1,0 +1,77 @@
+"""The scheduler's view of the store, on the real Postgres: which runs are due (kept beside the
+runs by triggers, whoever writes them), in order, page by page, and the lease."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from fielding_statemachine.status import RunStatus
+from tests.support.harness import RunMaker
+from worker.adapters.postgres.runs import put_run
+from worker.adapters.postgres.timers import PostgresDueRuns
+
+pytestmark = pytest.mark.integration
+S = RunStatus
+
+
+async def due_ids(pool: asyncpg.Pool, kind: str) -> list[str]:
+    return [r.fielding_run_id for r in await PostgresDueRuns(pool).due(kind, None, 100_000)]  # type: ignore[arg-type]
+
+
+async def test_due_runs_are_the_ones_whose_time_came_in_their_status(
+    pool: asyncpg.Pool, make_run: RunMaker
+) -> None:
+    before = set(await due_ids(pool, "start")), set(await due_ids(pool, "end"))
+    now = datetime.now(UTC)
+    past, future = now - timedelta(minutes=5), now + timedelta(hours=5)
+    starting = await make_run(S.SCHEDULED, start_fielding_at=past, end_fielding_at=future)
+    not_yet = await make_run(S.SCHEDULED, start_fielding_at=future)
+    ending = [
+        await make_run(s, start_fielding_at=past, end_fielding_at=past) for s in (S.LIVE, S.PAUSED)
+    ]
+    over = await make_run(S.COMPLETED, end_fielding_at=past)
+    no_times = await make_run(S.LIVE)
+    new_start = set(await due_ids(pool, "start")) - before[0]
+    new_end = set(await due_ids(pool, "end")) - before[1]
+    assert new_start == {starting.id}
+    assert new_end == {r.id for r in ending}
+    assert not ({not_yet.id, over.id, no_times.id} & (new_start | new_end))
+
+    # Completed (by any writer): no longer due.
+    await put_run(
+        pool,
+        account_id=101,
+        project_id=starting.project_id,
+        target_group_id=starting.target_group_id,
+        fielding_run_id=starting.id,
+        status=S.COMPLETED,
+        start_fielding_at=past,
+        end_fielding_at=future,
+    )
+    assert starting.id not in await due_ids(pool, "start")
+
+
+async def test_due_runs_come_in_time_order_page_after_page(
+    pool: asyncpg.Pool, make_run: RunMaker
+) -> None:
+    base = datetime(2001, 1, 1, tzinfo=UTC)  # before anything other tests make
+    runs = [
+        await make_run(S.SCHEDULED, start_fielding_at=base + timedelta(seconds=n)) for n in range(5)
+    ]
+    due = PostgresDueRuns(pool)
+    first = await due.due("start", None, 2)
+    second = await due.due("start", first[-1].position, 2)
+    assert [r.fielding_run_id for r in first + second] == [r.id for r in runs[:4]]
+
+
+async def test_the_lease_is_one_holders_until_it_expires(pool: asyncpg.Pool) -> None:
+    due = PostgresDueRuns(pool)
+    await pool.execute("DELETE FROM scheduler_leases")
+    assert await due.hold_lease("a", 0.5)
+    assert not await due.hold_lease("b", 5)
+    assert await due.hold_lease("a", 0.5), "its holder renews it"
+    await pool.execute("UPDATE scheduler_leases SET expires_at = now() - interval '1 second'")
+    assert await due.hold_lease("b", 5)
