@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,20 @@ from tests.support.kafka import Outgoing
 from tests.support.processes import WorkerProcess
 from worker.adapters.postgres.runs import FieldingRunRecord
 
+# What each run is sent, by its index: a lifecycle of one to three commands, each at the
+# version the one before leaves (so they succeed when they come in order).
+SEQUENCES = [
+    ["complete_fielding_run"],
+    ["pause_fielding_run", "resume_fielding_run", "complete_fielding_run"],
+    ["update_fielding_run", "complete_fielding_run"],
+]
+
 
 @dataclass
 class Load:
-    """Commands for `runs`: each run gets one good command; some are sent twice (an upstream
-    retry), some runs also get a conflicting command on another key (a mis-keyed producer)."""
+    """Commands for `runs`: each run gets a short lifecycle of commands in order; some are
+    sent twice (an upstream retry), some runs also get a conflicting command on another key (a
+    mis-keyed producer)."""
 
     runs: list[FieldingRunRecord]
     records: list[Outgoing] = field(default_factory=list)
@@ -41,14 +51,27 @@ class Load:
     ) -> Load:
         rng = random.Random(seed)
         load = cls(runs)
+        later = datetime.now(UTC) + timedelta(days=30)
+        groups: list[list[tuple[dict[str, Any], bytes]]] = []
         for i, run in enumerate(runs):
-            body = for_run(run)
-            load.add(body, run.id.encode())
-            if i % repeat_every == 0:
-                load.add(body, run.id.encode())
+            group = []
+            for step, kind in enumerate(SEQUENCES[i % len(SEQUENCES)]):
+                times = (
+                    {"start_fielding_at": later, "end_fielding_at": later + timedelta(days=1)}
+                    if kind == "update_fielding_run"
+                    else {}
+                )
+                body = for_run(run, kind, if_match=f'W/"{run.version + step}"', **times)
+                group.append((body, run.id.encode()))
+                if i % repeat_every == 0:
+                    group.append((body, run.id.encode()))
             if i % conflict_every == 0:
-                load.add(for_run(run), f"elsewhere-{rng.random()}".encode())
-        rng.shuffle(load.records)
+                group.append((for_run(run), f"elsewhere-{rng.random()}".encode()))
+            groups.append(group)
+        rng.shuffle(groups)  # runs in any order, each run's commands in theirs
+        for group in groups:
+            for body, key in group:
+                load.add(body, key)
         return load
 
     def add(self, body: dict[str, Any], key: bytes) -> None:
@@ -117,11 +140,15 @@ class Tally:
         )
 
 
+SUCCESS = {200, 202, 204}
+
+
 async def check_invariants(
     load: Load, outputs: Outputs, pool: asyncpg.Pool, timeout: float = 180
 ) -> Tally:
-    """No command without its result, no completion without its event, nothing twice, and each
-    run's version rose exactly once per 204."""
+    """No command without its result, nothing twice, and for every run: its version rose
+    exactly once per successful command, with exactly one event per rise (versions in order,
+    none missing), and its status is what its last event says."""
     total = sum(load.sent_command_ids.values())
     results_records = await outputs.results.read(at_least=total, timeout=timeout, settle=3)
     events_records = await outputs.events.read(at_least=0, settle=1)
@@ -135,31 +162,38 @@ async def check_invariants(
     assert duplicated_results == 0, f"results counted twice: {answered - load.sent_command_ids}"
     assert len(results_records) == total
 
-    assert {r["status"] for r in results} <= {204, 412, 422}, Counter(r["status"] for r in results)
+    statuses = Counter(r["status"] for r in results)
+    assert set(statuses) <= SUCCESS | {412, 422}, statuses
     event_ids = Counter(e["event_id"] for e in events)
     duplicated_events = sum(n - 1 for n in event_ids.values())
     assert duplicated_events == 0, "an event was seen twice"
-    per_run = Counter(e["fielding_run_id"] for e in events)
-    assert all(n == 1 for n in per_run.values()), "a run was announced closed twice"
 
-    winners = {r["command_id"]: r for r in results if r["status"] == 204}
-    completed_by_results = Counter(r["fielding_run_id"] for r in winners.values())
+    # One success per command id (a repeat replays it), by run.
+    successes = Counter(
+        r["fielding_run_id"]
+        for r in {r["command_id"]: r for r in results if r["status"] in SUCCESS}.values()
+    )
+    events_of: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        events_of.setdefault(event["fielding_run_id"], []).append(event)
     rows = await pool.fetch(
         "SELECT id, status, version FROM fielding_runs WHERE id = ANY($1::text[])",
         [r.id for r in load.runs],
     )
     state = {row["id"]: row for row in rows}
     for run in load.runs:
-        row = state[run.id]
+        row, announced = state[run.id], events_of.get(run.id, [])
         rises = row["version"] - run.version
-        assert rises == completed_by_results[run.id], (
-            f"run {run.id}: version rose {rises}, 204s {completed_by_results[run.id]}"
+        assert rises == successes[run.id], (
+            f"run {run.id}: version rose {rises}, successes {successes[run.id]}"
         )
-        assert (row["status"] == RunStatus.COMPLETED.value) == (rises == 1)
-        assert per_run[run.id] == rises, (
-            f"run {run.id}: {per_run[run.id]} events for {rises} completions"
-        )
-    assert len(events_records) == len(winners)
+        assert sorted(e["fielding_run_version"] for e in announced) == list(
+            range(run.version + 1, row["version"] + 1)
+        ), f"run {run.id}: events {[e['fielding_run_version'] for e in announced]}"
+        if announced:
+            last = max(announced, key=lambda e: e["fielding_run_version"])
+            assert last["status"] == row["status"]
+    assert len(events_records) == sum(successes.values())
     return Tally(
         total,
         len(results_records),

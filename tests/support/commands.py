@@ -67,11 +67,14 @@ def command(kind: str = COMPLETE_FIELDING_RUN, /, **overrides: Any) -> dict[str,
     """A command of type `kind` as JSON (account 101, new ids), built from its schema model;
     `overrides` then replace fields of the JSON as they are (valid or not)."""
     fields = _fields(kind)
-    valid = {
-        k: v
-        for k, v in overrides.items()
-        if k != "type" and k in MODELS[kind].model_fields and _fits(kind, k, v)
+    model_fields = {
+        k: v for k, v in overrides.items() if k != "type" and k in MODELS[kind].model_fields
     }
+    try:  # all of them together (times valid only as a pair)
+        new_command(kind, **{**fields, **model_fields})
+        valid = model_fields
+    except ValueError:  # else each that is valid on its own; the rest go in the JSON as given
+        valid = {k: v for k, v in model_fields.items() if _fits(kind, k, v)}
     body = new_command(kind, **{**fields, **valid}).model_dump(mode="json")
     body.update({k: v for k, v in overrides.items() if k not in valid})
     return body

@@ -139,7 +139,7 @@ class Workspace:
     earlier one in the batch did. `changes` and `jobs` are what to write."""
 
     runs: dict[str, RunState]
-    loaded_versions: dict[str, int] = field(default_factory=dict)
+    loaded: dict[str, RunState] = field(default_factory=dict)  # as read: what the CAS expects
     by_target_group: dict[str, str] = field(default_factory=dict)
     changes: dict[str, RunChange] = field(default_factory=dict)
     jobs: list[JobRecord] = field(default_factory=list)
@@ -147,9 +147,7 @@ class Workspace:
     @classmethod
     def of(cls, runs: dict[str, RunState]) -> Workspace:
         return cls(
-            dict(runs),
-            {run_id: run.version for run_id, run in runs.items()},
-            {run.key.target_group_id: run_id for run_id, run in runs.items()},
+            dict(runs), runs, {run.key.target_group_id: run_id for run_id, run in runs.items()}
         )
 
     def run_of_target_group(self, target_group_id: str) -> RunState | None:
@@ -163,9 +161,14 @@ class Workspace:
         if change.before is None:  # a run's target group never changes: only new ones
             self.by_target_group[run.key.target_group_id] = run_id
         # A run created in this batch is inserted as it ends up; others are written with a
-        # compare-and-swap on the version they were read at.
+        # compare-and-swap on the version they were read at, their times only if they changed.
+        loaded = self.loaded.get(run_id)
+        times_changed = loaded is None or (
+            (loaded.start_fielding_at, loaded.end_fielding_at)
+            != (run.start_fielding_at, run.end_fielding_at)
+        )
         self.changes[run_id] = RunChange(
-            run, self.loaded_versions.get(run_id), changed_at, changed_by
+            run, loaded.version if loaded else None, changed_at, changed_by, times_changed
         )
 
 

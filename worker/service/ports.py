@@ -70,6 +70,7 @@ class RunChange:
     expected_version: int | None
     changed_at: datetime
     changed_by: UUID
+    times_changed: bool = True  # False: only the status and version need writing
 
 
 @dataclass(frozen=True, slots=True)

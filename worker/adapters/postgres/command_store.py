@@ -36,7 +36,7 @@ SELECT
 """
 
 # The function is migration 0005's; it raises serialization_failure on a lost race.
-SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 28)) + ")"
+SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 34)) + ")"
 
 # Counters in one window per account, shared by every replica. The table is UNLOGGED and
 # written with synchronous_commit off: a counter lost in a crash costs nothing that matters,
@@ -118,22 +118,30 @@ class PostgresCommandStore:
         outcomes: Sequence[RememberedOutcome],
         jobs: Sequence[JobRecord],
     ) -> None:
-        runs = [c.run for c in changes]
+        updates = [c for c in changes if c.expected_version is not None]
+        created = [c for c in changes if c.expected_version is None]
         events = [(n, e) for n, o in enumerate(outcomes, start=1) for e in o.events]
         with translate_transient():
             await self._pool.execute(
                 SAVE,
-                [r.key.fielding_run_id for r in runs],
-                [r.key.account_id for r in runs],
-                [r.key.project_id for r in runs],
-                [r.key.target_group_id for r in runs],
-                [r.status.value for r in runs],
-                [r.version for r in runs],
-                [c.expected_version for c in changes],
-                [r.start_fielding_at for r in runs],
-                [r.end_fielding_at for r in runs],
-                [c.changed_at for c in changes],
-                [c.changed_by for c in changes],
+                [c.run.key.fielding_run_id for c in updates],
+                [c.run.status.value for c in updates],
+                [c.run.version for c in updates],
+                [c.expected_version for c in updates],
+                # Times only where they changed (most changes are of the status alone).
+                [c.run.start_fielding_at if c.times_changed else None for c in updates],
+                [c.run.end_fielding_at if c.times_changed else None for c in updates],
+                [c.changed_at for c in updates],
+                [c.changed_by for c in updates],
+                [c.run.key.fielding_run_id for c in created],
+                [c.run.key.account_id for c in created],
+                [c.run.key.project_id for c in created],
+                [c.run.key.target_group_id for c in created],
+                [c.run.status.value for c in created],
+                [c.run.start_fielding_at for c in created],
+                [c.run.end_fielding_at for c in created],
+                [c.changed_at for c in created],
+                [c.changed_by for c in created],
                 [o.account_id for o in outcomes],
                 [o.command_id for o in outcomes],
                 [o.fingerprint for o in outcomes],

@@ -96,9 +96,11 @@ def upgrade() -> None:
     # the worker then reads again and decides the batch again.
     op.execute("""
     CREATE FUNCTION save_decisions(
-        run_ids text[], run_accounts integer[], run_projects text[], run_target_groups text[],
-        statuses text[], versions integer[], expected_versions integer[],
+        run_ids text[], statuses text[], versions integer[], expected_versions integer[],
         starts timestamptz[], ends timestamptz[], changed_at timestamptz[], changed_by uuid[],
+        new_ids text[], new_accounts integer[], new_projects text[], new_target_groups text[],
+        new_statuses text[], new_starts timestamptz[], new_ends timestamptz[],
+        new_changed_at timestamptz[], new_changed_by uuid[],
         account_ids integer[], command_ids text[], fingerprints bytea[], outcome_statuses smallint[],
         results json[], source_topics text[], source_partitions integer[], source_offsets bigint[],
         event_outcomes integer[], event_keys text[], event_values json[],
@@ -107,33 +109,35 @@ def upgrade() -> None:
     DECLARE
         written bigint;
     BEGIN
+        -- Changed runs; a time left null is unchanged (no change sets a time to null).
         UPDATE fielding_runs AS r
-           SET status = u.status, version = u.version, start_fielding_at = u.start_at,
-               end_fielding_at = u.end_at, last_changed_at = u.changed_at,
-               last_changed_by = u.changed_by
+           SET status = u.status, version = u.version,
+               start_fielding_at = coalesce(u.start_at, r.start_fielding_at),
+               end_fielding_at = coalesce(u.end_at, r.end_fielding_at),
+               last_changed_at = u.changed_at, last_changed_by = u.changed_by
           FROM unnest(run_ids, statuses, versions, expected_versions, starts, ends, changed_at,
                       changed_by)
                AS u(id, status, version, expected_version, start_at, end_at, changed_at, changed_by)
-         WHERE u.expected_version IS NOT NULL AND r.id = u.id AND r.version = u.expected_version;
+         WHERE r.id = u.id AND r.version = u.expected_version;
         GET DIAGNOSTICS written = ROW_COUNT;
-        IF written <> (SELECT count(*) FROM unnest(expected_versions) AS v WHERE v IS NOT NULL) THEN
+        IF written <> coalesce(cardinality(run_ids), 0) THEN
             RAISE EXCEPTION 'a fielding run changed since the batch read it'
                   USING ERRCODE = 'serialization_failure';
         END IF;
 
+        -- Runs created from drafts, at version 1.
         INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status, version,
                                    start_fielding_at, end_fielding_at, last_changed_at,
                                    last_changed_by)
-        SELECT u.id, u.account_id, u.project_id, u.target_group_id, u.status, u.version,
+        SELECT u.id, u.account_id, u.project_id, u.target_group_id, u.status, 1,
                u.start_at, u.end_at, u.changed_at, u.changed_by
-          FROM unnest(run_ids, run_accounts, run_projects, run_target_groups, statuses, versions,
-                      expected_versions, starts, ends, changed_at, changed_by)
-               AS u(id, account_id, project_id, target_group_id, status, version,
-                    expected_version, start_at, end_at, changed_at, changed_by)
-         WHERE u.expected_version IS NULL
+          FROM unnest(new_ids, new_accounts, new_projects, new_target_groups, new_statuses,
+                      new_starts, new_ends, new_changed_at, new_changed_by)
+               AS u(id, account_id, project_id, target_group_id, status, start_at, end_at,
+                    changed_at, changed_by)
         ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS written = ROW_COUNT;
-        IF written <> (SELECT count(*) FROM unnest(expected_versions) AS v WHERE v IS NULL) THEN
+        IF written <> coalesce(cardinality(new_ids), 0) THEN
             -- The target group got a run meanwhile, from another worker's batch.
             RAISE EXCEPTION 'a fielding run was created concurrently'
                   USING ERRCODE = 'serialization_failure';
