@@ -132,7 +132,13 @@ def decide_creation(
     """A run created from the target group's draft: live from now (`launch_from_draft`) or
     scheduled from `start` (`schedule_from_draft`). A target group has one run at most."""
     if existing is not None:
-        return Refusal.ALREADY_HAS_RUN
+        mine = (existing.key.account_id, existing.key.project_id) == (
+            key.account_id,
+            key.project_id,
+        )
+        # Another account's target group is not found, as the public API would say; that it
+        # exists is not this account's to learn.
+        return Refusal.ALREADY_HAS_RUN if mine else Refusal.NOT_FOUND
     target = next_status(None, event)
     assert target is not None, f"{event} does not create a run"
     begins = now if target is RunStatus.LIVE else start

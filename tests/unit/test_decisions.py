@@ -135,6 +135,14 @@ def test_a_target_group_with_a_run_gets_no_second_one() -> None:
     )
 
 
+def test_another_accounts_target_group_is_not_found_rather_than_shown_to_exist() -> None:
+    theirs = run(S.LIVE, key=RunKey(999, KEY.project_id, KEY.target_group_id, "X" * 26))
+    assert (
+        decide_creation(theirs, KEY, E.LAUNCH_FROM_DRAFT, NOW, None, NOW + HOUR)
+        is Refusal.NOT_FOUND
+    )
+
+
 @pytest.mark.parametrize(
     ("event", "start", "end"),
     [

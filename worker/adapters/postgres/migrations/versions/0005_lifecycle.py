@@ -167,9 +167,11 @@ def upgrade() -> None:
                   USING ERRCODE = 'serialization_failure';
         END IF;
 
+        -- A job decided again (its command came back after its outcome expired) shows its
+        -- new result.
         INSERT INTO fielding_jobs (job_id, account_id, project_id, command_type, body)
         SELECT * FROM unnest(job_ids, job_accounts, job_projects, job_types, job_bodies)
-        ON CONFLICT (job_id) DO NOTHING;
+        ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, created_at = now();
     END
     $$""")
 
