@@ -21,15 +21,19 @@ services-up: $(VENV)/.installed
 services-down: $(VENV)/.installed
 	$(BIN)/python scripts/services.py down
 
+# The worker and the HTTP API (on API_PORT, 8080) together; Ctrl-C stops both.
 run: services-up
 	$(BIN)/fielding-worker migrate
+	$(BIN)/fielding-worker serve & serve=$$!; trap "kill $$serve 2>/dev/null" EXIT; \
 	$(BIN)/fielding-worker run
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# The checked-in JSON Schema of every message, and the API documents (docs/).
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.generate
+	$(BIN)/python -m worker.entrypoints.api_documents
 
 bench: services-up
 	$(BIN)/python -m bench.run

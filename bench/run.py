@@ -4,7 +4,9 @@
 
 1. the worker under test (`fielding-worker run`, a real process);
 2. a naive baseline (bench/naive.py);
-3. two ceilings: Kafka consume -> produce without a database, and the database work alone.
+3. two ceilings: Kafka consume -> produce without a database, and the database work alone;
+4. a mixed backlog of every command type, a burst of timers (bench/lifecycle.py), and HTTP
+   requests beside Kafka commands at one rate (bench/http.py).
 
 Reports sustained commands/s, p50/p99 latency (command produced -> result visible to a
 read_committed consumer) at half and at a tenth of the worker's throughput, peak memory,
@@ -18,6 +20,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.ceilings import database_alone, kafka_consume_produce, kafka_loops
+from bench.http import bench_http
 from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import run_naive
 from schemas.command import new_command
@@ -251,15 +255,19 @@ async def wal_syncs(database_url: str) -> int:
         await connection.close()
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
+def start_worker(settings: Settings, command: str = "run", **env: str) -> subprocess.Popen[bytes]:
+    """`fielding-worker run` (or another command, such as `serve`) as a process of its own."""
+    environment = {
         **os.environ,
         **settings.as_environment(),
         "METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
         "FIELDING_RATE_LIMIT": "0",
+        **env,
     }
-    return subprocess.Popen([sys.executable, "-m", "worker.entrypoints.cli", "run"], env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker.entrypoints.cli", command], env=environment
+    )
 
 
 # Latency is measured at two offered loads, as fractions of the throughput just measured: the
@@ -458,6 +466,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
         start_worker,
         cpu_seconds_of,
     )
+    report["http"] = await measure_http(base, args.http_requests, args.http_rate)
     timers_url = await fresh_database(base.database_url, "fielding_bench_timers")
     report["timers"] = await bench_timer_burst(
         scenario_settings(base, timers_url, "timers"), timers_url, args.timer_runs, start_worker
@@ -486,6 +495,47 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "mixed_vs_complete_throughput": report["mixed"]["commands_per_second"] / w,
     }
     return report
+
+
+async def measure_http(base: Settings, requests: int, rate: float) -> dict[str, Any]:
+    """bench/http.py on runs of its own: `requests` HTTP complete requests and as many Kafka
+    commands, at `rate` per second each."""
+    url = await fresh_database(base.database_url, "fielding_bench_http")
+    runs = await create_runs(url, 2 * requests)
+    settings = scenario_settings(base, url, "http")
+    settings = settings.model_copy(update={"replies_topic": f"{settings.commands_topic}-replies"})
+    await create_topics(settings)
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    kafka_runs = iter(range(requests, 2 * requests))
+
+    async def offer_kafka(count: int, per_second: float, answered: int) -> list[float]:
+        await watcher.wait_for(answered)
+        indexes = [next(kafka_runs) for _ in range(count)]
+        return await offer(settings, watcher, runs, range(indexes[0], indexes[-1] + 1), per_second)
+
+    paths = [
+        f"/v1/demand/accounts/{ACCOUNT}/projects/{runs.project_id}/target-groups/"
+        f"{runs.target_groups[i]}/fielding-runs/{runs.ids[i]}/complete"
+        for i in range(requests)
+    ]
+    headers = {
+        "Authorization": auth_header()[0][1].decode(),
+        "Cint-API-Version": "2025-12-18",
+        "If-Match": 'W/"1"',
+    }
+    try:
+        return await bench_http(
+            settings, free_port(), paths, headers, offer_kafka, start_worker, rate
+        )
+    finally:
+        await watcher.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def bench_scale(base: Settings, args: argparse.Namespace, rounds: int = 3) -> dict[str, Any]:
@@ -599,6 +649,13 @@ def table(report: dict[str, Any]) -> str:
         f"{timers['runs']:,} runs due in one second: all opened {timers['seconds_until_all_opened']:.1f} s "
         f"after it; {timers['events']:,} events, {timers['runs_with_one_event']:,} runs with exactly one"
     )
+    http = report["http"]
+    lines.append(
+        f"HTTP complete at {http['offered_per_second']:,.0f}/s: p50 {http['http_p50_ms']:.1f} ms, "
+        f"p99 {http['http_p99_ms']:.1f} ms; Kafka at the same rate, same worker: "
+        f"p50 {http['kafka_p50_ms']:.1f} ms, p99 {http['kafka_p99_ms']:.1f} ms "
+        f"(HTTP/Kafka p50 {http['http_vs_kafka_p50']:.2f}, p99 {http['http_vs_kafka_p99']:.2f})"
+    )
     if "due_scale" in report:
         due = report["due_scale"]
         lines.append(
@@ -641,6 +698,15 @@ def cli() -> None:
     parser.add_argument(
         "--due-runs", type=int, default=1_000, help="due runs of each kind in the scale check"
     )
+    parser.add_argument(
+        "--http-requests",
+        type=int,
+        default=3_000,
+        help="HTTP complete requests (and as many Kafka commands)",
+    )
+    parser.add_argument(
+        "--http-rate", type=float, default=200.0, help="requests per second offered to serve"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
@@ -649,6 +715,7 @@ def cli() -> None:
         args.scale, args.scale_small_table, args.scale_large_table = True, 400, 4_000
         args.memory = [300, 900]
         args.mixed_commands, args.timer_runs, args.due_runs = 200, 300, 20
+        args.http_requests, args.http_rate = 60, 50.0
     report = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -13,7 +13,8 @@ from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, Stri
 
 INT32_MAX = 2**31 - 1
 
-Ulid = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{26}$")]
+ULID_PATTERN = r"^[0-9A-Z]{26}$"
+Ulid = Annotated[str, StringConstraints(pattern=ULID_PATTERN)]
 AccountId = Annotated[int, Field(gt=0, le=INT32_MAX)]
 # No NUL: Postgres text cannot hold one, and the id is stored for idempotency.
 CommandId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
@@ -38,17 +39,34 @@ def version_of(etag: str) -> int:
 
 @functools.lru_cache(maxsize=1024)  # a batch's results and events share one processing time
 def format_timestamp(moment: datetime) -> str:
-    """RFC 3339, UTC, milliseconds: 2026-11-29T10:00:00.012Z."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """RFC 3339, UTC, milliseconds: 2026-11-29T10:00:00.012Z (the year always four digits)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-Timestamp = Annotated[AwareDatetime, PlainSerializer(format_timestamp, return_type=str)]
+def in_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; a ValueError (so a 400) for one that UTC's calendar cannot
+    hold, such as 0001-01-01T00:00:00+01:00."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant is out of range once in UTC") from None
+
+
+def representable(moment: datetime) -> datetime:
+    in_utc(moment)
+    return moment
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    AfterValidator(representable),
+    PlainSerializer(format_timestamp, return_type=str),
+]
 
 
 def utc_milliseconds(moment: datetime) -> datetime:
     """The same instant in UTC, to the millisecond: as it will be published and compared."""
-    utc = moment.astimezone(UTC)
+    utc = in_utc(moment)
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 

@@ -17,6 +17,7 @@ from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
 from tests.support.commands import SECRET
 from tests.support.harness import Outputs, RunMaker, WorkerFactory
+from tests.support.http import ApiStarter, serving
 from tests.support.kafka import TopicReader
 from tests.support.services import Services, real_services
 from worker.adapters.postgres.migrate import upgrade
@@ -66,6 +67,8 @@ async def settings(services: Services, database_url: str) -> Settings:
         results_topic=f"results-{suffix}",
         events_topic=f"events-{suffix}",
         dlq_topic=f"dlq-{suffix}",
+        replies_topic=f"replies-{suffix}",
+        reply_partitions=3,
         consumer_group=f"group-{suffix}",
         commands_partitions=3,
         output_partitions=3,
@@ -101,6 +104,13 @@ async def workers() -> AsyncIterator[WorkerFactory]:
     for running in factory.started:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(running.task, 30)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[ApiStarter]:
+    """`serve` in this process: `await api(**overrides)` starts one and gives its client."""
+    async with serving(settings) as start:
+        yield start
 
 
 @pytest.fixture

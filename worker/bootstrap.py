@@ -43,12 +43,14 @@ async def create_topics(settings: Settings) -> list[str]:
         settings.results_topic: settings.output_partitions,
         settings.events_topic: settings.output_partitions,
         settings.dlq_topic: settings.commands_partitions,  # copies keep their key's partition
+        settings.replies_topic: settings.reply_partitions,
     }
     return await ensure_topics(
         settings.kafka_bootstrap_servers,
         partitions,
         commands_topic=settings.commands_topic,
         dlq_topic=settings.dlq_topic,
+        replies_topic=settings.replies_topic,
         replication_factor=settings.replication_factor,
     )
 
@@ -85,7 +87,11 @@ def build_consumer(
     ) -> AssignmentPipeline:
         owner_id = AssignmentPipeline.new_owner_id(settings.transactional_id_prefix)
         publisher = TransactionalPublisher(
-            settings.kafka_bootstrap_servers, owner_id, settings.consumer_group, topics
+            settings.kafka_bootstrap_servers,
+            owner_id,
+            settings.consumer_group,
+            topics,
+            settings.replies_topic,
         )
         return AssignmentPipeline(
             partitions, owner_id, publisher, claims, processor, positions, limits, health
@@ -203,3 +209,46 @@ async def _check_and_keep_house(pool: asyncpg.Pool, settings: Settings, health: 
                 log.warning("housekeeping failed", exc_info=True)
             next_housekeeping = loop.time() + HOUSEKEEPING_SECONDS
         await asyncio.sleep(DATABASE_CHECK_SECONDS)
+
+
+async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+    """`fielding-worker serve`: the HTTP API until `stop` is set."""
+    import uvicorn
+
+    from worker.adapters.http.answers import ApiContext
+    from worker.adapters.http.app import create_app
+    from worker.adapters.kafka.request_reply import RequestReply
+
+    pool = await create_pool(
+        settings.database_url, max_size=4, statement_timeout=settings.statement_timeout_seconds
+    )
+    gateway = RequestReply(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        settings.replies_topic,
+        settings.reply_partition,
+    )
+    await gateway.start()
+    verifier = TokenVerifier(
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        settings.jwt_public_key,
+        system_secret=settings.system_secret,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+    app = create_app(ApiContext(verifier, gateway, pool, settings.http_deadline_seconds))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="0.0.0.0", port=settings.api_port, log_config=None, access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait(
+            {serving, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
+        )
+    finally:
+        server.should_exit = True
+        await serving
+        await gateway.stop()
+        await pool.close()

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(
         "fielding-run-commands-dlq", min_length=1, validation_alias=_env("FIELDING_DLQ_TOPIC")
     )
+    replies_topic: str = Field(
+        "fielding-run-command-replies",
+        min_length=1,
+        validation_alias=_env("FIELDING_REPLIES_TOPIC"),
+        description="Where results of commands sent by `serve` are copied for the HTTP process "
+        "that waits for them (the partition its command names).",
+    )
+    reply_partitions: int = Field(12, ge=1, validation_alias=_env("FIELDING_REPLY_PARTITIONS"))
     consumer_group: str = Field(
         "fielding-worker", min_length=1, validation_alias=_env("FIELDING_CONSUMER_GROUP")
     )
@@ -76,6 +84,22 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, validation_alias=_env("FIELDING_REPLICATION_FACTOR"))
 
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
+    api_port: int = Field(
+        8080, ge=0, le=65535, validation_alias=_env("API_PORT"), description="`serve`'s port."
+    )
+    http_deadline_seconds: float = Field(
+        10,
+        gt=0,
+        validation_alias=_env("FIELDING_HTTP_DEADLINE_SECONDS"),
+        description="How long `serve` waits for a command's result before answering 504 (the "
+        "command is applied all the same).",
+    )
+    reply_partition: int | None = Field(
+        None,
+        ge=0,
+        validation_alias=_env("FIELDING_REPLY_PARTITION"),
+        description="The replies partition this `serve` process reads (default: one at random).",
+    )
     log_level: str = Field(
         "INFO",
         pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
@@ -153,9 +177,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        topics = [self.commands_topic, self.results_topic, self.events_topic, self.dlq_topic]
+        topics = [
+            self.commands_topic,
+            self.results_topic,
+            self.events_topic,
+            self.dlq_topic,
+            self.replies_topic,
+        ]
         if len(set(topics)) != len(topics):
-            raise ValueError("the commands, results, events and DLQ topics must all differ")
+            raise ValueError(
+                "the commands, results, events, DLQ and replies topics must all differ"
+            )
         if self.session_timeout_ms > self.max_poll_interval_ms:
             raise ValueError(
                 "FIELDING_SESSION_TIMEOUT_MS must not exceed FIELDING_MAX_POLL_INTERVAL_MS"

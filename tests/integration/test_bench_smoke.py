@@ -58,6 +58,10 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
         report["mixed"]["cpu_us_per_command"],
         report["timers"]["seconds_until_all_opened"],
         report["due_scale"]["large_vs_small_time"],
+        report["http"]["http_p50_ms"],
+        report["http"]["http_p99_ms"],
+        report["http"]["kafka_p50_ms"],
+        report["http"]["http_vs_kafka_p50"],
     ]
     assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures
     assert "worker_vs_naive" in report["ratios"] and "commands/s" in ran.stdout

@@ -79,6 +79,7 @@ async def test_what_is_saved_is_loaded_back_as_it_was(
         new_ulid(),
         101,
         run.project_id,
+        None,
         "pause_fielding_runs_by_target_group_ids",
         b'{"job_id": "x"}',
     )

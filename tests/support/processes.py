@@ -40,11 +40,19 @@ def http_status(port: int, path: str) -> int:
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
+    """`fielding-worker run` (or, with command="serve", the HTTP API) as a process of its own."""
+
+    def __init__(
+        self, settings: Settings, log_dir: Path, name: str, command: str = "run", **env: str
+    ) -> None:
         self.settings = settings
         self.name = name
+        self.command = command
         self.metrics_port = free_port()
-        self._env = environment(settings, METRICS_PORT=str(self.metrics_port), **env)
+        self.api_port = free_port()
+        self._env = environment(
+            settings, METRICS_PORT=str(self.metrics_port), API_PORT=str(self.api_port), **env
+        )
         self._log = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -52,7 +60,7 @@ class WorkerProcess:
     def start(self) -> None:
         with open(self._log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.entrypoints.cli", "run"],
+                [sys.executable, "-m", "worker.entrypoints.cli", self.command],
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

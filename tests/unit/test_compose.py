@@ -33,6 +33,7 @@ def test_the_compose_file_has_the_services_the_readme_names() -> None:
         "create-topics",
         "migrate",
         "worker",
+        "api",
         "prometheus",
         "grafana",
     } <= set(compose()["services"])
@@ -40,7 +41,12 @@ def test_the_compose_file_has_the_services_the_readme_names() -> None:
 
 def test_worker_services_use_only_settings_the_worker_reads_and_run_its_commands() -> None:
     services = compose()["services"]
-    commands = {"create-topics": ["create-topics"], "migrate": ["migrate"], "worker": ["run"]}
+    commands = {
+        "create-topics": ["create-topics"],
+        "migrate": ["migrate"],
+        "worker": ["run"],
+        "api": ["serve"],
+    }
     for name, command in commands.items():
         service = services[name]
         assert service["command"] == command

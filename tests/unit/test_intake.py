@@ -101,6 +101,24 @@ def test_schema_violations_are_400_naming_the_field(
     assert [p.name for p in triaged.invalid_params] == [field]
 
 
+@pytest.mark.parametrize(
+    ("kind", "field", "instant"),
+    [
+        ("complete_fielding_run", "issued_at", "0001-01-01T00:00:00+01:00"),
+        ("update_fielding_run", "end_fielding_at", "9999-12-31T23:59:59-01:00"),
+        ("launch_fielding_run_from_draft", "end_fielding_at", "0001-01-01T00:30:00+00:45"),
+    ],
+)
+def test_an_instant_that_utc_cannot_hold_is_400_not_a_crash(
+    kind: str, field: str, instant: str
+) -> None:
+    # Found by schemathesis: such a time raised OverflowError out of validation.
+    triaged = triage(record(encode(command(kind, **{field: instant}))), VERIFIER)
+    assert isinstance(triaged, Rejected) and triaged.status == 400
+    assert triaged.invalid_params is not None
+    assert [p.name for p in triaged.invalid_params] == [field]
+
+
 def test_a_missing_field_is_400_naming_it() -> None:
     body = command()
     del body["if_match"]

@@ -7,6 +7,7 @@ import gc
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -63,24 +64,50 @@ def _tune_garbage_collection() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-@main.command()
-def run() -> None:
-    """Run the worker until SIGTERM or SIGINT, then drain and commit."""
-    from worker.bootstrap import run_worker
+def _until_signalled(
+    entry: Callable[[Settings, asyncio.Event], Awaitable[None]], tune: bool = False
+) -> None:
+    """Runs `entry` until SIGTERM or SIGINT sets its stop event."""
     from worker.observability.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
-    _tune_garbage_collection()
+    if tune:
+        _tune_garbage_collection()
 
     async def _main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_worker(settings, stop)
+        await entry(settings, stop)
 
     asyncio.run(_main())
+
+
+@main.command()
+def run() -> None:
+    """Run the worker until SIGTERM or SIGINT, then drain and commit."""
+    from worker.bootstrap import run_worker
+
+    _until_signalled(run_worker, tune=True)
+
+
+@main.command()
+def serve() -> None:
+    """Serve the public API's fielding operations over HTTP on API_PORT (see README.md)."""
+    from worker.bootstrap import run_api
+
+    _until_signalled(run_api)
+
+
+@main.command()
+@click.option("--account-id", "account_ids", type=int, multiple=True, required=True)
+def token(account_ids: tuple[int, ...]) -> None:
+    """Print a token for these accounts, signed with FIELDING_JWT_SECRET (to try the API)."""
+    from worker.entrypoints.send import demo_token
+
+    click.echo(demo_token(_settings(), *account_ids))
 
 
 @main.command()

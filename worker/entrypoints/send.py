@@ -30,7 +30,7 @@ OPERATIONS = {
 }
 
 
-def demo_token(settings: Settings, account_id: int) -> str:
+def demo_token(settings: Settings, *account_ids: int) -> str:
     if settings.jwt_secret is None:
         raise SystemExit("FIELDING_JWT_SECRET is not set: pass --token or set the secret")
     issuer = TokenIssuer(
@@ -38,7 +38,7 @@ def demo_token(settings: Settings, account_id: int) -> str:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
-    return issuer.issue([account_id])
+    return issuer.issue(list(account_ids))
 
 
 async def send_command(

@@ -68,6 +68,7 @@ def _result(item: Admitted | Rejected, value: bytes, status: Status) -> Emission
         record_key=item.record.key,
         trace_headers=item.trace_headers,
         origin=item.record.origin,
+        reply_to=item.reply_to,
     )
 
 

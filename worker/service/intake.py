@@ -23,7 +23,7 @@ from schemas.command import (
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
-from worker.service.outputs import Echo, clean_text, header_keys_are_utf8
+from worker.service.outputs import Echo, clean_text, header_keys_are_utf8, reply_partition
 from worker.service.ports import RecordOrigin
 from worker.service.trace_context import continue_trace
 
@@ -62,6 +62,7 @@ class Rejected:
     invalid_params: tuple[InvalidParam, ...] | None
     trace_headers: list[tuple[str, bytes]]
     trace_id: str
+    reply_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class Admitted:
     trace_headers: list[tuple[str, bytes]]
     trace_id: str
     echo: Echo
+    reply_to: int | None = None
 
 
 Triaged = Unreadable | Rejected | Admitted
@@ -84,7 +86,8 @@ def header(headers: Headers, name: str) -> bytes | None:
     return None
 
 
-def _invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
+def invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
+    """Each field a command broke, named as in its JSON (the union's tag left out)."""
     params = []
     for problem in error.errors(include_url=False, include_input=False, include_context=False):
         location = problem["loc"]
@@ -129,17 +132,20 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     except ValidationError as error:
         return _triage_invalid(record, record.value, verifier, error)
     trace_headers, trace_id = continue_trace(record.headers)
+    reply_to = reply_partition(record.headers)
     echo = Echo.of_command(command)
     principal = verifier.verify(header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):
-        return Rejected(record, echo, 401, principal.detail, None, trace_headers, trace_id)
+        return Rejected(
+            record, echo, 401, principal.detail, None, trace_headers, trace_id, reply_to
+        )
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
-        return Rejected(record, echo, 403, detail, None, trace_headers, trace_id)
+        return Rejected(record, echo, 403, detail, None, trace_headers, trace_id, reply_to)
     refusal = _system_refusal(command, principal, verifier)
     if refusal is not None:
-        return Rejected(record, echo, 403, refusal, None, trace_headers, trace_id)
-    return Admitted(record, command, principal, trace_headers, trace_id, echo)
+        return Rejected(record, echo, 403, refusal, None, trace_headers, trace_id, reply_to)
+    return Admitted(record, command, principal, trace_headers, trace_id, echo, reply_to)
 
 
 def _triage_invalid(
@@ -161,16 +167,20 @@ def _triage_invalid(
             record, "the value has no readable command_id (a string of 1 to 255 characters)"
         )
     trace_headers, trace_id = continue_trace(record.headers)
+    reply_to = reply_partition(record.headers)
     echo = Echo.of_members(members, command_id)
     principal = verifier.verify(header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):  # authentication is judged before the schema
-        return Rejected(record, echo, 401, principal.detail, None, trace_headers, trace_id)
+        return Rejected(
+            record, echo, 401, principal.detail, None, trace_headers, trace_id, reply_to
+        )
     return Rejected(
         record,
         echo,
         400,
         "the command does not match its schema",
-        _invalid_params(error),
+        invalid_params(error),
         trace_headers,
         trace_id,
+        reply_to,
     )

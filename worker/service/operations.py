@@ -252,6 +252,7 @@ def _job_verdict(
             job.job_id,
             command.account_id,
             command.project_id,
+            getattr(command, "target_group_id", None),
             command.type,
             job.model_dump_json().encode(),
         )

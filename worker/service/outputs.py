@@ -55,6 +55,12 @@ class Channel(Enum):
     DLQ = "dlq"
 
 
+# A command sent by `fielding-worker serve` names, in this header, the partition of the replies
+# topic that its HTTP process reads: its result goes there too, keyed by its command_id.
+REPLY_TO = "fielding-reply-to"
+MOST_REPLY_PARTITIONS = 1 << 16
+
+
 @dataclass(frozen=True, slots=True)
 class Emission:
     channel: Channel
@@ -64,6 +70,8 @@ class Emission:
     origin: RecordOrigin | None = None  # the command record this answers or copies
     status: Status | None = None  # results only, for metrics
     command_type: str | None = None  # results only: a known command type, or None
+    # Results only: (partition of the replies topic, key) to send a copy to, for `serve`.
+    reply: tuple[int, bytes] | None = None
 
     @property
     def size(self) -> int:
@@ -81,6 +89,15 @@ def clean_text(text: str, limit: int = MAX_ECHO) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def reply_partition(headers: Headers) -> int | None:
+    """The replies partition a command's `fielding-reply-to` header names, if it names one."""
+    for key, value in headers:
+        if key == REPLY_TO and value and len(value) <= 5 and value.isdigit():
+            partition = int(value)
+            return partition if partition < MOST_REPLY_PARTITIONS else None
+    return None
 
 
 def header_keys_are_utf8(headers: Headers) -> bool:
@@ -244,10 +261,15 @@ def result(
     record_key: bytes | None,
     trace_headers: Headers,
     origin: RecordOrigin,
+    reply_to: int | None = None,
 ) -> Emission:
-    """A result, keyed by `fielding_run_id`; where that is unreadable, by the command's key."""
+    """A result, keyed by `fielding_run_id`; where that is unreadable, by the command's key.
+    With `reply_to`, a copy goes to that replies partition too, keyed by the command_id."""
     key = echo.fielding_run_id.encode() if echo.fielding_run_id else record_key
-    return Emission(Channel.RESULT, key, value, trace_headers, origin, status, echo.known_type)
+    reply = (reply_to, echo.command_id.encode()) if reply_to is not None else None
+    return Emission(
+        Channel.RESULT, key, value, trace_headers, origin, status, echo.known_type, reply
+    )
 
 
 def event(key: bytes, value: bytes, *, trace_headers: Headers, origin: RecordOrigin) -> Emission:

@@ -44,6 +44,7 @@ class JobRecord:
     job_id: str
     account_id: int
     project_id: str
+    target_group_id: str | None  # a draft job's (a bulk job names many)
     command_type: str
     body: bytes  # the job resource's JSON, as the result carried it
 

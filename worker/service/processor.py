@@ -157,5 +157,6 @@ class BatchProcessor:
             record_key=record.key,
             trace_headers=triaged.trace_headers,
             origin=record.origin,
+            reply_to=triaged.reply_to,
         )
         return [result, copy]

@@ -56,12 +56,18 @@ class Transaction:
 
 class TransactionalPublisher:
     def __init__(
-        self, bootstrap_servers: str, owner_id: str, group_id: str, topics: dict[Channel, str]
+        self,
+        bootstrap_servers: str,
+        owner_id: str,
+        group_id: str,
+        topics: dict[Channel, str],
+        replies_topic: str | None = None,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._owner_id = owner_id
         self._group_id = group_id
         self._topics = topics
+        self._replies_topic = replies_topic
         self._limits: dict[Channel, int] = {}
         self._producers: list[AIOKafkaProducer] = []
         self._turn = 0
@@ -84,6 +90,12 @@ class TransactionalPublisher:
         init_transactions fences any earlier holder of these ids and aborts its open work."""
         async with admin_client(self._bootstrap_servers) as admin:
             limits = await message_limits(admin, self._topics.values())
+            if self._replies_topic and self._replies_topic not in await admin.list_topics():
+                # A command naming a replies partition must not fail its batch for want of it.
+                log.warning(
+                    "no replies topic %s: results go to the results topic only", self._replies_topic
+                )
+                self._replies_topic = None
         self._limits = {channel: limits[topic] for channel, topic in self._topics.items()}
         # A batch of many records stays under every topic's limit; a record larger than the
         # batch size still goes, alone in its batch, if its own topic takes it.
@@ -159,25 +171,22 @@ class TransactionalPublisher:
         """Hands the records to the producer one batch per partition, and returns the batches'
         delivery futures. Per-record `send()` costs a future, a metadata check and a partitioner
         call each, which was a fifth of the worker's CPU. Partitions are Kafka's default for the
-        key (murmur2), so keys land where any Kafka client would put them."""
+        key (murmur2), so keys land where any Kafka client would put them; a result's copy for
+        `serve` goes to the replies partition its command named."""
         emissions = [self._fit(emission) for emission in emissions]
-        partitions = {
-            topic: sorted(await producer.partitions_for(topic))
-            for topic in {self._topics[e.channel] for e in emissions}
-        }
+        topics = {self._topics[e.channel] for e in emissions}
+        if self._replies_topic and any(e.reply for e in emissions):
+            topics.add(self._replies_topic)
+        partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in topics}
         builders: dict[tuple[str, int], BatchBuilder] = {}
         deliveries: list[asyncio.Future[Any]] = []
-        for done, emission in enumerate(emissions):
-            await take_turn(done)
-            topic = self._topics[emission.channel]
-            partition = partition_for(emission.key, partitions[topic])
+
+        async def append(topic: str, partition: int, key: bytes | None, emission: Emission) -> None:
             builder = builders.get((topic, partition))
+            value, headers = emission.value, emission.headers
             if (
                 builder is None
-                or builder.append(
-                    key=emission.key, value=emission.value, timestamp=None, headers=emission.headers
-                )
-                is None
+                or builder.append(key=key, value=value, timestamp=None, headers=headers) is None
             ):
                 if builder is not None:  # full: send it and start another
                     deliveries.append(
@@ -185,9 +194,17 @@ class TransactionalPublisher:
                     )
                 builder = builders[(topic, partition)] = producer.create_batch()
                 # aiokafka's batch always takes its first record, whatever its size.
-                builder.append(
-                    key=emission.key, value=emission.value, timestamp=None, headers=emission.headers
-                )
+                builder.append(key=key, value=value, timestamp=None, headers=headers)
+
+        replies = self._replies_topic
+        for done, emission in enumerate(emissions):
+            await take_turn(done)
+            topic = self._topics[emission.channel]
+            await append(
+                topic, partition_for(emission.key, partitions[topic]), emission.key, emission
+            )
+            if emission.reply and replies and emission.reply[0] in partitions[replies]:
+                await append(replies, emission.reply[0], emission.reply[1], emission)
         for (topic, partition), builder in builders.items():
             deliveries.append(await producer.send_batch(builder, topic, partition=partition))
         return deliveries

@@ -25,6 +25,8 @@ from worker.adapters.kafka.admin import admin_client
 MAX_MESSAGE_BYTES = "max.message.bytes"
 COMPRESSION_TYPE = "compression.type"
 COMMANDS_CONFIG = {COMPRESSION_TYPE: "uncompressed"}
+# A reply is read within seconds by the HTTP process waiting for it, or never.
+REPLIES_CONFIG = {"retention.ms": str(60 * 60 * 1000)}
 DLQ_HEADROOM = 64 * 1024  # the dlq.* headers are bounded far below this
 
 
@@ -106,6 +108,7 @@ async def ensure_topics(
     commands_topic: str,
     dlq_topic: str,
     replication_factor: int,
+    replies_topic: str | None = None,
 ) -> list[str]:
     """Creates the missing topics of `partitions` (name -> partition count), the DLQ sized for
     the commands topic's largest record; returns the names it created."""
@@ -117,7 +120,13 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions[name],
                 replication_factor=replication_factor,
-                topic_configs=COMMANDS_CONFIG if name == commands_topic else {},
+                topic_configs=(
+                    COMMANDS_CONFIG
+                    if name == commands_topic
+                    else REPLIES_CONFIG
+                    if name == replies_topic
+                    else {}
+                ),
             )
             for name in missing
             if name != dlq_topic

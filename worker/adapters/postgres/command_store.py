@@ -36,7 +36,7 @@ SELECT
 """
 
 # The function is migration 0005's; it raises serialization_failure on a lost race.
-SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 34)) + ")"
+SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 35)) + ")"
 
 # Counters in one window per account, shared by every replica. The table is UNLOGGED and
 # written with synchronous_commit off: a counter lost in a crash costs nothing that matters,
@@ -156,6 +156,7 @@ class PostgresCommandStore:
                 [j.job_id for j in jobs],
                 [j.account_id for j in jobs],
                 [j.project_id for j in jobs],
+                [j.target_group_id for j in jobs],
                 [j.command_type for j in jobs],
                 [j.body.decode() for j in jobs],
             )

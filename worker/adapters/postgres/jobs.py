@@ -6,9 +6,10 @@ import asyncpg
 
 from worker.service.ports import JobRecord
 
-GET = (
-    "SELECT job_id, account_id, project_id, command_type, body FROM fielding_jobs WHERE job_id = $1"
-)
+GET = """
+SELECT job_id, account_id, project_id, target_group_id, command_type, body
+  FROM fielding_jobs WHERE job_id = $1
+"""
 
 
 async def get_job(connection: asyncpg.Connection | asyncpg.Pool, job_id: str) -> JobRecord | None:
@@ -19,6 +20,7 @@ async def get_job(connection: asyncpg.Connection | asyncpg.Pool, job_id: str) ->
         row["job_id"],
         row["account_id"],
         row["project_id"],
+        row["target_group_id"],
         row["command_type"],
         row["body"].encode(),
     )

@@ -104,3 +104,20 @@ async def get_run(
         f"SELECT {COLUMNS} FROM fielding_runs WHERE id = $1", fielding_run_id
     )
     return _record(row) if row else None
+
+
+async def runs_of_target_group(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    account_id: int,
+    project_id: str,
+    target_group_id: str,
+) -> list[FieldingRunRecord]:
+    """The target group's run under this account and project: none or one."""
+    rows = await connection.fetch(
+        f"SELECT {COLUMNS} FROM fielding_runs"
+        " WHERE target_group_id = $1 AND account_id = $2 AND project_id = $3",
+        target_group_id,
+        account_id,
+        project_id,
+    )
+    return [_record(row) for row in rows]

@@ -30,10 +30,11 @@ def upgrade() -> None:
 
     op.execute("""
     CREATE TABLE fielding_jobs (
-        job_id       text PRIMARY KEY,
-        account_id   integer NOT NULL,
-        project_id   text NOT NULL,
-        command_type text NOT NULL,
+        job_id          text PRIMARY KEY,
+        account_id      integer NOT NULL,
+        project_id      text NOT NULL,
+        target_group_id text,  -- a draft job's (a bulk job names many)
+        command_type    text NOT NULL,
         body         json NOT NULL,
         created_at   timestamptz NOT NULL DEFAULT now()
     )""")
@@ -104,7 +105,8 @@ def upgrade() -> None:
         account_ids integer[], command_ids text[], fingerprints bytea[], outcome_statuses smallint[],
         results json[], source_topics text[], source_partitions integer[], source_offsets bigint[],
         event_outcomes integer[], event_keys text[], event_values json[],
-        job_ids text[], job_accounts integer[], job_projects text[], job_types text[], job_bodies json[]
+        job_ids text[], job_accounts integer[], job_projects text[], job_target_groups text[],
+        job_types text[], job_bodies json[]
     ) RETURNS void LANGUAGE plpgsql AS $$
     DECLARE
         written bigint;
@@ -169,8 +171,10 @@ def upgrade() -> None:
 
         -- A job decided again (its command came back after its outcome expired) shows its
         -- new result.
-        INSERT INTO fielding_jobs (job_id, account_id, project_id, command_type, body)
-        SELECT * FROM unnest(job_ids, job_accounts, job_projects, job_types, job_bodies)
+        INSERT INTO fielding_jobs (job_id, account_id, project_id, target_group_id, command_type,
+                                   body)
+        SELECT * FROM unnest(job_ids, job_accounts, job_projects, job_target_groups, job_types,
+                             job_bodies)
         ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, created_at = now();
     END
     $$""")
