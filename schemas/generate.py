@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from schemas.command import COMMAND_MODELS
+from schemas.dead_letter import DeadLetterStub
 from schemas.event import (
     FieldingRunUpdated,
     TargetGroupClosed,
@@ -40,6 +41,7 @@ MESSAGES: dict[str, tuple[type[BaseModel], Mode]] = {
     # The job resources, as `jobs get` and the HTTP API show them (and results carry them).
     "fielding_run_job.schema.json": (FieldingRunJob, "serialization"),
     "bulk_job.schema.json": (BulkJob, "serialization"),
+    "dead_letter_stub.schema.json": (DeadLetterStub, "serialization"),
 }
 
 

@@ -283,7 +283,9 @@ async def test_past_the_deadline_504_and_the_command_still_applies_once(
     assert stored is not None and stored.version == 2, "applied once"
 
 
-async def test_the_served_openapi_document_is_the_checked_in_one(api: ApiStarter) -> None:
+async def test_the_served_api_documents_are_the_checked_in_ones(api: ApiStarter) -> None:
     client = await api()
-    served = (await client.get("/openapi.json")).json()
-    assert served == json.loads((DOCS_DIR / "openapi.json").read_text())
+    for name in ("openapi.json", "asyncapi.json"):
+        served = await client.get(f"/{name}")
+        assert served.status_code == 200
+        assert served.json() == json.loads((DOCS_DIR / name).read_text()), name

@@ -13,15 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from worker.adapters.http.app import openapi_document
+from worker.adapters.kafka.asyncapi import asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _openapi() -> str:
-    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+def _render(document: Callable[[], dict[str, object]]) -> Callable[[], str]:
+    return lambda: json.dumps(document(), indent=2, sort_keys=True) + "\n"
 
 
-DOCUMENTS: dict[str, Callable[[], str]] = {"openapi.json": _openapi}
+DOCUMENTS: dict[str, Callable[[], str]] = {
+    "openapi.json": _render(openapi_document),  # the HTTP API
+    "asyncapi.json": _render(asyncapi_document),  # the Kafka topics
+}
 
 
 def stale_files() -> list[str]:

@@ -11,7 +11,6 @@ original key.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import uuid
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 from fielding_statemachine.decisions import Change
 from fielding_statemachine.transitions import RunEvent
 from schemas.command import COMMAND_TYPES, Command, RunCommand
+from schemas.dead_letter import DeadLetterStub, OriginalRecord
 from schemas.errors import ApiError, ErrorObjectName, InvalidParam, TooManyRequestsProblem
 from schemas.event import (
     FieldingRunUpdated,
@@ -344,13 +344,15 @@ def dlq_stub(origin: RecordOrigin, key: bytes | None, value: bytes | None, reaso
     a SHA-256 of the value (when the value could be read), never the record's content."""
     digest = hashlib.sha256(value).hexdigest() if value is not None else None
     kept_key = key if key is not None and len(key) <= MAX_STUB_KEY else None
-    body = {
-        "reason": clean_text(reason, MAX_REASON),
-        "original": {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset},
-        "value_sha256": digest,
-        "value_bytes": len(value) if value is not None else None,
-    }
+    body = DeadLetterStub(
+        reason=clean_text(reason, MAX_REASON),
+        original=OriginalRecord(
+            topic=origin.topic, partition=origin.partition, offset=origin.offset
+        ),
+        value_sha256=digest,
+        value_bytes=len(value) if value is not None else None,
+    )
     headers = [*_coordinates(origin, reason), ("dlq.stub", b"true")]
     if digest is not None:
         headers.append(("dlq.value.sha256", digest.encode()))
-    return Emission(Channel.DLQ, kept_key, json.dumps(body).encode(), headers, origin)
+    return Emission(Channel.DLQ, kept_key, body.model_dump_json().encode(), headers, origin)

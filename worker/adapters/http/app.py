@@ -46,6 +46,7 @@ from worker.adapters.http.answers import (
     timed_out,
     trace_headers,
 )
+from worker.adapters.kafka.asyncapi import asyncapi_document
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import get_run, runs_of_target_group
 from worker.service import outputs
@@ -537,6 +538,13 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(batch)
     document = openapi_document()
     app.openapi = lambda: document  # type: ignore[method-assign]
+    events = asyncapi_document()
+    app.add_api_route(
+        "/v1/asyncapi.json",
+        lambda: JSONResponse(events),
+        methods=["GET"],
+        include_in_schema=False,
+    )
     return app
 
 

@@ -1,0 +1,295 @@
+"""The worker's Kafka interface as an AsyncAPI 3.1 document: every topic with its key, headers
+and messages, and what the worker receives and sends on each.
+
+Generated, never written by hand: the payloads are the JSON Schema of the same pydantic models
+the worker reads and writes (`schemas/`), the topic names and partitions are the settings'
+defaults, the header names are the ones the code uses. Checked in as docs/asyncapi.json (a test
+fails when it is stale, another validates it against AsyncAPI's own JSON Schema) and served by
+`fielding-worker serve` at /v1/asyncapi.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from schemas.command import COMMAND_MODELS, SYSTEM_COMMAND_TYPES
+from schemas.dead_letter import DeadLetterStub
+from schemas.event import (
+    FieldingRunUpdated,
+    TargetGroupClosed,
+    TargetGroupOpened,
+    TargetGroupPaused,
+)
+from schemas.result import CommandResult
+from schemas.types import ULID_PATTERN
+from worker.service.outputs import REPLY_TO
+from worker.settings import Settings
+
+ASYNCAPI_VERSION = "3.1.0"
+API_VERSION = "2025-12-18"
+EVENT_MODELS: tuple[type[BaseModel], ...] = (
+    TargetGroupOpened,
+    TargetGroupPaused,
+    TargetGroupClosed,
+    FieldingRunUpdated,
+)
+TRACEPARENT = {
+    "type": "string",
+    "description": "W3C Trace Context. On outputs: the command's trace, with the worker's span "
+    "for the command (a fresh trace when the command had none or an invalid one).",
+    "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+}
+TRACESTATE = {"type": "string", "description": "W3C Trace Context, passed through."}
+DLQ_HEADERS = {
+    "dlq.reason": "why the record could not be answered",
+    "dlq.original.topic": "where it was",
+    "dlq.original.partition": "where it was",
+    "dlq.original.offset": "where it was",
+    "dlq.stub": '"true" on a stub (the record could not be copied)',
+    "dlq.value.sha256": "on a stub whose value was read: the value's SHA-256, hex",
+}
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _key(description: str, pattern: str | None = ULID_PATTERN) -> dict[str, Any]:
+    key: dict[str, Any] = {"type": "string", "description": description}
+    if pattern:
+        key["pattern"] = pattern
+    return {"kafka": {"key": key, "bindingVersion": "0.5.0"}}
+
+
+def _message(
+    name: str, title: str, summary: str, payload: str, headers: str, key: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": title,
+        "summary": summary,
+        "contentType": "application/json",
+        "headers": _ref("schemas", headers),
+        "payload": _ref("schemas", payload),
+        "bindings": key,
+    }
+
+
+def _doc(model: type[BaseModel]) -> str:
+    return " ".join((model.__doc__ or "").split())
+
+
+def asyncapi_document() -> dict[str, Any]:
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((model, "validation") for model in COMMAND_MODELS),
+        (CommandResult, "serialization"),
+        *((model, "serialization") for model in EVENT_MODELS),
+        (DeadLetterStub, "serialization"),
+    ]
+    refs, definitions = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = dict(definitions["$defs"])
+    payload_of = {model: refs[(model, mode)]["$ref"].rsplit("/", 1)[1] for model, mode in pairs}
+    schemas["CommandHeaders"] = {
+        "type": "object",
+        "required": ["authorization"],
+        "properties": {
+            "authorization": {
+                "type": "string",
+                "description": "Bearer <JWT>: HS256 (or RS256), claims sub, account_ids, exp.",
+            },
+            "traceparent": {**TRACEPARENT, "description": "W3C Trace Context (optional)."},
+            "tracestate": TRACESTATE,
+            REPLY_TO: {
+                "type": "string",
+                "pattern": "^[0-9]{1,5}$",
+                "description": "Set by `fielding-worker serve`: the partition of the replies "
+                "topic its process reads; the result is copied there.",
+            },
+        },
+    }
+    schemas["OutputHeaders"] = {
+        "type": "object",
+        "properties": {"traceparent": TRACEPARENT, "tracestate": TRACESTATE},
+    }
+    schemas["DeadLetterHeaders"] = {
+        "type": "object",
+        "description": "A copy keeps the record's own headers and adds these.",
+        "required": ["dlq.reason", "dlq.original.topic"],
+        "properties": {
+            name: {"type": "string", "description": d} for name, d in DLQ_HEADERS.items()
+        },
+    }
+    schemas["AnyBytes"] = {"description": "The record's value, byte for byte (any bytes)."}
+
+    messages: dict[str, Any] = {}
+    for model in COMMAND_MODELS:
+        kind = str(model.model_config["title"])
+        keyed_by = (
+            "fielding_run_id"
+            if "fielding_run_id" in model.model_fields
+            else "target_group_id"
+            if "target_group_id" in model.model_fields
+            else "project_id"
+        )
+        summary = _doc(model)
+        if kind in SYSTEM_COMMAND_TYPES:
+            summary += " Sent by the worker's own scheduler, with the system actor's token."
+        messages[kind] = _message(
+            kind,
+            kind,
+            summary,
+            payload_of[model],
+            "CommandHeaders",
+            _key(f"{keyed_by}: one run's commands keep their order"),
+        )
+    messages["command_result"] = _message(
+        "command_result",
+        "command_result",
+        _doc(CommandResult) + " Exactly one per command record with a readable command_id.",
+        payload_of[CommandResult],
+        "OutputHeaders",
+        _key("fielding_run_id, or the command's own key when that is unreadable", None),
+    )
+    for event in EVENT_MODELS:
+        kind = str(event.model_config["title"])
+        messages[kind] = _message(
+            kind,
+            kind,
+            _doc(event) + " Exactly once per change for a read_committed reader.",
+            payload_of[event],
+            "OutputHeaders",
+            _key("target_group_id"),
+        )
+    messages["dead_letter_copy"] = {
+        **_message(
+            "dead_letter_copy",
+            "dead_letter_copy",
+            "A record that could not be answered, byte for byte, with its key and headers.",
+            "AnyBytes",
+            "DeadLetterHeaders",
+            _key("the original record's key", None),
+        ),
+        "contentType": "application/octet-stream",
+    }
+    messages["dead_letter_stub"] = _message(
+        "dead_letter_stub",
+        "dead_letter_stub",
+        _doc(DeadLetterStub),
+        payload_of[DeadLetterStub],
+        "DeadLetterHeaders",
+        _key("the original key when under 1 KB, else none", None),
+    )
+
+    def channel(
+        setting: str, partitions: str, description: str, names: list[str]
+    ) -> dict[str, Any]:
+        return {
+            "address": _default(setting),
+            "description": description,
+            "messages": {name: _ref("messages", name) for name in names},
+            "bindings": {
+                "kafka": {
+                    "topic": _default(setting),
+                    "partitions": _default(partitions),
+                    "bindingVersion": "0.5.0",
+                }
+            },
+        }
+
+    command_names = [str(m.model_config["title"]) for m in COMMAND_MODELS]
+    event_names = [str(m.model_config["title"]) for m in EVENT_MODELS]
+    channels = {
+        "commands": channel("commands_topic", "commands_partitions", "Commands in.", command_names),
+        "results": channel(
+            "results_topic",
+            "output_partitions",
+            "One result per command record, in the command's trace.",
+            ["command_result"],
+        ),
+        "events": channel(
+            "events_topic",
+            "output_partitions",
+            "One event per change of a run, in the order of one run's changes.",
+            event_names,
+        ),
+        "deadLetters": channel(
+            "dlq_topic",
+            "output_partitions",
+            "Records that could not be answered (no readable command_id, or a 500).",
+            ["dead_letter_copy", "dead_letter_stub"],
+        ),
+        "replies": channel(
+            "replies_topic",
+            "reply_partitions",
+            "Copies of the results of commands sent by `fielding-worker serve`, keyed by "
+            "command_id, on the partition the command's fielding-reply-to header names.",
+            ["command_result"],
+        ),
+    }
+
+    def operation(
+        action: str, name: str, summary: str, names: list[str], reply: bool = False
+    ) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "action": action,
+            "summary": summary,
+            "channel": {"$ref": f"#/channels/{name}"},
+            "messages": [{"$ref": f"#/channels/{name}/messages/{m}"} for m in names],
+        }
+        if reply:
+            op["reply"] = {
+                "channel": {"$ref": "#/channels/results"},
+                "messages": [{"$ref": "#/channels/results/messages/command_result"}],
+            }
+        return op
+
+    operations = {
+        "receiveCommands": operation(
+            "receive",
+            "commands",
+            "The worker consumes every command type; each gets exactly one result.",
+            command_names,
+            reply=True,
+        ),
+        "sendResults": operation(
+            "send", "results", "A result per command record.", ["command_result"]
+        ),
+        "sendEvents": operation("send", "events", "An event per change of a run.", event_names),
+        "sendDeadLetters": operation(
+            "send",
+            "deadLetters",
+            "A copy (or a stub) of each record that could not be answered.",
+            ["dead_letter_copy", "dead_letter_stub"],
+        ),
+        "sendReplies": operation(
+            "send", "replies", "For `serve`: a copy of its commands' results.", ["command_result"]
+        ),
+    }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "fielding-worker",
+            "version": API_VERSION,
+            "description": "Fielding runs' lifecycle as Kafka commands, results and events. "
+            "Outputs are written in Kafka transactions: read them with "
+            "isolation.level=read_committed.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {
+                "host": _default("kafka_bootstrap_servers"),
+                "protocol": "kafka",
+                "description": "`make run`'s broker (Apache Kafka 4, KRaft).",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
