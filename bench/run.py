@@ -37,6 +37,7 @@ from bench.ceilings import database_alone, kafka_consume_produce, kafka_loops
 from bench.http import bench_http
 from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import run_naive
+from bench.tracing import bench_tracing
 from schemas.command import new_command
 from schemas.types import new_ulid
 from worker.adapters.kafka.admin import admin_client
@@ -325,28 +326,11 @@ async def bench_worker(
     process = start_worker(settings)
     report: dict[str, Any] = {"commands": n}
     try:
-        while watcher.count == 0:
-            await watcher.wait_for(1)
-        # Timed from the first results on (start-up and joining the group are not part of the
-        # rate), counting only the commands answered after them.
-        first, cpu_at_first, answered_at_first = (
-            time.monotonic(),
-            cpu_seconds_of(process.pid),
-            watcher.count,
-        )
-        machine_at_first = cpu_jiffies()
-        await watcher.wait_for(n)
-        drained = time.monotonic() - first
-        cpu_seconds = cpu_seconds_of(process.pid) - cpu_at_first
-        busy = busy_cores(machine_at_first, cpu_jiffies())
-        timed = max(1, n - answered_at_first)
+        report.update(await timed_drain(watcher, process, n))
+        throughput = report["commands_per_second"]
         wal_after = await wal_syncs(database_url)
-        throughput = timed / drained if drained > 0 else float("inf")
         report.update(
             {
-                "commands_per_second": throughput,
-                "cpu_us_per_command": cpu_seconds * 1e6 / timed,
-                "busy_cores": busy,
                 "wal_syncs": wal_after - wal_before,
                 "commands_per_wal_sync": n / max(1, wal_after - wal_before),
             }
@@ -378,6 +362,31 @@ async def bench_worker(
         process.wait(60)
         await watcher.stop()
     return report
+
+
+async def timed_drain(
+    watcher: ResultWatcher, process: subprocess.Popen[bytes], n: int
+) -> dict[str, float]:
+    """How fast `process` answers a backlog of `n` commands: timed from the first results on
+    (start-up and joining the group are not part of the rate), counting only the commands
+    answered after them; its CPU per command, and how busy the machine was."""
+    while watcher.count == 0:
+        await watcher.wait_for(1)
+    first, cpu_at_first, answered_at_first = (
+        time.monotonic(),
+        cpu_seconds_of(process.pid),
+        watcher.count,
+    )
+    machine_at_first = cpu_jiffies()
+    await watcher.wait_for(n)
+    drained = time.monotonic() - first
+    cpu_seconds = cpu_seconds_of(process.pid) - cpu_at_first
+    timed = max(1, n - answered_at_first)
+    return {
+        "commands_per_second": timed / drained if drained > 0 else float("inf"),
+        "cpu_us_per_command": cpu_seconds * 1e6 / timed,
+        "busy_cores": busy_cores(machine_at_first, cpu_jiffies()),
+    }
 
 
 async def bench_naive(
@@ -467,6 +476,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
         cpu_seconds_of,
     )
     report["http"] = await measure_http(base, args.http_requests, args.http_rate)
+    report["tracing"] = await measure_tracing(base, args.tracing_commands)
     timers_url = await fresh_database(base.database_url, "fielding_bench_timers")
     report["timers"] = await bench_timer_burst(
         scenario_settings(base, timers_url, "timers"), timers_url, args.timer_runs, start_worker
@@ -530,6 +540,29 @@ async def measure_http(base: Settings, requests: int, rate: float) -> dict[str, 
         )
     finally:
         await watcher.stop()
+
+
+async def measure_tracing(base: Settings, per_drain: int) -> dict[str, Any]:
+    """bench/tracing.py: each drain on its own topics, over runs of its own."""
+    url = await fresh_database(base.database_url, "fielding_bench_tracing")
+    rounds = 2
+    runs = await create_runs(url, per_drain * rounds * 3)
+    next_run = iter(range(0, per_drain * rounds * 3, per_drain))
+
+    async def drain(n: int, env: dict[str, str]) -> dict[str, float]:
+        start = next(next_run)
+        settings = await backlog_scenario(base, url, "tracing", runs, range(start, start + n))
+        watcher = ResultWatcher(settings)
+        await watcher.start()
+        process = start_worker(settings, **env)
+        try:
+            return await timed_drain(watcher, process, n)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+            await watcher.stop()
+
+    return await bench_tracing(drain, per_drain, rounds)
 
 
 def free_port() -> int:
@@ -656,6 +689,15 @@ def table(report: dict[str, Any]) -> str:
         f"p50 {http['kafka_p50_ms']:.1f} ms, p99 {http['kafka_p99_ms']:.1f} ms "
         f"(HTTP/Kafka p50 {http['http_vs_kafka_p50']:.2f}, p99 {http['http_vs_kafka_p99']:.2f})"
     )
+    tracing = report["tracing"]
+    lines.append(
+        "tracing, against off: "
+        f"on at 100% throughput {tracing['on_100_vs_off_throughput']:.2f}, CPU per command "
+        f"{tracing['on_100_vs_off_cpu_per_command']:.2f}; on at 10% throughput "
+        f"{tracing['on_10_vs_off_throughput']:.2f}, CPU per command "
+        f"{tracing['on_10_vs_off_cpu_per_command']:.2f} "
+        f"({tracing['off']['cpu_us_per_command']:.0f} µs CPU per command off)"
+    )
     if "due_scale" in report:
         due = report["due_scale"]
         lines.append(
@@ -707,6 +749,9 @@ def cli() -> None:
     parser.add_argument(
         "--http-rate", type=float, default=200.0, help="requests per second offered to serve"
     )
+    parser.add_argument(
+        "--tracing-commands", type=int, default=20_000, help="commands per drain, tracing on or off"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
@@ -716,6 +761,7 @@ def cli() -> None:
         args.memory = [300, 900]
         args.mixed_commands, args.timer_runs, args.due_runs = 200, 300, 20
         args.http_requests, args.http_rate = 60, 50.0
+        args.tracing_commands = 200
     report = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

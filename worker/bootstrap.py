@@ -23,9 +23,11 @@ from worker.adapters.postgres.pool import create_pool
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
 from worker.observability.health import Health
+from worker.observability.tracing import BatchTracer, TracedStore, Tracing
 from worker.service.auth import TokenIssuer, TokenVerifier
 from worker.service.handler import CommandHandler
 from worker.service.outputs import Channel
+from worker.service.ports import CommandStore
 from worker.service.processor import BatchProcessor
 from worker.service.scheduler import TimerScheduler
 from worker.settings import Settings
@@ -55,7 +57,7 @@ async def create_topics(settings: Settings) -> list[str]:
     )
 
 
-def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchProcessor:
+def build_processor(settings: Settings, store: CommandStore) -> BatchProcessor:
     verifier = TokenVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         settings.jwt_public_key,
@@ -72,7 +74,11 @@ def build_processor(settings: Settings, store: PostgresCommandStore) -> BatchPro
 
 
 def build_consumer(
-    settings: Settings, pool: asyncpg.Pool, processor: BatchProcessor, health: Health
+    settings: Settings,
+    pool: asyncpg.Pool,
+    processor: BatchProcessor,
+    health: Health,
+    tracer: BatchTracer | None = None,
 ) -> CommandConsumer:
     claims = PostgresPartitionClaims(pool)
     topics = {
@@ -94,7 +100,7 @@ def build_consumer(
             settings.replies_topic,
         )
         return AssignmentPipeline(
-            partitions, owner_id, publisher, claims, processor, positions, limits, health
+            partitions, owner_id, publisher, claims, processor, positions, limits, health, tracer
         )
 
     config = ConsumerConfig(
@@ -110,17 +116,26 @@ def build_consumer(
     return CommandConsumer(config, make_pipeline, health)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, serve_http: bool = True) -> None:
-    """Runs until `stop` is set, then drains: in-flight batches finish and commit."""
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    serve_http: bool = True,
+    tracing: Tracing | None = None,
+) -> None:
+    """Runs until `stop` is set, then drains: in-flight batches finish and commit. With
+    `tracing`, a span per command and per batch (see observability/tracing.py)."""
     pool = await create_pool(
         settings.database_url, max_size=8, statement_timeout=settings.statement_timeout_seconds
     )
     health = Health(stall_seconds=settings.stall_seconds)
     server = http.serve(health, settings.metrics_port) if serve_http else None
-    store = PostgresCommandStore(
+    store: CommandStore = PostgresCommandStore(
         pool, settings.rate_limit_window_seconds, settings.rate_limit_per_account
     )
-    consumer = build_consumer(settings, pool, build_processor(settings, store), health)
+    tracer = None
+    if tracing is not None:
+        store, tracer = TracedStore(store, tracing), BatchTracer(tracing)
+    consumer = build_consumer(settings, pool, build_processor(settings, store), health, tracer)
     metrics.LAST_PROGRESS.set_to_current_time()
     chores = asyncio.create_task(_chores(pool, settings, health))
     timers = asyncio.create_task(_timers(settings, pool, stop))
@@ -211,7 +226,7 @@ async def _check_and_keep_house(pool: asyncpg.Pool, settings: Settings, health: 
         await asyncio.sleep(DATABASE_CHECK_SECONDS)
 
 
-async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | None = None) -> None:
     """`fielding-worker serve`: the HTTP API until `stop` is set."""
     import uvicorn
 
@@ -228,7 +243,11 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
         settings.replies_topic,
         settings.reply_partition,
     )
-    await gateway.start()
+    try:
+        await gateway.start()
+    except BaseException:
+        await pool.close()
+        raise
     verifier = TokenVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         settings.jwt_public_key,
@@ -237,17 +256,24 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
         issuer=settings.jwt_issuer,
     )
     app = create_app(ApiContext(verifier, gateway, pool, settings.http_deadline_seconds))
+    if tracing is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # A span per request, in the caller's trace; the command it sends continues it.
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=tracing.provider, exclude_spans=["receive", "send"]
+        )
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="0.0.0.0", port=settings.api_port, log_config=None, access_log=False
         )
     )
     serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait(
-            {serving, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
-        )
+        await asyncio.wait({serving, stopping}, return_when="FIRST_COMPLETED")
     finally:
+        stopping.cancel()
         server.should_exit = True
         await serving
         await gateway.stop()

@@ -10,6 +10,7 @@ from typing import Any
 from tests.support.kafka import TopicReader
 from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.bootstrap import run_worker
+from worker.observability.tracing import Tracing
 from worker.settings import Settings
 
 
@@ -30,9 +31,13 @@ class RunningWorker:
 class WorkerFactory:
     started: list[RunningWorker] = field(default_factory=list)
 
-    async def start(self, settings: Settings, serve_http: bool = False) -> RunningWorker:
+    async def start(
+        self, settings: Settings, serve_http: bool = False, tracing: Tracing | None = None
+    ) -> RunningWorker:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_worker(settings, stop, serve_http=serve_http))
+        task = asyncio.create_task(
+            run_worker(settings, stop, serve_http=serve_http, tracing=tracing)
+        )
         running = RunningWorker(stop, task)
         self.started.append(running)
         return running

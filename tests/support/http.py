@@ -14,6 +14,7 @@ from tests.support.commands import token
 from tests.support.processes import free_port
 from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.bootstrap import run_api
+from worker.observability.tracing import Tracing
 from worker.settings import Settings
 
 ApiStarter = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -25,11 +26,11 @@ async def serving(settings: Settings) -> AsyncIterator[ApiStarter]:
     and yields clients of them; stops them all at the end."""
     running: list[tuple[asyncio.Event, asyncio.Task[None], httpx.AsyncClient]] = []
 
-    async def start(**overrides: Any) -> httpx.AsyncClient:
+    async def start(tracing: Tracing | None = None, **overrides: Any) -> httpx.AsyncClient:
         port = free_port()
         stop = asyncio.Event()
         task = asyncio.create_task(
-            run_api(settings.model_copy(update={"api_port": port, **overrides}), stop)
+            run_api(settings.model_copy(update={"api_port": port, **overrides}), stop, tracing)
         )
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1", timeout=30)
         running.append((stop, task, client))

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from worker.observability.tracing import configure_tracing
 from worker.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -36,6 +37,7 @@ def test_the_compose_file_has_the_services_the_readme_names() -> None:
         "api",
         "prometheus",
         "grafana",
+        "jaeger",
     } <= set(compose()["services"])
 
 
@@ -50,8 +52,21 @@ def test_worker_services_use_only_settings_the_worker_reads_and_run_its_commands
     for name, command in commands.items():
         service = services[name]
         assert service["command"] == command
-        assert set(service["environment"]) <= env_names(), set(service["environment"]) - env_names()
-        Settings(**{k.lower(): v for k, v in service["environment"].items() if "${" not in v})
+        ours = {k: v for k, v in service["environment"].items() if not k.startswith("OTEL_")}
+        assert set(ours) <= env_names(), set(ours) - env_names()
+        Settings(**{k.lower(): v for k, v in ours.items() if "${" not in v})
+
+
+def test_the_worker_traces_to_jaeger_over_otlp() -> None:
+    services = compose()["services"]
+    environment = services["worker"]["environment"]
+    assert services["api"]["environment"]["OTEL_TRACES_EXPORTER"] == "otlp"
+    tracing = configure_tracing("fielding-worker", environment)
+    assert tracing is not None, "the compose file's OTEL_* variables turn tracing on"
+    tracing.shutdown()
+    endpoint = urlparse(environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert (endpoint.hostname, endpoint.port) == ("jaeger", 4318)  # Jaeger's OTLP over HTTP
+    assert "16686:16686" in services["jaeger"]["ports"]
 
 
 def test_the_worker_reaches_kafka_and_postgres_where_they_listen() -> None:

@@ -65,13 +65,20 @@ def _tune_garbage_collection() -> None:
 
 
 def _until_signalled(
-    entry: Callable[[Settings, asyncio.Event], Awaitable[None]], tune: bool = False
+    entry: Callable[..., Awaitable[None]], service_name: str, tune: bool = False
 ) -> None:
-    """Runs `entry` until SIGTERM or SIGINT sets its stop event."""
+    """Runs `entry(settings, stop, tracing=...)` until SIGTERM or SIGINT sets its stop event;
+    tracing as the OTEL_* variables say (off by default), flushed at the end."""
+    from worker.adapters.kafka.request_reply import RepliesTopicMissing
     from worker.observability.logs import configure_logging
+    from worker.observability.tracing import TracingConfigurationError, configure_tracing
 
     settings = _settings()
     configure_logging(settings.log_level)
+    try:
+        tracing = configure_tracing(service_name)
+    except TracingConfigurationError as error:
+        raise click.UsageError(str(error)) from None
     if tune:
         _tune_garbage_collection()
 
@@ -80,9 +87,15 @@ def _until_signalled(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await entry(settings, stop)
+        await entry(settings, stop, tracing=tracing)
 
-    asyncio.run(_main())
+    try:
+        asyncio.run(_main())
+    except RepliesTopicMissing as missing:
+        raise click.ClickException(str(missing)) from None
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 @main.command()
@@ -90,7 +103,7 @@ def run() -> None:
     """Run the worker until SIGTERM or SIGINT, then drain and commit."""
     from worker.bootstrap import run_worker
 
-    _until_signalled(run_worker, tune=True)
+    _until_signalled(run_worker, "fielding-worker", tune=True)
 
 
 @main.command()
@@ -98,7 +111,7 @@ def serve() -> None:
     """Serve the public API's fielding operations over HTTP on API_PORT (see README.md)."""
     from worker.bootstrap import run_api
 
-    _until_signalled(run_api)
+    _until_signalled(run_api, "fielding-worker-serve")
 
 
 @main.command()

@@ -23,7 +23,7 @@ from schemas.command import (
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
-from worker.service.outputs import Echo, clean_text, header_keys_are_utf8, reply_partition
+from worker.service.outputs import Echo, clean_text, header_keys_are_utf8, reply_address
 from worker.service.ports import RecordOrigin
 from worker.service.trace_context import continue_trace
 
@@ -62,7 +62,7 @@ class Rejected:
     invalid_params: tuple[InvalidParam, ...] | None
     trace_headers: list[tuple[str, bytes]]
     trace_id: str
-    reply_to: int | None = None
+    reply_to: tuple[int, bytes] | None = None  # where `serve` waits for the result
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class Admitted:
     trace_headers: list[tuple[str, bytes]]
     trace_id: str
     echo: Echo
-    reply_to: int | None = None
+    reply_to: tuple[int, bytes] | None = None  # where `serve` waits for the result
 
 
 Triaged = Unreadable | Rejected | Admitted
@@ -132,7 +132,7 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
     except ValidationError as error:
         return _triage_invalid(record, record.value, verifier, error)
     trace_headers, trace_id = continue_trace(record.headers)
-    reply_to = reply_partition(record.headers)
+    reply_to = reply_address(record.headers)
     echo = Echo.of_command(command)
     principal = verifier.verify(header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):
@@ -167,7 +167,7 @@ def _triage_invalid(
             record, "the value has no readable command_id (a string of 1 to 255 characters)"
         )
     trace_headers, trace_id = continue_trace(record.headers)
-    reply_to = reply_partition(record.headers)
+    reply_to = reply_address(record.headers)
     echo = Echo.of_members(members, command_id)
     principal = verifier.verify(header(record.headers, "authorization"))
     if isinstance(principal, AuthFailure):  # authentication is judged before the schema

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class Channel(Enum):
 # A command sent by `fielding-worker serve` names, in this header, the partition of the replies
 # topic that its HTTP process reads: its result goes there too, keyed by its command_id.
 REPLY_TO = "fielding-reply-to"
+REPLY_ID = "fielding-reply-id"
+REPLY_ID_PATTERN = re.compile(rb"[0-9a-f]{32}")
 MOST_REPLY_PARTITIONS = 1 << 16
 
 
@@ -70,8 +73,12 @@ class Emission:
     origin: RecordOrigin | None = None  # the command record this answers or copies
     status: Status | None = None  # results only, for metrics
     command_type: str | None = None  # results only: a known command type, or None
-    # Results only: (partition of the replies topic, key) to send a copy to, for `serve`.
+    # Results only: (partition of the replies topic, key) to send a copy to, for `serve`
+    # (`reply_address`).
     reply: tuple[int, bytes] | None = None
+    # Results only, for traces: the command's id and run, as far as they could be read.
+    command_id: str | None = None
+    fielding_run_id: str | None = None
 
     @property
     def size(self) -> int:
@@ -91,13 +98,20 @@ def clean_text(text: str, limit: int = MAX_ECHO) -> str:
     return text
 
 
-def reply_partition(headers: Headers) -> int | None:
-    """The replies partition a command's `fielding-reply-to` header names, if it names one."""
+def reply_address(headers: Headers) -> tuple[int, bytes] | None:
+    """Where `serve` waits for this command's result, when both its headers say so and are
+    well formed: the replies partition `fielding-reply-to` names (decimal digits), and the key
+    `fielding-reply-id` gives (32 lowercase hex digits, random per request: a reply reaches
+    the request that asked, not another with the same command_id)."""
+    partition = reply_id = None
     for key, value in headers:
         if key == REPLY_TO and value and len(value) <= 5 and value.isdigit():
             partition = int(value)
-            return partition if partition < MOST_REPLY_PARTITIONS else None
-    return None
+        elif key == REPLY_ID and value and REPLY_ID_PATTERN.fullmatch(value):
+            reply_id = value
+    if partition is None or reply_id is None or partition >= MOST_REPLY_PARTITIONS:
+        return None
+    return partition, reply_id
 
 
 def header_keys_are_utf8(headers: Headers) -> bool:
@@ -261,14 +275,23 @@ def result(
     record_key: bytes | None,
     trace_headers: Headers,
     origin: RecordOrigin,
-    reply_to: int | None = None,
+    reply_to: tuple[int, bytes] | None = None,
 ) -> Emission:
     """A result, keyed by `fielding_run_id`; where that is unreadable, by the command's key.
-    With `reply_to`, a copy goes to that replies partition too, keyed by the command_id."""
+    With `reply_to` (`reply_address`), a copy goes to that replies partition too, with that key."""
     key = echo.fielding_run_id.encode() if echo.fielding_run_id else record_key
-    reply = (reply_to, echo.command_id.encode()) if reply_to is not None else None
+    reply = reply_to
     return Emission(
-        Channel.RESULT, key, value, trace_headers, origin, status, echo.known_type, reply
+        Channel.RESULT,
+        key,
+        value,
+        trace_headers,
+        origin,
+        status,
+        echo.known_type,
+        reply,
+        echo.command_id,
+        echo.fielding_run_id,
     )
 
 

@@ -7,9 +7,10 @@ OpenTelemetry's propagator does the parsing and validation; an invalid or missin
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -21,6 +22,14 @@ MAX_HEADER_BYTES = 32 * 257
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Span and trace ids need uniqueness, not secrecy (OpenTelemetry's SDK uses the same generator).
 _random = random.Random()
+# Whether a trace this process starts is sampled: yes, unless tracing is on and its sampler
+# says otherwise (`observability.tracing` sets this).
+_samples_new_trace: Callable[[int], bool] | None = None
+
+
+def sample_new_traces(decide: Callable[[int], bool] | None) -> None:
+    global _samples_new_trace
+    _samples_new_trace = decide
 
 
 def _carrier(headers: Headers) -> dict[str, str]:
@@ -35,17 +44,22 @@ def _carrier(headers: Headers) -> dict[str, str]:
     return carrier
 
 
+def parent_context(command_headers: Headers) -> Context:
+    """The command's trace context, as OpenTelemetry reads it (empty when it has none)."""
+    return _PROPAGATOR.extract(_carrier(command_headers))
+
+
 def continue_trace(command_headers: Headers) -> tuple[list[tuple[str, bytes]], str]:
     """Headers for an output of this command, and its trace id (hex) for logs. The parent is
     read and validated by OpenTelemetry's propagator; the child's `traceparent` is written
     directly in W3C's format (the propagator's inject cost a third of this, per command)."""
-    parent = trace.get_current_span(
-        _PROPAGATOR.extract(_carrier(command_headers))
-    ).get_span_context()
+    parent = trace.get_current_span(parent_context(command_headers)).get_span_context()
     if parent.is_valid:
         trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
     else:
-        trace_id, flags, state = _random.getrandbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
+        trace_id, state = _random.getrandbits(128) or 1, None
+        sampled = _samples_new_trace is None or _samples_new_trace(trace_id)
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
     span_id = _random.getrandbits(64) or 1
     headers = [("traceparent", f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}".encode())]
     if state:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from schemas.api import FieldingRunItem
 from schemas.command import Command
@@ -21,6 +22,8 @@ from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.service import outputs
 from worker.service.auth import TokenVerifier
 from worker.service.trace_context import continue_trace
+
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class Gateway(Protocol):
@@ -80,14 +83,32 @@ def timed_out(command_id: str, deadline: float) -> ApiProblem:
 
 
 def trace_headers(request: Request) -> dict[str, str]:
-    """A response continues the caller's trace (or starts one), as a result does."""
-    raw = [
+    """A response continues the caller's trace (or starts one), as a result does: with this
+    request's span when tracing is on."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)  # nothing unless tracing put a span in the current context
+    if "traceparent" in carrier:
+        return carrier
+    headers, _ = continue_trace(_caller_trace(request))
+    return {name: value.decode("latin-1") for name, value in headers}
+
+
+def command_trace(request: Request) -> list[tuple[str, bytes]]:
+    """The trace context a command carries: this request's span when tracing is on, else
+    the caller's own headers, as they came."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    if "traceparent" in carrier:
+        return [(name, value.encode("latin-1")) for name, value in carrier.items()]
+    return _caller_trace(request)
+
+
+def _caller_trace(request: Request) -> list[tuple[str, bytes]]:
+    return [
         (name, value.encode("latin-1"))
         for name, value in request.headers.items()
         if name in ("traceparent", "tracestate")
     ]
-    headers, _ = continue_trace(raw)
-    return {name: value.decode("latin-1") for name, value in headers}
 
 
 def run_item(run: FieldingRunRecord) -> FieldingRunItem:
@@ -119,13 +140,27 @@ def answer(reply: Reply, location: Callable[[str], str] | None = None) -> Respon
     if status == Status.NO_CONTENT:
         return Response(status_code=status, headers=headers)
     if status >= 400:
-        return JSONResponse(result["error"], status_code=status, headers=headers)
+        return JSONResponse(_as_http(result["error"]), status_code=status, headers=headers)
     body = result.get("body") or {}
     if status == Status.CREATED:
         body = body["job"]
         if location is not None:
             headers["Location"] = location(body["job_id"])
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# Where the public API carries in a header what a command carries as a field.
+HEADER_NAMES = {"if_match": "If-Match", "command_id": "idempotency-key"}
+
+
+def _as_http(body: dict[str, Any]) -> dict[str, Any]:
+    """A result's error as the HTTP caller sent it: fields named as their headers."""
+    params = body.get("invalid_params")
+    if isinstance(params, list):
+        body["invalid_params"] = [
+            {**p, "name": HEADER_NAMES.get(p.get("name"), p.get("name"))} for p in params
+        ]
+    return body
 
 
 # --- the OpenAPI document's responses ----------------------------------------------------------
@@ -138,10 +173,14 @@ TRACE = {
 
 
 def documented(
-    success: int, *errors: int, etag: int | None = None, location: int | None = None
+    success: int,
+    *errors: int,
+    etag: int | None = None,
+    location: int | None = None,
+    waits: bool = False,
 ) -> dict[int | str, dict[str, Any]]:
     """The responses of an operation: the success with its headers, each error with the
-    public API's body, and 504 (no result within the deadline)."""
+    public API's body, and for a change (`waits` for the worker) 504: no result in time."""
     responses: dict[int | str, dict[str, Any]] = {}
     headers: dict[str, Any] = dict(TRACE)
     if etag == success:
@@ -157,6 +196,8 @@ def documented(
                 "headers": {**TRACE, "retry-after": {"schema": {"type": "integer"}}},
             }
         responses[status] = entry
+    if not waits:
+        return responses
     responses[504] = {
         "description": "No result within the deadline; the command may still apply, once.",
         "content": {"application/json": {"schema": {"type": "object"}}},

@@ -13,15 +13,18 @@ else, with the public API's operation ids.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.api import (
     BulkTargetGroupsRequest,
@@ -37,9 +40,11 @@ from schemas.job import BulkJob, FieldingRunJob
 from schemas.result import LaunchedTimes, Status, UpdatedRun
 from schemas.types import ETAG_PATTERN, INT32_MAX, ULID_PATTERN, etag_of, new_ulid
 from worker.adapters.http.answers import (
+    HEADER_NAMES,
     ApiContext,
     ApiProblem,
     answer,
+    command_trace,
     documented,
     error,
     run_item,
@@ -53,12 +58,24 @@ from worker.service import outputs
 from worker.service.auth import AuthFailure, Principal
 from worker.service.intake import invalid_params
 
+log = logging.getLogger(__name__)
+
 PROJECT = "/v1/demand/accounts/{account_id}/projects/{project_id}"
 GROUP = PROJECT + "/target-groups/{target_group_id}"
 RUN = GROUP + "/fielding-runs/{fielding_run_id}"
-# Where the public API carries in a header what a command carries as a field.
-HEADER_NAMES = {"if_match": "If-Match", "command_id": "idempotency-key"}
-FORWARDED = ("authorization", "traceparent", "tracestate")
+
+
+def decimal_digits(value: object) -> object:
+    """An account id as the path writes it: digits only (`+101`, `1_01`, `101.0` are not one)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("an account id is a positive integer in decimal digits")
+    return value
+
+
+def calendar_date(value: str) -> str:
+    """An API version names a day: 2025-02-30 is not one."""
+    date.fromisoformat(value)  # a ValueError is a 400 naming the header
+    return value
 
 
 def context_of(request: Request) -> ApiContext:
@@ -79,16 +96,18 @@ def principal(request: Request) -> Principal:
 
 
 User = Annotated[Principal, Depends(principal)]
-AccountId = Annotated[int, Path(gt=0, le=INT32_MAX)]
+AccountId = Annotated[int, Path(gt=0, le=INT32_MAX), BeforeValidator(decimal_digits)]
 UlidPath = Annotated[str, Path(pattern=ULID_PATTERN)]
-JobId = Annotated[str, Path(min_length=1, max_length=64)]
+JobId = Annotated[str, Path(pattern=ULID_PATTERN)]  # job ids are derived ULIDs
 ApiVersion = Annotated[
     str,
     Header(
         alias="Cint-API-Version",
-        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        json_schema_extra={"format": "date"},
         description="The API version, a date (YYYY-MM-DD), e.g. 2025-12-18.",
     ),
+    AfterValidator(calendar_date),
 ]
 IfMatch = Annotated[
     str,
@@ -137,11 +156,9 @@ async def change(
         ]
         raise error(Status.BAD_REQUEST, "the request does not match its schema", params) from None
     allowed(user, command.account_id)
-    headers = [
-        (name, value.encode("latin-1"))
-        for name in FORWARDED
-        if (value := request.headers.get(name)) is not None
-    ]
+    headers = command_trace(request)
+    if (authorization := request.headers.get("authorization")) is not None:
+        headers.append(("authorization", authorization.encode("latin-1")))
     context = context_of(request)
     reply = await context.gateway.send(command, headers, context.deadline_seconds)
     if reply is None:
@@ -177,7 +194,7 @@ batch = APIRouter(tags=["Fielding (Batch)"])
     GROUP + "/fielding-runs",
     operation_id="get_fielding_runs_by_target_group_id",
     response_model=FieldingRunList,
-    responses=documented(200, 400, 401, 403, 429, 500),
+    responses=documented(200, 400, 401, 403, 500),
 )
 async def list_runs(
     request: Request,
@@ -199,7 +216,7 @@ async def list_runs(
     RUN,
     operation_id="get_fielding_run",
     response_model=FieldingRunItem,
-    responses=documented(200, 400, 401, 403, 404, 429, 500, etag=200),
+    responses=documented(200, 400, 401, 403, 404, 500, etag=200),
 )
 async def get_fielding_run(
     request: Request,
@@ -284,7 +301,9 @@ for _action, (_kind, _status, _model) in RUN_ACTIONS.items():
         operation_id=_kind,
         status_code=_status,
         response_model=_model,
-        responses=documented(_status, 400, 401, 403, 404, 412, 422, 429, 500, etag=_status),
+        responses=documented(
+            _status, 400, 401, 403, 404, 412, 422, 429, 500, etag=_status, waits=True
+        ),
     )
 
 
@@ -293,7 +312,7 @@ for _action, (_kind, _status, _model) in RUN_ACTIONS.items():
     operation_id="update_fielding_run",
     status_code=202,
     response_model=UpdatedRun,
-    responses=documented(202, 400, 401, 403, 404, 412, 422, 429, 500, etag=202),
+    responses=documented(202, 400, 401, 403, 404, 412, 422, 429, 500, etag=202, waits=True),
 )
 async def update_fielding_run(
     request: Request,
@@ -331,7 +350,7 @@ def draft_location(
     operation_id="create_launch_fielding_run_from_draft_job",
     status_code=201,
     response_model=FieldingRunJob,
-    responses=documented(201, 400, 401, 403, 429, 500, location=201),
+    responses=documented(201, 400, 401, 403, 429, 500, location=201, waits=True),
 )
 async def launch_from_draft(
     request: Request,
@@ -359,7 +378,7 @@ async def launch_from_draft(
     operation_id="create_schedule_fielding_run_from_draft_job",
     status_code=201,
     response_model=FieldingRunJob,
-    responses=documented(201, 400, 401, 403, 429, 500, location=201),
+    responses=documented(201, 400, 401, 403, 429, 500, location=201, waits=True),
 )
 async def schedule_from_draft(
     request: Request,
@@ -404,7 +423,7 @@ for _action, _verb in (("launch-from-draft", "launch"), ("schedule-from-draft", 
         methods=["GET"],
         operation_id=f"get_{_verb}_fielding_run_from_draft_job",
         response_model=FieldingRunJob,
-        responses=documented(200, 400, 401, 403, 404, 429, 500),
+        responses=documented(200, 400, 401, 403, 404, 500),
     )
 
 
@@ -458,7 +477,7 @@ for _action in ("complete", "launch", "pause", "resume", "relaunch"):
         status_code=201,
         response_model=BulkJob,
         # The public API lists no 429 here; this service limits bulk jobs as every command.
-        responses=documented(201, 400, 401, 403, 404, 429, 500, location=201),
+        responses=documented(201, 400, 401, 403, 404, 429, 500, location=201, waits=True),
     )
     batch.add_api_route(
         bulk_path(_action) + "/{job_id}",
@@ -506,6 +525,8 @@ async def _invalid(request: Request, invalid: Exception) -> Response:
     params = []
     for problem in invalid.errors():
         where, *field = problem["loc"]
+        if problem["type"] == "json_invalid":  # its location is a character position
+            field = []
         name = ".".join(str(part) for part in field) or str(where)
         params.append(
             InvalidParam(
@@ -514,6 +535,41 @@ async def _invalid(request: Request, invalid: Exception) -> Response:
         )
     bad = error(Status.BAD_REQUEST, "the request does not match its schema", params)
     return await _problem(request, _unless_unauthorized(request, bad))
+
+
+async def _unexpected(request: Request, failure: Exception) -> Response:
+    """Anything else (the database away during a read, say): 500 with the public API's body."""
+    log.error("request failed", exc_info=failure, extra={"path": request.url.path})
+    problem = error(Status.INTERNAL_ERROR, "an unexpected error occurred")
+    return await _problem(request, problem)
+
+
+# A bulk job of 1,000 target groups is about 30 KB; nothing the API takes is larger.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyLimit:
+    """Refuses a request body larger than MAX_BODY_BYTES as it arrives (413), before it is
+    read whole: FastAPI parses a body in one piece, on the event loop."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise StarletteHTTPException(413, f"the body is over {MAX_BODY_BYTES} bytes")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 TITLE = "fielding-worker"
@@ -529,11 +585,14 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",
         redoc_url=None,
+        redirect_slashes=False,  # a redirect would answer before the token is judged
     )
+    app.add_middleware(BodyLimit)
     app.state.context = context
     app.add_exception_handler(ApiProblem, _problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _refused)
+    app.add_exception_handler(Exception, _unexpected)
     app.include_router(router)
     app.include_router(batch)
     document = openapi_document()
@@ -567,4 +626,9 @@ def openapi_document() -> dict[str, Any]:
             del operation["responses"]["422"]
     for unused in ("HTTPValidationError", "ValidationError"):
         document.get("components", {}).get("schemas", {}).pop(unused, None)
+    # Every operation takes the bearer token (judged in `principal`, not by a FastAPI scheme).
+    document["components"]["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    document["security"] = [{"bearerAuth": []}]
     return document

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeAlias, TypeVar
@@ -28,6 +29,7 @@ from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.lenient_records import UNREADABLE_BATCH
 from worker.observability import metrics
 from worker.observability.health import Health
+from worker.observability.tracing import BatchTimes, BatchTracer
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
 from worker.service.ports import PartitionClaims, RecordOrigin, TransientFailure
@@ -129,6 +131,9 @@ class Decided:
     batch: list[Record]
     offsets: dict[TopicPartition, int]
     emissions: list[Emission]
+    span: Any = None  # the batch's span, when tracing is on
+    taken: int = 0  # time.time_ns() when the batch was taken, and when it was decided
+    decided: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,7 @@ class AssignmentPipeline:
         positions: Positions,
         limits: Limits,
         health: Health,
+        tracer: BatchTracer | None = None,
     ) -> None:
         self.partitions = frozenset(partitions)
         self.owner_id = owner_id
@@ -173,6 +179,7 @@ class AssignmentPipeline:
         self._processor = processor
         self._limits = limits
         self._health = health
+        self._tracer = tracer
         self._queue: deque[tuple[Record, int]] = deque()  # records and their sizes
         self._queued_bytes = 0
         self._in_flight: deque[list[Record]] = deque()  # decided or deciding
@@ -313,15 +320,16 @@ class AssignmentPipeline:
                 # Kafka opens the batch's transaction with its offsets while the database
                 # decides it; offset commits go out in batch order.
                 preparing = asyncio.create_task(self._prepare(offsets, after=preparing))
-                with metrics.DECIDE_SECONDS.time():
+                taken = time.time_ns()
+                span = self._tracer.start_batch(len(batch)) if self._tracer else None
+                with metrics.DECIDE_SECONDS.time(), self._current(span):
                     emissions, preparing = await self._decide(batch, offsets, preparing)
                 # Batches commit in order. The next batch is taken only once this one is
                 # handed over, so records wait in one growing batch, not in a queue of small ones.
                 if publishing is not None:
                     await publishing
-                publishing = asyncio.create_task(
-                    self._publish(Decided(batch, offsets, emissions), preparing)
-                )
+                decided = Decided(batch, offsets, emissions, span, taken, time.time_ns())
+                publishing = asyncio.create_task(self._publish(decided, preparing))
                 publishing.add_done_callback(lambda _: self._wake.set())
             if publishing is not None:
                 await publishing
@@ -390,6 +398,7 @@ class AssignmentPipeline:
     async def _publish(self, decided: Decided, preparing: asyncio.Task[Any]) -> None:
         with metrics.PUBLISH_SECONDS.time():
             transaction = await preparing
+            publishing = time.time_ns()
             await within(
                 PUBLISH_TIMEOUT_SECONDS,
                 self._publisher.publish(transaction, decided.emissions),
@@ -399,6 +408,13 @@ class AssignmentPipeline:
         self.committed.update(decided.offsets)
         self._health.progressed(f"{tp.topic}:{tp.partition}" for tp in decided.offsets)
         self._observe(decided.batch, decided.emissions)
+        if self._tracer is not None and decided.span is not None:
+            times = BatchTimes(decided.taken, decided.decided, publishing, time.time_ns())
+            self._tracer.committed(decided.span, decided.batch, decided.emissions, times)
+
+    def _current(self, span: Any) -> AbstractContextManager[Any]:
+        """The batch's span as the current one while it is decided (its store calls' parent)."""
+        return self._tracer.deciding(span) if self._tracer and span else nullcontext()
 
     @staticmethod
     def _observe(batch: list[Record], emissions: list[Emission]) -> None:

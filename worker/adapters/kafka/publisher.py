@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,10 @@ class Transaction:
     producer: AIOKafkaProducer
 
 
+# How often a worker looks for a missing replies topic again.
+REPLIES_LOOK_SECONDS = 30.0
+
+
 class TransactionalPublisher:
     def __init__(
         self,
@@ -67,7 +72,9 @@ class TransactionalPublisher:
         self._owner_id = owner_id
         self._group_id = group_id
         self._topics = topics
-        self._replies_topic = replies_topic
+        self._replies_wanted = replies_topic
+        self._replies_topic: str | None = None  # once it is known to exist
+        self._replies_next_look = 0.0
         self._limits: dict[Channel, int] = {}
         self._producers: list[AIOKafkaProducer] = []
         self._turn = 0
@@ -90,12 +97,7 @@ class TransactionalPublisher:
         init_transactions fences any earlier holder of these ids and aborts its open work."""
         async with admin_client(self._bootstrap_servers) as admin:
             limits = await message_limits(admin, self._topics.values())
-            if self._replies_topic and self._replies_topic not in await admin.list_topics():
-                # A command naming a replies partition must not fail its batch for want of it.
-                log.warning(
-                    "no replies topic %s: results go to the results topic only", self._replies_topic
-                )
-                self._replies_topic = None
+        await self._look_for_replies_topic()
         self._limits = {channel: limits[topic] for channel, topic in self._topics.items()}
         # A batch of many records stays under every topic's limit; a record larger than the
         # batch size still goes, alone in its batch, if its own topic takes it.
@@ -105,6 +107,25 @@ class TransactionalPublisher:
             for transactional_id in producer_ids(self._owner_id)
         ]
         await asyncio.gather(*(producer.start() for producer in self._producers))
+
+    async def _look_for_replies_topic(self) -> None:
+        """Whether the replies topic exists, looked up again at most every
+        REPLIES_LOOK_SECONDS while it does not (it may be made after the worker started). A
+        command naming a replies partition never fails its batch for want of it."""
+        wanted = self._replies_wanted
+        if not wanted or self._replies_topic or time.monotonic() < self._replies_next_look:
+            return
+        self._replies_next_look = time.monotonic() + REPLIES_LOOK_SECONDS
+        try:
+            async with admin_client(self._bootstrap_servers) as admin:
+                found = wanted in await admin.list_topics()
+        except Exception:  # the broker away: the batch meets that anyway
+            log.debug("could not list topics", exc_info=True)
+            return
+        if found:
+            self._replies_topic = wanted
+        else:
+            log.warning("no replies topic %s: results go to the results topic only", wanted)
 
     async def stop(self) -> None:
         for outcome in await asyncio.gather(
@@ -175,8 +196,10 @@ class TransactionalPublisher:
         `serve` goes to the replies partition its command named."""
         emissions = [self._fit(emission) for emission in emissions]
         topics = {self._topics[e.channel] for e in emissions}
-        if self._replies_topic and any(e.reply for e in emissions):
-            topics.add(self._replies_topic)
+        if any(e.reply for e in emissions):
+            await self._look_for_replies_topic()
+            if self._replies_topic:
+                topics.add(self._replies_topic)
         partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in topics}
         builders: dict[tuple[str, int], BatchBuilder] = {}
         deliveries: list[asyncio.Future[Any]] = []

@@ -2,28 +2,34 @@
 comes back to this process.
 
 Each `serve` process reads one partition of the replies topic (chosen at random, or given),
-from its end, and names it in the `fielding-reply-to` header of every command it sends; the
-worker publishes each such command's result there too, keyed by its command_id, in the same
-Kafka transaction as the result itself. A process reads only its partition's replies (a share
-of the serve traffic, none of the other results of the cluster) and matches them by key
-without parsing them. Processes that happen to share a partition each ignore the others'
-replies. Nothing is lost when a process goes away: its commands are applied all the same, and
-a caller that repeats a command with its idempotency-key gets the remembered result.
+from its end. Every command it sends names that partition in a `fielding-reply-to` header and
+carries a `fielding-reply-id`: 32 random hex digits of this request's own. The worker
+publishes the command's result there too, keyed by the reply id, in the same Kafka transaction
+as the result itself. A process reads only its partition's replies (a share of the serve
+traffic, none of the other results of the cluster) and finds the waiting request by the key;
+it then checks that the reply answers that request's command and account, so that neither
+another request with the same idempotency-key nor a forged record can answer it. Processes
+sharing a partition skip each other's replies by key. Nothing is lost when a process goes
+away: its commands apply all the same, and a caller that repeats a command with its
+idempotency-key gets the remembered result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from schemas.command import Command
-from worker.service.outputs import REPLY_TO
+from worker.service.outputs import REPLY_ID, REPLY_TO
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ class Reply:
     headers: Headers
 
 
+class RepliesTopicMissing(RuntimeError):
+    pass
+
+
 class RequestReply:
     def __init__(
         self,
@@ -50,7 +60,8 @@ class RequestReply:
         self._commands_topic = commands_topic
         self._replies_topic = replies_topic
         self._partition = partition
-        self._waiting: dict[bytes, list[asyncio.Future[Reply]]] = {}
+        # By reply id: the request's future, and the command and account it must answer.
+        self._waiting: dict[bytes, tuple[asyncio.Future[Reply], str, int]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reading: asyncio.Task[None] | None = None
@@ -73,8 +84,20 @@ class RequestReply:
         await producer.start()
         await consumer.start()
         self._producer, self._consumer = producer, consumer
+        if self._replies_topic not in await consumer.topics():  # asks the cluster, at once
+            await self.stop()
+            raise RepliesTopicMissing(
+                f"the replies topic {self._replies_topic!r} does not exist: "
+                "run `fielding-worker create-topics` (serve cannot get results without it)"
+            )
         partitions = sorted(await producer.partitions_for(self._replies_topic))
-        if self._partition is None or self._partition not in partitions:
+        if self._partition is not None and self._partition not in partitions:
+            log.warning(
+                "FIELDING_REPLY_PARTITION is not a partition of the replies topic; drawing one",
+                extra={"partition": self._partition, "partitions": len(partitions)},
+            )
+            self._partition = None
+        if self._partition is None:
             self._partition = random.choice(partitions)
         tp = TopicPartition(self._replies_topic, self._partition)
         consumer.assign([tp])
@@ -96,28 +119,27 @@ class RequestReply:
 
     async def send(self, command: Command, headers: Headers, deadline: float) -> Reply | None:
         """Sends `command` with `headers` and returns its result, or None when none came within
-        `deadline` seconds (the command may still apply, once)."""
+        `deadline` seconds, sending included (the command may still apply, once)."""
         assert self._producer is not None, "start() first"
-        key = command.command_id.encode()
+        reply_id = uuid.uuid4().hex.encode()
         waiting: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, []).append(waiting)  # before sending: no reply is missed
+        # Registered before sending, so no reply is missed.
+        self._waiting[reply_id] = (waiting, command.command_id, command.account_id)
+        address = [(REPLY_TO, str(self.partition).encode()), (REPLY_ID, reply_id)]
         try:
-            async with asyncio.timeout(deadline):  # sending counts too: the broker may be away
+            async with asyncio.timeout(deadline):
                 await self._producer.send_and_wait(
                     self._commands_topic,
                     command.model_dump_json().encode(),
                     key=command.key,
-                    headers=[*headers, (REPLY_TO, str(self.partition).encode())],
+                    headers=[*headers, *address],
                 )
                 return await waiting
-        except TimeoutError:
+        except (TimeoutError, KafkaError):  # the broker away: as late as no answer
+            log.warning("no result in time", extra={"command_id": command.command_id})
             return None
         finally:
-            futures = self._waiting.get(key, [])
-            if waiting in futures:
-                futures.remove(waiting)
-            if not futures:
-                self._waiting.pop(key, None)
+            self._waiting.pop(reply_id, None)
 
     async def _read(self) -> None:
         assert self._consumer is not None
@@ -133,6 +155,20 @@ class RequestReply:
                     self._deliver(record)
 
     def _deliver(self, record: Any) -> None:
-        for waiting in self._waiting.get(record.key or b"", []):
-            if not waiting.done():
-                waiting.set_result(Reply(record.value or b"", list(record.headers)))
+        entry = self._waiting.get(record.key or b"")
+        if entry is None:
+            return  # another process's, or one whose request has given up
+        waiting, command_id, account_id = entry
+        try:
+            result = json.loads(record.value or b"")
+            answers = result["command_id"] == command_id and result["account_id"] == account_id
+        except (ValueError, TypeError, KeyError):
+            answers = False
+        if not answers:
+            log.warning(
+                "a reply that does not answer its request; ignored",
+                extra={"command_id": command_id},
+            )
+            return
+        if not waiting.done():
+            waiting.set_result(Reply(record.value or b"", list(record.headers)))
