@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local development only; production sets its own secret.
 export FIELDING_JWT_SECRET ?= local-development-secret-change-me-0123456789
 
-.PHONY: run test services-up services-down bench schemas
+.PHONY: run test services-up services-down bench schemas chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,10 @@ schemas: $(VENV)/.installed
 
 bench: services-up
 	$(BIN)/python -m bench.run
+
+# The long chaos run (CI runs a 40-second one): CHAOS_SECONDS of load with SIGKILLs every
+# second or two, frozen workers, and the broker and Postgres killed; prints the tally.
+CHAOS_SECONDS ?= 600
+chaos: services-up
+	FIELDING_CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/python -m pytest tests/faults/test_chaos.py \
+		-p no:cacheprovider -s -q

@@ -2,6 +2,7 @@
 
     python scripts/services.py up [kafka|postgres]     # idempotent: starts what is not running, waits until ready
     python scripts/services.py down [kafka|postgres]   # stops what `up` started
+    python scripts/services.py kill [kafka|postgres]   # as a crash would: SIGKILL, `immediate`
     python scripts/services.py status
 
 Kafka is assembled from Maven Central artifacts (scripts/kafka/pom.xml) into .local/kafka/libs;
@@ -193,6 +194,21 @@ def kafka_down() -> None:
     _stop(KAFKA_DIR / "broker.pid", "kafka")
 
 
+def kafka_kill() -> None:
+    """SIGKILL, as a lost machine: open transactions stay open and the log is recovered on the
+    next start."""
+    pid_file = KAFKA_DIR / "broker.pid"
+    pid = read_pid(pid_file)
+    if pid is None:
+        log("kafka not running")
+        return
+    os.killpg(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    log("kafka killed")
+
+
 # --- Postgres --------------------------------------------------------------------------------
 
 
@@ -320,6 +336,21 @@ def postgres_down() -> None:
     log("postgres stopped")
 
 
+def postgres_kill() -> None:
+    """`immediate` shutdown: every backend quits at once, no checkpoint; the next start runs
+    crash recovery from the WAL."""
+    data = PG_DIR / "data"
+    if not (data / "postmaster.pid").exists():
+        log("postgres not running")
+        return
+    subprocess.run(
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    log("postgres stopped (immediate)")
+
+
 # --- common ----------------------------------------------------------------------------------
 
 
@@ -337,6 +368,14 @@ def _stop(pid_file: Path, name: str) -> None:
         os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     log(f"{name} stopped")
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a killed child of ours stays in the table until reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def up(only: str | None = None) -> None:
@@ -362,6 +401,13 @@ def down(only: str | None = None) -> None:
         postgres_down()
 
 
+def kill(only: str | None = None) -> None:
+    if only in (None, "kafka"):
+        kafka_kill()
+    if only in (None, "postgres"):
+        postgres_kill()
+
+
 def status() -> None:
     print(f"kafka    localhost:{KAFKA_PORT}  {'up' if port_open(KAFKA_PORT) else 'down'}")
     print(f"postgres localhost:{PG_PORT}  {'up' if port_open(PG_PORT) else 'down'}")
@@ -369,13 +415,13 @@ def status() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "kill", "status"])
     parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="default: both")
     args = parser.parse_args()
     if args.action == "status":
         status()
     else:
-        {"up": up, "down": down}[args.action](args.service)
+        {"up": up, "down": down, "kill": kill}[args.action](args.service)
 
 
 if __name__ == "__main__":

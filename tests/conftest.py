@@ -20,6 +20,7 @@ from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.http import ApiStarter, serving
 from tests.support.kafka import TopicReader
 from tests.support.services import Services, real_services
+from worker.adapters.kafka.admin import admin_client
 from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
 from worker.bootstrap import create_topics
@@ -56,8 +57,10 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def settings(services: Services, database_url: str) -> Settings:
-    """Settings with this test's own topics and group, so tests never see each other's records."""
+async def settings(services: Services, database_url: str) -> AsyncIterator[Settings]:
+    """Settings with this test's own topics and group, so tests never see each other's records.
+    The topics are deleted afterwards: a broker with thousands of partitions takes minutes to
+    recover its logs after the fault tests SIGKILL it."""
     suffix = uuid.uuid4().hex[:10]
     s = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
@@ -79,8 +82,11 @@ async def settings(services: Services, database_url: str) -> Settings:
         session_timeout_ms=6000,
         metrics_port=0,
     )
-    await create_topics(s)
-    return s
+    topics = await create_topics(s)
+    yield s
+    with contextlib.suppress(Exception):  # a fault test may have left the broker away
+        async with admin_client(s.kafka_bootstrap_servers) as admin:
+            await asyncio.wait_for(admin.delete_topics(topics), 30)
 
 
 @pytest.fixture

@@ -86,7 +86,11 @@ def build_consumer(
         Channel.EVENT: settings.events_topic,
         Channel.DLQ: settings.dlq_topic,
     }
-    limits = Limits(max_batch=settings.max_batch, max_batch_bytes=settings.max_batch_bytes)
+    limits = Limits(
+        settings.max_batch,
+        settings.max_batch_bytes,
+        renew_after_seconds=settings.transaction_timeout_ms / 3000,
+    )
 
     def make_pipeline(
         partitions: frozenset[TopicPartition], positions: Positions
@@ -98,6 +102,7 @@ def build_consumer(
             settings.consumer_group,
             topics,
             settings.replies_topic,
+            settings.transaction_timeout_ms,
         )
         return AssignmentPipeline(
             partitions, owner_id, publisher, claims, processor, positions, limits, health, tracer

@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     max_poll_interval_ms: int = Field(
         60_000, ge=1000, validation_alias=_env("FIELDING_MAX_POLL_INTERVAL_MS")
     )
+    transaction_timeout_ms: int = Field(
+        60_000,
+        ge=3000,
+        validation_alias=_env("FIELDING_TRANSACTION_TIMEOUT_MS"),
+        description="The broker aborts a batch's Kafka transaction left open this long (a frozen "
+        "worker's); at most the broker's transaction.max.timeout.ms (15 min by default).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

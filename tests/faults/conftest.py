@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -225,5 +226,56 @@ async def live_runs(make_run: Any) -> AsyncIterator[Any]:
     yield make
 
 
-def report(name: str, tally: Tally, faults: int, runs: int = 1) -> None:
-    print(f"\nFAULTS {name}: runs={runs} faults={faults} {tally}")
+def report(name: str, tally: Tally, faults: int, runs: int = 1, recovered: str = "") -> None:
+    print(f"\nFAULTS {name}: runs={runs} faults={faults} {tally} {recovered}".rstrip())
+
+
+@dataclass(frozen=True)
+class Fault:
+    """When a fault began and ended (wall clock, seconds), as the test saw it."""
+
+    started: float
+    ended: float
+
+
+def throughput(results: Outputs, since: float, until: float) -> float:
+    """Results per second committed in [since, until), by the results' own timestamps (set
+    by the worker when it published them)."""
+    count = sum(1 for r in results.results.records if since * 1000 <= r.timestamp < until * 1000)
+    return count / (until - since)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How a fault showed in the results' flow: for how long, from the fault's start, results
+    flowed below 90% of the level before it, and how long after the fault's end they were back."""
+
+    below_s: float
+    after_end_s: float
+
+    def __str__(self) -> str:
+        return f"{self.below_s}/{self.after_end_s}"
+
+
+def recovery(
+    outputs: Outputs, fault: Fault, level: float, window: float = 1.0, step: float = 0.1
+) -> Recovery | None:
+    """Scans the results' timestamps from the fault's start, `window` at a time: where the flow
+    first falls under 90% of `level`, then where it first climbs back. None if it never does."""
+    stamps = sorted(r.timestamp / 1000 for r in outputs.results.records)
+    if not stamps:
+        return None
+
+    def rate(at: float) -> float:
+        return (bisect_left(stamps, at + window) - bisect_left(stamps, at)) / window
+
+    at, last = fault.started, stamps[-1] - window
+    while at <= last and rate(at) >= 0.9 * level:
+        at += step
+    if at > last or at > fault.ended:  # never fell, while the fault lasted
+        return Recovery(0.0, 0.0)
+    while at <= last and rate(at) < 0.9 * level:
+        at += step
+    if at > last:
+        return None
+    return Recovery(round(at - fault.started, 1), round(max(0.0, at - fault.ended), 1))

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from worker.settings import Settings
@@ -43,11 +44,18 @@ class WorkerProcess:
     """`fielding-worker run` (or, with command="serve", the HTTP API) as a process of its own."""
 
     def __init__(
-        self, settings: Settings, log_dir: Path, name: str, command: str = "run", **env: str
+        self,
+        settings: Settings,
+        log_dir: Path,
+        name: str,
+        command: str = "run",
+        prefix: Sequence[str] = (),
+        **env: str,
     ) -> None:
         self.settings = settings
         self.name = name
         self.command = command
+        self.prefix = list(prefix)  # e.g. `ip netns exec NAME`, which execs the worker in place
         self.metrics_port = free_port()
         self.api_port = free_port()
         self._env = environment(
@@ -60,7 +68,7 @@ class WorkerProcess:
     def start(self) -> None:
         with open(self._log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.entrypoints.cli", self.command],
+                [*self.prefix, sys.executable, "-m", "worker.entrypoints.cli", self.command],
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -88,6 +96,14 @@ class WorkerProcess:
         self.send(signal.SIGTERM)
         code = self.process.wait(timeout)
         return code, time.monotonic() - started
+
+    def stopped(self) -> bool:
+        """Stopped by a signal (SIGSTOP, or a failpoint's freeze), not running."""
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            return False
+        return state in ("T", "t")
 
     def send(self, signum: int) -> None:
         assert self.process is not None

@@ -29,6 +29,7 @@ class Services:
     kind: str
     stop: Callable[[str], None]  # "kafka" or "postgres", for the fault tests
     start: Callable[[str], None]
+    kill: Callable[[str], None]  # as a crash: the broker SIGKILLed, Postgres `immediate`
 
 
 def _local(action: str, service: str) -> None:
@@ -60,6 +61,7 @@ def real_services() -> Iterator[Services]:
             kind="local",
             stop=lambda service: _local("down", service),
             start=lambda service: _local("up", service),
+            kill=lambda service: _local("kill", service),
         )
 
 
@@ -100,6 +102,13 @@ def _containers() -> Iterator[Services]:
         def stop(service: str) -> None:
             containers[service].get_wrapped_container().stop()
 
+        def kill(service: str) -> None:
+            # SIGQUIT is Postgres's immediate shutdown; the broker gets SIGKILL.
+            signal = "SIGQUIT" if service == "postgres" else "SIGKILL"
+            container = containers[service].get_wrapped_container()
+            container.kill(signal=signal)
+            container.wait()
+
         def start(service: str) -> None:
             container = containers[service].get_wrapped_container()
             container.start()
@@ -108,4 +117,4 @@ def _containers() -> Iterator[Services]:
             else:
                 container.exec_run("pg_isready -t 60")
 
-        yield Services(f"localhost:{port}", url, kind="docker", stop=stop, start=start)
+        yield Services(f"localhost:{port}", url, kind="docker", stop=stop, start=start, kill=kill)

@@ -12,7 +12,6 @@ from typing import cast
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from worker.adapters.kafka import pipeline as pipeline_module
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits
 from worker.observability.health import Health
@@ -159,6 +158,7 @@ async def run_pipeline(
     max_batch_bytes: int = 1 << 20,
     positions: Positions | None = None,
     processor: object | None = None,
+    renew_after_seconds: float = 20.0,
 ) -> tuple[AssignmentPipeline, RecordingPublisher, NoEarlierOwners]:
     positions = positions or Positions(committed)
     expected = len([r for r in records if r.offset >= (committed[r.partition] or 0)])
@@ -172,7 +172,7 @@ async def run_pipeline(
         claims,
         processor or AnswerEachRecord(),  # type: ignore[arg-type]
         positions,
-        Limits(max_batch=max_batch, max_batch_bytes=max_batch_bytes),
+        Limits(max_batch, max_batch_bytes, renew_after_seconds),
         Health(stall_seconds=60),
     )
     pipeline.start()
@@ -289,16 +289,14 @@ async def test_a_committed_offset_above_the_log_end_reads_the_partition_from_its
     assert pipeline.committed == {TopicPartition(TOPIC, 0): 3}
 
 
-async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(pipeline_module, "RENEW_AFTER_SECONDS", 0.05)
-
+async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed() -> None:
     class SlowDecisions(AnswerEachRecord):
         async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
             await asyncio.sleep(0.1)
             return await super().process(records)
 
-    _, publisher, _ = await run_pipeline({0: None}, [record(0, 0)], processor=SlowDecisions())
+    _, publisher, _ = await run_pipeline(
+        {0: None}, [record(0, 0)], processor=SlowDecisions(), renew_after_seconds=0.05
+    )
     assert publisher.renewed == [{TopicPartition(TOPIC, 0): 1}]
     assert decided(publisher) == [b"0:0"]

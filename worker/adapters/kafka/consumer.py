@@ -115,9 +115,9 @@ class CommandConsumer:
         )
         consumer.subscribe([c.topic], listener=_Rebalance(self))
         self._consumer = consumer
-        await consumer.start()
         next_lag_refresh = 0.0
         try:
+            await consumer.start()  # inside: a start that fails still closes what it opened
             while not stop.is_set():
                 fetched = await consumer.getmany(timeout_ms=100, max_records=c.max_buffered_records)
                 assignment = consumer.assignment()

@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 OWNERSHIP_TIMEOUT_SECONDS = 30.0
 PUBLISH_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-# While a batch takes this long to decide, its transaction is opened afresh, well inside the
-# broker's transaction timeout (60 s, the producer's default).
-RENEW_AFTER_SECONDS = 20.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 T = TypeVar("T")
@@ -142,6 +139,9 @@ class Limits:
 
     max_batch: int  # records per batch
     max_batch_bytes: int  # bytes per batch (a record larger than this goes alone)
+    # While a batch takes this long to decide, its transaction is opened afresh, well inside
+    # the transaction timeout (a third of it).
+    renew_after_seconds: float = 20.0
 
 
 class AssignmentPipeline:
@@ -351,13 +351,13 @@ class AssignmentPipeline:
     async def _decide(
         self, batch: list[Record], offsets: dict[TopicPartition, int], preparing: asyncio.Task[Any]
     ) -> tuple[list[Emission], asyncio.Task[Any]]:
-        """The batch's outputs, and its transaction: renewed every RENEW_AFTER_SECONDS while the
+        """The batch's outputs, and its transaction: renewed every `renew_after_seconds` while the
         database takes long (an outage, statement timeouts), so the broker never times it out.
         Renewals happen before the next batch's offsets join: commits stay in order."""
         deciding = asyncio.create_task(self._processor.process([command_record(r) for r in batch]))
         try:
             while True:
-                done, _ = await asyncio.wait({deciding}, timeout=RENEW_AFTER_SECONDS)
+                done, _ = await asyncio.wait({deciding}, timeout=self._limits.renew_after_seconds)
                 if done:
                     return deciding.result(), preparing
                 preparing = asyncio.create_task(self._renew(preparing, offsets))

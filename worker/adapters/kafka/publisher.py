@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from worker import failpoints
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.partitioning import partition_for
@@ -67,8 +68,10 @@ class TransactionalPublisher:
         group_id: str,
         topics: dict[Channel, str],
         replies_topic: str | None = None,
+        transaction_timeout_ms: int = 60_000,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._transaction_timeout_ms = transaction_timeout_ms
         self._owner_id = owner_id
         self._group_id = group_id
         self._topics = topics
@@ -83,6 +86,7 @@ class TransactionalPublisher:
         return AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             transactional_id=transactional_id,
+            transaction_timeout_ms=self._transaction_timeout_ms,
             enable_idempotence=True,
             linger_ms=0,
             max_batch_size=batch_bytes,
@@ -181,6 +185,7 @@ class TransactionalPublisher:
         producer = transaction.producer
         try:
             await asyncio.gather(*await self._send_all(producer, emissions))
+            failpoints.freeze_once(failpoints.FREEZE_BEFORE_KAFKA_COMMIT)
             await producer.commit_transaction()
         except (TimeoutError, KafkaError) as error:
             # Fenced, failed, or committed-or-not unknown: never guess, never send twice.

@@ -22,7 +22,10 @@ async def create_pool(
         settings["statement_timeout"] = f"{int(statement_timeout * 1000)}ms"
     return await asyncpg.create_pool(
         database_url,
-        min_size=1,
+        # No connection at creation: a worker (re)started while Postgres is away starts, joins
+        # its group and waits on the database batch by batch, as it does when Postgres goes
+        # away later, instead of exiting.
+        min_size=0,
         max_size=max_size,
         reset=_keep_session,
         server_settings=settings,
