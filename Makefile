@@ -43,4 +43,4 @@ bench: services-up
 CHAOS_SECONDS ?= 600
 chaos: services-up
 	FIELDING_CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/python -m pytest tests/faults/test_chaos.py \
-		-p no:cacheprovider -s -q
+		-p no:cacheprovider -s -q --timeout=0

@@ -203,7 +203,10 @@ def kafka_kill() -> None:
         log("kafka not running")
         return
     os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
     while _alive(pid):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"kafka (pid {pid}) still running 30 s after SIGKILL")
         time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
     log("kafka killed")
@@ -345,7 +348,7 @@ def postgres_kill() -> None:
         return
     subprocess.run(
         _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-        check=False,
+        check=True,
         stdout=subprocess.DEVNULL,
     )
     log("postgres stopped (immediate)")

@@ -19,7 +19,7 @@ from worker.adapters.kafka.topics import commands_topic_warnings, ensure_topics
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
-from worker.adapters.postgres.pool import create_pool
+from worker.adapters.postgres.pool import create_pool, first_contact
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
 from worker.observability.health import Health
@@ -145,7 +145,7 @@ async def run_worker(
     chores = asyncio.create_task(_chores(pool, settings, health))
     timers = asyncio.create_task(_timers(settings, pool, stop))
     try:
-        health.database_ok = await database_reachable(pool)
+        await first_contact(pool)
         await consumer.run(stop)
     finally:
         health.running = False
@@ -249,6 +249,7 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
         settings.reply_partition,
     )
     try:
+        await first_contact(pool)
         await gateway.start()
     except BaseException:
         await pool.close()

@@ -3,8 +3,8 @@ from outside could only hit by luck (e.g. after a batch's database commit and be
 Kafka commit).
 
 Off unless FIELDING_FAILPOINTS names them, comma-separated, each as `name` (the first pass
-trips it) or `name@N` (the Nth pass does). For tests, never for production; when off, a
-failpoint costs a dictionary lookup per batch.
+trips it) or `name@S` (the first pass at least S seconds after the process started). For
+tests, never for production; when off, a failpoint costs a dictionary lookup per batch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 
 log = logging.getLogger(__name__)
 
@@ -19,26 +20,23 @@ log = logging.getLogger(__name__)
 FREEZE_BEFORE_KAFKA_COMMIT = "freeze_before_kafka_commit"
 
 
-def armed(setting: str) -> dict[str, int]:
-    """Each armed failpoint and the passes left before it trips."""
+def armed(setting: str, now: float) -> dict[str, float]:
+    """Each armed failpoint and the monotonic time from which it trips."""
     points = {}
     for item in filter(None, (part.strip() for part in setting.split(","))):
-        name, _, passes = item.partition("@")
-        points[name] = int(passes) if passes else 1
+        name, _, after = item.partition("@")
+        points[name] = now + (float(after) if after else 0.0)
     return points
 
 
-_passes_left = armed(os.environ.get("FIELDING_FAILPOINTS", ""))
+_trips_from = armed(os.environ.get("FIELDING_FAILPOINTS", ""), time.monotonic())
 
 
 def freeze_once(name: str) -> None:
     """When the armed failpoint `name` trips, the process stops itself with SIGSTOP, as a long
     GC pause or a frozen VM would: nothing runs until someone sends SIGCONT. Once only."""
-    if name not in _passes_left:
+    if name not in _trips_from or time.monotonic() < _trips_from[name]:
         return
-    _passes_left[name] -= 1
-    if _passes_left[name] > 0:
-        return
-    del _passes_left[name]
+    del _trips_from[name]
     log.warning("failpoint %s: stopping this process until SIGCONT", name)
     os.kill(os.getpid(), signal.SIGSTOP)

@@ -176,10 +176,12 @@ class Settings(BaseSettings):
     )
     transaction_timeout_ms: int = Field(
         60_000,
-        ge=3000,
+        ge=10_000,
+        le=900_000,
         validation_alias=_env("FIELDING_TRANSACTION_TIMEOUT_MS"),
         description="The broker aborts a batch's Kafka transaction left open this long (a frozen "
-        "worker's); at most the broker's transaction.max.timeout.ms (15 min by default).",
+        "worker's); at most the broker's transaction.max.timeout.ms (15 min by default). A "
+        "publish slower than this loses the partitions, which are fetched again.",
     )
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ import pytest
 from fielding_statemachine.status import RunStatus
 from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, for_run
-from tests.support.kafka import Outgoing
+from tests.support.kafka import Outgoing, TopicReader
 from tests.support.processes import WorkerProcess
 from worker.adapters.postgres.runs import FieldingRunRecord
 
@@ -91,7 +91,9 @@ class Load:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=bootstrap,
                     enable_idempotence=True,
-                    request_timeout_ms=20_000,
+                    # Longer than a broker restart: a batch the broker wrote but did not
+                    # acknowledge, sent again by a new producer, would be a real duplicate.
+                    request_timeout_ms=60_000,
                     retry_backoff_ms=200,
                 )
                 try:
@@ -238,17 +240,22 @@ class Fault:
     ended: float
 
 
-def throughput(results: Outputs, since: float, until: float) -> float:
-    """Results per second committed in [since, until), by the results' own timestamps (set
-    by the worker when it published them)."""
-    count = sum(1 for r in results.results.records if since * 1000 <= r.timestamp < until * 1000)
-    return count / (until - since)
+def rate(stamps: list[float], since: float, until: float) -> float:
+    """Per second, the sorted timestamps in [since, until)."""
+    return (bisect_left(stamps, until) - bisect_left(stamps, since)) / (until - since)
+
+
+def stamps_of(reader: TopicReader) -> list[float]:
+    """The records' own timestamps, in seconds, sorted (a result's is set by the worker when
+    it publishes it, a command's by the load's producer)."""
+    return sorted(r.timestamp / 1000 for r in reader.records)
 
 
 @dataclass(frozen=True)
 class Recovery:
-    """How a fault showed in the results' flow: for how long, from the fault's start, results
-    flowed below 90% of the level before it, and how long after the fault's end they were back."""
+    """How a fault showed in the flow of results, measured against the rate commands were
+    offered at before it: seconds the flow was under 90% of that from the fault's start until
+    it was back for good, and how long after the fault's end it was back for good."""
 
     below_s: float
     after_end_s: float
@@ -258,24 +265,24 @@ class Recovery:
 
 
 def recovery(
-    outputs: Outputs, fault: Fault, level: float, window: float = 1.0, step: float = 0.1
+    results: list[float],
+    fault: Fault,
+    level: float,
+    horizon: float,
+    window: float = 2.0,
+    hold: float = 3.0,
+    step: float = 0.1,
 ) -> Recovery | None:
-    """Scans the results' timestamps from the fault's start, `window` at a time: where the flow
-    first falls under 90% of `level`, then where it first climbs back. None if it never does."""
-    stamps = sorted(r.timestamp / 1000 for r in outputs.results.records)
-    if not stamps:
-        return None
-
-    def rate(at: float) -> float:
-        return (bisect_left(stamps, at + window) - bisect_left(stamps, at)) / window
-
-    at, last = fault.started, stamps[-1] - window
-    while at <= last and rate(at) >= 0.9 * level:
-        at += step
-    if at > last or at > fault.ended:  # never fell, while the fault lasted
-        return Recovery(0.0, 0.0)
-    while at <= last and rate(at) < 0.9 * level:
-        at += step
-    if at > last:
-        return None
-    return Recovery(round(at - fault.started, 1), round(max(0.0, at - fault.ended), 1))
+    """Slides a `window` over the results' timestamps in `step`s, from the fault's start to
+    `horizon` (the next fault, or the load's end): back for good is the first moment after the
+    fault's end from which every window for `hold` seconds has at least 90% of `level`. None if
+    the flow is not back for good before the horizon."""
+    count = int((horizon - window - fault.started) / step)
+    starts = [fault.started + i * step for i in range(max(0, count))]
+    good = [rate(results, t, t + window) >= 0.9 * level for t in starts]
+    run = int(hold / step)
+    for i, t in enumerate(starts):
+        if t >= fault.ended and i + run <= len(good) and all(good[i : i + run]):
+            below = sum(1 for g in good[:i] if not g) * step
+            return Recovery(round(below, 1), round(t - fault.ended, 1))
+    return None

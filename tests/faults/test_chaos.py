@@ -61,18 +61,22 @@ async def test_chaos(
     tally: Counter[str] = Counter()
     background: set[asyncio.Task[None]] = set()
     service_down = asyncio.Lock()  # one service fault at a time
+    frozen: set[WorkerProcess] = set()  # not SIGKILLed while frozen: it must wake a zombie
 
     async def freeze(worker: WorkerProcess) -> None:
+        frozen.add(worker)
         worker.send(signal.SIGSTOP)
         await asyncio.sleep(settings.session_timeout_ms / 1000 + rng.uniform(1, 4))
-        if worker.alive():
-            worker.send(signal.SIGCONT)
+        worker.send(signal.SIGCONT)
+        frozen.discard(worker)
 
     async def crash(service: str) -> None:
         async with service_down:
-            await asyncio.to_thread(services.kill, service)
-            await asyncio.sleep(rng.uniform(0.5, 2))
-            await asyncio.to_thread(services.start, service)
+            try:
+                await asyncio.to_thread(services.kill, service)
+                await asyncio.sleep(rng.uniform(0.5, 2))
+            finally:
+                await asyncio.to_thread(services.start, service)
             if service == "postgres":
                 await pool.expire_connections()
 
@@ -93,10 +97,11 @@ async def test_chaos(
             _, kind = schedule.pop(0)
             if kind == "freeze":
                 in_background(freeze(rng.choice(workers)))
+                await asyncio.sleep(0)  # marked frozen before the next victim is chosen
             else:
                 in_background(crash("kafka" if kind == "broker" else "postgres"))
             tally[kind] += 1
-        victim = rng.choice(workers)
+        victim = rng.choice([w for w in workers if w not in frozen])
         victim.kill()
         tally["sigkill"] += 1
         await asyncio.sleep(rng.uniform(0, 0.5))
@@ -110,7 +115,7 @@ async def test_chaos(
         if worker.alive():
             worker.send(signal.SIGCONT)
     await sending
-    result = await check_invariants(load, outputs, pool, timeout=300)
+    result = await check_invariants(load, outputs, pool, timeout=150 + SECONDS / 4)
     faults = ", ".join(f"{kind}={n}" for kind, n in sorted(tally.items()))
     report(f"chaos {SECONDS:.0f}s ({faults})", result, faults=sum(tally.values()))
     assert tally["exited"] == 0, "a worker exited by itself"

@@ -1,15 +1,16 @@
 """Faults without manners, under a steady load: the broker SIGKILLed, Postgres stopped with
 `immediate`, a worker's network cut or slowed, a worker frozen between its database commit and
 its Kafka commit. Each test checks the suite's invariants and prints a FAULTS line with the
-tally and, per fault, the seconds from its end until results flow at 90% of the rate before
-it (the README's table)."""
+tally and, per fault, how long results flowed under 90% of the rate commands were offered at,
+and how long after the fault's end they were back for good (the README's table)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -20,11 +21,13 @@ from tests.faults.conftest import (
     Load,
     Recovery,
     check_invariants,
+    rate,
     recovery,
     report,
-    throughput,
+    stamps_of,
 )
 from tests.support.harness import Outputs
+from tests.support.kafka import TopicReader
 from tests.support.network import Isolated, namespaces_available
 from tests.support.processes import WorkerProcess
 from tests.support.services import Services
@@ -37,16 +40,18 @@ pytestmark = pytest.mark.integration
 LiveRuns = Callable[[int], Awaitable[list[FieldingRunRecord]]]
 
 RATE = 40.0  # commands offered per second
-STEADY = 5.0  # seconds of load before the first fault, and after each
+STEADY = 5.0  # seconds of load before the first fault
+BETWEEN = 8.0  # seconds of load between faults, for the flow to come back and be measured
 COMMANDS_PER_RUN = 2.5  # about, as Load.build makes them
 
 
 class Steady:
     """A paced load that lasts about `seconds`, sent in the background from the start."""
 
-    def __init__(self, load: Load, task: asyncio.Task[None]) -> None:
+    def __init__(self, load: Load, task: asyncio.Task[None], settings: Settings) -> None:
         self.load = load
         self.task = task
+        self.settings = settings
         self.started = time.time()
 
     @classmethod
@@ -57,11 +62,20 @@ class Steady:
         task = asyncio.create_task(
             load.send(settings.kafka_bootstrap_servers, settings.commands_topic, RATE)
         )
-        return cls(load, task)
+        return cls(load, task, settings)
 
     async def settle(self) -> None:
         """Until the load has run STEADY seconds (the level the faults are measured against)."""
         await asyncio.sleep(max(0.0, self.started + STEADY - time.time()))
+
+    async def offered(self) -> list[float]:
+        """The commands' timestamps, as the load's producer set them."""
+        reader = TopicReader(self.settings.kafka_bootstrap_servers, self.settings.commands_topic)
+        try:
+            await reader.read(at_least=len(self.load.records), settle=0.5)
+        finally:
+            await reader.close()
+        return stamps_of(reader)
 
 
 async def finish(
@@ -71,24 +85,37 @@ async def finish(
     outputs: Outputs,
     pool: asyncpg.Pool,
 ) -> list[Recovery]:
-    """Waits for the load, checks the invariants, and reports the tally and recovery times."""
+    """Waits for the load, checks the invariants, and reports the tally and recovery times,
+    against the rate commands were offered at before the first fault."""
     await steady.task
-    tally = await check_invariants(steady.load, outputs, pool, timeout=240)
-    # The level before: what results flowed at once the load was under way (the offered
-    # rate, should the first fault come too early to measure it).
-    since, until = steady.started + 1, faults[0].started
-    level = throughput(outputs, since, until) if until - since >= 2 else RATE
-    recoveries = [recovery(outputs, fault, level) for fault in faults]
+    tally = await check_invariants(steady.load, outputs, pool, timeout=150)
+    offered = await steady.offered()
+    level = rate(offered, offered[0] + 1, min(faults[0].started, offered[-1]))
+    results = stamps_of(outputs.results)
+    horizons = [fault.started for fault in faults[1:]] + [offered[-1]]
+    recoveries = [
+        recovery(results, fault, level, horizon)
+        for fault, horizon in zip(faults, horizons, strict=True)
+    ]
     lasted = ",".join(f"{fault.ended - fault.started:.1f}" for fault in faults)
     report(
         name,
         tally,
         faults=len(faults),
-        recovered=f"level={level:.0f}/s fault_s={lasted} "
-        f"below_s/after_end_s={','.join(str(r) for r in recoveries)}",
+        recovered=f"offered={level:.0f}/s fault_s={lasted} "
+        f"below_s/back_after_end_s={','.join(str(r) for r in recoveries)}",
     )
-    assert all(r is not None for r in recoveries), f"throughput never came back: {recoveries}"
+    assert all(r is not None for r in recoveries), f"results never came back: {recoveries}"
     return [r for r in recoveries if r is not None]
+
+
+@asynccontextmanager
+async def restarted_afterwards(services: Services, service: str) -> AsyncIterator[None]:
+    """Whatever happens inside, the service is up again afterwards, for the tests after."""
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(services.start, service)
 
 
 def workers(
@@ -113,17 +140,18 @@ async def test_the_broker_sigkilled_three_times_under_load(
     fault_log_dir: Path,
 ) -> None:
     workers(2, settings, fault_log_dir, worker_processes)
-    steady = await Steady.start(settings, live_runs, seconds=70, seed=11)
+    steady = await Steady.start(settings, live_runs, seconds=85, seed=11)
     await steady.settle()
     faults = []
-    for _ in range(3):
-        began = time.time()
-        # Mid-transaction: the broker's log is recovered and its open transactions are
-        # aborted by the coordinator on its return.
-        await asyncio.to_thread(services.kill, "kafka")
-        await asyncio.to_thread(services.start, "kafka")
-        faults.append(Fault(began, time.time()))
-        await asyncio.sleep(STEADY)
+    async with restarted_afterwards(services, "kafka"):
+        for _ in range(3):
+            began = time.time()
+            # Mid-transaction: the broker's log is recovered and its open transactions are
+            # aborted by the coordinator on its return.
+            await asyncio.to_thread(services.kill, "kafka")
+            await asyncio.to_thread(services.start, "kafka")
+            faults.append(Fault(began, time.time()))
+            await asyncio.sleep(BETWEEN)
     await finish("broker SIGKILL x3", steady, faults, outputs, pool)
 
 
@@ -137,17 +165,18 @@ async def test_postgres_stopped_immediate_twice_under_load(
     fault_log_dir: Path,
 ) -> None:
     workers(2, settings, fault_log_dir, worker_processes)
-    steady = await Steady.start(settings, live_runs, seconds=25, seed=12)
+    steady = await Steady.start(settings, live_runs, seconds=30, seed=12)
     await steady.settle()
     faults = []
-    for _ in range(2):
-        began = time.time()
-        await asyncio.to_thread(services.kill, "postgres")  # crash recovery on the next start
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(services.start, "postgres")
-        faults.append(Fault(began, time.time()))
-        await pool.expire_connections()  # the test's own connections died with it
-        await asyncio.sleep(STEADY)
+    async with restarted_afterwards(services, "postgres"):
+        for _ in range(2):
+            began = time.time()
+            await asyncio.to_thread(services.kill, "postgres")  # crash recovery on next start
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(services.start, "postgres")
+            faults.append(Fault(began, time.time()))
+            await pool.expire_connections()  # the test's own connections died with it
+            await asyncio.sleep(BETWEEN)
     await finish("postgres immediate x2", steady, faults, outputs, pool)
 
 
@@ -180,13 +209,19 @@ async def test_a_worker_cut_off_past_its_session_timeout(
         workers(1, settings, fault_log_dir, worker_processes)
         steady = await Steady.start(settings, live_runs, seconds=30, seed=13)
         await steady.settle()
-        began = time.time()
+        began, logged_before = time.time(), len(cut_off.log())
         isolated.cut(*cut)
         await asyncio.sleep(settings.session_timeout_ms / 1000 + 6)
         isolated.heal(*cut)
         faults = [Fault(began, time.time())]
         await finish(f"network cut ({' and '.join(cut)})", steady, faults, outputs, pool)
         assert cut_off.alive(), cut_off.log()[-3000:]
+        since_cut = cut_off.log()[logged_before:]
+        if "kafka" in cut:  # its session expired: the other worker had its partitions
+            assert "partitions revoked" in since_cut, since_cut[-3000:]
+        else:  # it kept its partitions, and its batches waited for the database
+            assert "partitions revoked" not in since_cut, since_cut[-3000:]
+            assert "transient failure" in since_cut, since_cut[-3000:]
 
 
 async def test_a_slow_congested_link(
@@ -207,7 +242,7 @@ async def test_a_slow_congested_link(
         steady = await Steady.start(settings, live_runs, seconds=30, seed=14)
         await steady.settle()
         began = time.time()
-        isolated.slow()
+        isolated.slow(rate="100kbit")
         await asyncio.sleep(10)
         dropped = isolated.dropped()
         isolated.heal()
@@ -219,7 +254,9 @@ async def test_a_slow_congested_link(
         assert slowed.alive(), slowed.log()[-3000:]
 
 
+@pytest.mark.parametrize("alone", [False, True], ids=["fenced by the next owner", "alone"])
 async def test_a_worker_frozen_between_its_database_and_kafka_commits(
+    alone: bool,
     settings: Settings,
     outputs: Outputs,
     pool: asyncpg.Pool,
@@ -227,30 +264,41 @@ async def test_a_worker_frozen_between_its_database_and_kafka_commits(
     worker_processes: list[WorkerProcess],
     fault_log_dir: Path,
 ) -> None:
-    """Its batch's outcomes are in the database, its Kafka transaction open, past the
-    transaction timeout and the session timeout. The other worker takes the partitions and
-    replays those outcomes from the database; the frozen one, woken, cannot commit."""
-    settings = settings.model_copy(update={"transaction_timeout_ms": 8000})
-    # Armed for a pass some seconds into the load, so there is a level to come back to.
-    trip = f"{failpoints.FREEZE_BEFORE_KAFKA_COMMIT}@{int(STEADY * RATE / 2)}"
+    """Its batch's outcomes are in the database and its Kafka transaction is open when it
+    freezes. Beside another worker, that worker takes the partitions after the session timeout
+    and fences it; alone, the broker aborts its transaction at the transaction timeout. Either
+    way the outcomes are replayed from the database, and the frozen worker, woken, cannot
+    commit."""
+    settings = settings.model_copy(update={"transaction_timeout_ms": 10_000})
+    # Tripped some seconds into the load, so there is a level to come back to.
+    trip = f"{failpoints.FREEZE_BEFORE_KAFKA_COMMIT}@{STEADY + 4}"
     frozen = WorkerProcess(settings, fault_log_dir, "worker-frozen", FIELDING_FAILPOINTS=trip)
     frozen.start()
     worker_processes.append(frozen)
-    workers(1, settings, fault_log_dir, worker_processes)
-    steady = await Steady.start(settings, live_runs, seconds=35, seed=15)
+    if not alone:
+        workers(1, settings, fault_log_dir, worker_processes)
+    steady = await Steady.start(settings, live_runs, seconds=40, seed=15)
     deadline = time.monotonic() + 60
     while not frozen.stopped():
         assert time.monotonic() < deadline, "the failpoint never froze the worker"
         await asyncio.sleep(0.05)
     began = time.time()
-    hold = max(settings.transaction_timeout_ms, settings.session_timeout_ms) / 1000 + 3
-    await asyncio.sleep(hold)
+    # Alone: past the transaction timeout and the broker's sweep for timed-out transactions
+    # (every 10 s by default, 5 s on the local broker).
+    await asyncio.sleep(
+        settings.transaction_timeout_ms / 1000 + 13
+        if alone
+        else settings.session_timeout_ms / 1000 + 6
+    )
     frozen.send(signal.SIGCONT)
     faults = [Fault(began, time.time())]
     await asyncio.sleep(STEADY)
     assert frozen.alive(), frozen.log()[-3000:]
-    await finish("frozen between the database and Kafka commits", steady, faults, outputs, pool)
-    assert "failpoint freeze_before_kafka_commit" in frozen.log()
+    name = "frozen between the database and Kafka commits" + (", alone" if alone else "")
+    await finish(name, steady, faults, outputs, pool)
+    log = frozen.log()
+    assert "failpoint freeze_before_kafka_commit" in log
+    assert "publish failed: ProducerFenced" in log, "the frozen worker's commit went through"
 
 
 async def test_a_worker_started_while_postgres_is_down_waits_for_it(

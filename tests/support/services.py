@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,9 +92,10 @@ def _containers() -> Iterator[Services]:
         .with_env("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "2000")
         .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
     )
+    # A fixed host port: a restarted container would otherwise get a new random one.
     postgres = PostgresContainer(
         POSTGRES_IMAGE, username="fielding", password="fielding", dbname="fielding"
-    )
+    ).with_bind_ports(5432, free_port())
     with kafka, postgres:
         wait_for_logs(kafka, "Kafka Server started", timeout=120)
         url = postgres.get_connection_url(driver=None)
@@ -111,9 +113,14 @@ def _containers() -> Iterator[Services]:
 
         def start(service: str) -> None:
             container = containers[service].get_wrapped_container()
+            started_before = container.logs().count(b"Kafka Server started")
             container.start()
-            if service == "kafka":
-                wait_for_logs(containers[service], "Kafka Server started", timeout=120)
+            if service == "kafka":  # the log keeps earlier runs' lines: wait for a new one
+                deadline = time.monotonic() + 120
+                while container.logs().count(b"Kafka Server started") <= started_before:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("kafka container did not start again in 120 s")
+                    time.sleep(0.5)
             else:
                 container.exec_run("pg_isready -t 60")
 

@@ -70,6 +70,7 @@ def _until_signalled(
     """Runs `entry(settings, stop, tracing=...)` until SIGTERM or SIGINT sets its stop event;
     tracing as the OTEL_* variables say (off by default), flushed at the end."""
     from worker.adapters.kafka.request_reply import RepliesTopicMissing
+    from worker.adapters.postgres.pool import DatabaseMisconfigured
     from worker.observability.logs import configure_logging
     from worker.observability.tracing import TracingConfigurationError, configure_tracing
 
@@ -91,8 +92,8 @@ def _until_signalled(
 
     try:
         asyncio.run(_main())
-    except RepliesTopicMissing as missing:
-        raise click.ClickException(str(missing)) from None
+    except (RepliesTopicMissing, DatabaseMisconfigured) as error:
+        raise click.ClickException(str(error)) from None
     finally:
         if tracing is not None:
             tracing.shutdown()

@@ -236,14 +236,16 @@ class AssignmentPipeline:
         self._queued_bytes = 0
         self._wake.set()
         if self.task is not None:
+            failed_before = self.task.done()  # then the consume loop reports it
             try:
                 await asyncio.wait_for(asyncio.shield(self.task), timeout)
             except TimeoutError:
                 log.warning("pipeline did not finish in %.0fs; abandoning its batches", timeout)
                 self.task.cancel()
                 await asyncio.gather(self.task, return_exceptions=True)
-            except Exception:  # a failed pipeline has already reported its failure
-                pass
+            except Exception as error:  # e.g. its last commit fenced: never committed
+                if not failed_before:
+                    log.warning("pipeline failed while closing: %r", error)
         try:
             await within(STOP_TIMEOUT_SECONDS, self._publisher.stop(), "stopping the producer")
         except PartitionLost:
@@ -335,8 +337,8 @@ class AssignmentPipeline:
                 await publishing
         finally:
             for task in (publishing, preparing):
-                if task is not None and not task.done():
-                    task.cancel()
+                if task is not None:
+                    task.cancel()  # no-op when done; gather retrieves a failure either way
                     await asyncio.gather(task, return_exceptions=True)
 
     async def _prepare(

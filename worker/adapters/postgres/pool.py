@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+# Refusals that waiting cannot mend: the settings are wrong.
+NEVER_WORKS = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+class DatabaseMisconfigured(Exception):
+    """Postgres answered, and refused these settings (password, role, database name)."""
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -27,6 +43,19 @@ async def create_pool(
         # away later, instead of exiting.
         min_size=0,
         max_size=max_size,
+        # A connection attempt into a silent network gives up soon and is tried again.
+        timeout=CONNECT_TIMEOUT_SECONDS,
         reset=_keep_session,
         server_settings=settings,
     )
+
+
+async def first_contact(pool: asyncpg.Pool) -> None:
+    """Raises DatabaseMisconfigured when Postgres refuses the settings, which no wait can mend;
+    returns, with a warning, when Postgres is merely away (batches wait for it)."""
+    try:
+        await pool.fetchval("SELECT 1")
+    except NEVER_WORKS as error:
+        raise DatabaseMisconfigured(f"Postgres refused the connection: {error}") from error
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning("Postgres unreachable at start (%r); waiting for it", error)
