@@ -57,14 +57,18 @@ async def create_topics(settings: Settings) -> list[str]:
     )
 
 
-def build_processor(settings: Settings, store: CommandStore) -> BatchProcessor:
-    verifier = TokenVerifier(
+def build_verifier(settings: Settings) -> TokenVerifier:
+    return TokenVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         settings.jwt_public_key,
         system_secret=settings.system_secret,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
     )
+
+
+def build_processor(settings: Settings, store: CommandStore) -> BatchProcessor:
+    verifier = build_verifier(settings)
     handler = CommandHandler(store, verifier, settings.rate_limit_per_account)
     return BatchProcessor(
         handler,
@@ -254,13 +258,7 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
     except BaseException:
         await pool.close()
         raise
-    verifier = TokenVerifier(
-        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
-        settings.jwt_public_key,
-        system_secret=settings.system_secret,
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
-    )
+    verifier = build_verifier(settings)
     app = create_app(ApiContext(verifier, gateway, pool, settings.http_deadline_seconds))
     if tracing is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
