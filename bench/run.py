@@ -747,7 +747,7 @@ def cli() -> None:
         help="HTTP complete requests (and as many Kafka commands)",
     )
     parser.add_argument(
-        "--http-rate", type=float, default=200.0, help="requests per second offered to serve"
+        "--http-rate", type=float, default=100.0, help="requests per second offered to serve"
     )
     parser.add_argument(
         "--tracing-commands", type=int, default=20_000, help="commands per drain, tracing on or off"
@@ -762,6 +762,8 @@ def cli() -> None:
         args.mixed_commands, args.timer_runs, args.due_runs = 200, 300, 20
         args.http_requests, args.http_rate = 60, 50.0
         args.tracing_commands = 200
+    if args.tracing_commands < 200:  # shorter drains read no CPU time at all
+        parser.error("--tracing-commands: at least 200")
     report = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

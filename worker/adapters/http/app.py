@@ -83,9 +83,10 @@ def context_of(request: Request) -> ApiContext:
     return context
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """401 before anything else (a route's dependency runs before its parameters are
-    validated), as the worker judges a command."""
+    validated), as the worker judges a command. Async, though it awaits nothing: FastAPI runs a
+    plain function dependency in a thread pool, a thread hop per request."""
     authorization = request.headers.get("authorization")
     verified = context_of(request).verifier.verify(
         authorization.encode("latin-1") if authorization else None
