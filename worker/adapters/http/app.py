@@ -87,6 +87,10 @@ async def principal(request: Request) -> Principal:
     """401 before anything else (a route's dependency runs before its parameters are
     validated), as the worker judges a command. Async, though it awaits nothing: FastAPI runs a
     plain function dependency in a thread pool, a thread hop per request."""
+    return verified_caller(request)
+
+
+def verified_caller(request: Request) -> Principal:
     authorization = request.headers.get("authorization")
     verified = context_of(request).verifier.verify(
         authorization.encode("latin-1") if authorization else None
@@ -514,7 +518,7 @@ def _unless_unauthorized(request: Request, bad_request: ApiProblem) -> ApiProble
     """A 401 rather than the 400, when the token fails too: FastAPI reads the body before a
     route's dependencies, and the public API judges the token first."""
     try:
-        principal(request)
+        verified_caller(request)
     except ApiProblem as unauthorized:
         return unauthorized
     return bad_request
