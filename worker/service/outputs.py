@@ -280,7 +280,6 @@ def result(
     """A result, keyed by `fielding_run_id`; where that is unreadable, by the command's key.
     With `reply_to` (`reply_address`), a copy goes to that replies partition too, with that key."""
     key = echo.fielding_run_id.encode() if echo.fielding_run_id else record_key
-    reply = reply_to
     return Emission(
         Channel.RESULT,
         key,
@@ -289,7 +288,7 @@ def result(
         origin,
         status,
         echo.known_type,
-        reply,
+        reply_to,
         echo.command_id,
         echo.fielding_run_id,
     )

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BeforeValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -341,6 +341,19 @@ async def update_fielding_run(
 # --- jobs ---------------------------------------------------------------------------------------
 
 
+def draft_fields(
+    command_id: str, account_id: int, project_id: str, target_group_id: str, body: BaseModel
+) -> dict[str, Any]:
+    """A draft job's command: the path's ids, the idempotency key as its id, and the body."""
+    return {
+        "command_id": command_id,
+        "account_id": account_id,
+        "project_id": project_id,
+        "target_group_id": target_group_id,
+        **dict(body),
+    }
+
+
 def draft_location(
     account_id: int, project_id: str, target_group_id: str, action: str
 ) -> Callable[[str], str]:
@@ -367,13 +380,7 @@ async def launch_from_draft(
     version: ApiVersion,
     idempotency_key: RequiredKey,
 ) -> Response:
-    fields = {
-        "command_id": idempotency_key,
-        "account_id": account_id,
-        "project_id": project_id,
-        "target_group_id": target_group_id,
-        **dict(body),
-    }
+    fields = draft_fields(idempotency_key, account_id, project_id, target_group_id, body)
     location = draft_location(account_id, project_id, target_group_id, "launch-from-draft")
     return await change(request, user, "launch_fielding_run_from_draft", fields, location)
 
@@ -395,13 +402,7 @@ async def schedule_from_draft(
     version: ApiVersion,
     idempotency_key: RequiredKey,
 ) -> Response:
-    fields = {
-        "command_id": idempotency_key,
-        "account_id": account_id,
-        "project_id": project_id,
-        "target_group_id": target_group_id,
-        **dict(body),
-    }
+    fields = draft_fields(idempotency_key, account_id, project_id, target_group_id, body)
     location = draft_location(account_id, project_id, target_group_id, "schedule-from-draft")
     return await change(request, user, "schedule_fielding_run_from_draft", fields, location)
 
