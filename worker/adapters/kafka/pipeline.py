@@ -412,7 +412,10 @@ class AssignmentPipeline:
         self._observe(decided.batch, decided.emissions)
         if self._tracer is not None and decided.span is not None:
             times = BatchTimes(decided.taken, decided.decided, publishing, time.time_ns())
-            self._tracer.committed(decided.span, decided.batch, decided.emissions, times)
+            try:  # the batch is committed: its spans must not undo that
+                self._tracer.committed(decided.span, decided.batch, decided.emissions, times)
+            except Exception:
+                log.exception("could not record the batch's spans")
 
     def _current(self, span: Any) -> AbstractContextManager[Any]:
         """The batch's span as the current one while it is decided (its store calls' parent)."""

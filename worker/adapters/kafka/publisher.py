@@ -58,6 +58,8 @@ class Transaction:
 
 # How often a worker looks for a missing replies topic again.
 REPLIES_LOOK_SECONDS = 30.0
+# How long a batch waits for the replies topic's metadata before publishing without its copies.
+REPLIES_METADATA_SECONDS = 5.0
 
 
 class TransactionalPublisher:
@@ -201,11 +203,11 @@ class TransactionalPublisher:
         `serve` goes to the replies partition its command named."""
         emissions = [self._fit(emission) for emission in emissions]
         topics = {self._topics[e.channel] for e in emissions}
+        partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in topics}
         if any(e.reply for e in emissions):
             await self._look_for_replies_topic()
             if self._replies_topic:
-                topics.add(self._replies_topic)
-        partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in topics}
+                await self._replies_partitions(producer, partitions)
         builders: dict[tuple[str, int], BatchBuilder] = {}
         deliveries: list[asyncio.Future[Any]] = []
 
@@ -224,7 +226,7 @@ class TransactionalPublisher:
                 # aiokafka's batch always takes its first record, whatever its size.
                 builder.append(key=key, value=value, timestamp=None, headers=headers)
 
-        replies = self._replies_topic
+        replies = self._replies_topic if self._replies_topic in partitions else None
         for done, emission in enumerate(emissions):
             await take_turn(done)
             topic = self._topics[emission.channel]
@@ -236,6 +238,23 @@ class TransactionalPublisher:
         for (topic, partition), builder in builders.items():
             deliveries.append(await producer.send_batch(builder, topic, partition=partition))
         return deliveries
+
+    async def _replies_partitions(
+        self, producer: AIOKafkaProducer, partitions: dict[str, list[int]]
+    ) -> None:
+        """Adds the replies topic's partitions to `partitions`. A replies topic deleted after it
+        was found would make the producer wait for its metadata past the publish deadline, batch
+        after batch: instead its copies are dropped and it is looked for again later."""
+        topic = self._replies_topic
+        assert topic is not None
+        try:
+            found = await asyncio.wait_for(producer.partitions_for(topic), REPLIES_METADATA_SECONDS)
+        except (TimeoutError, KafkaError):
+            log.warning("replies topic %s unavailable: results go to the results topic only", topic)
+            self._replies_topic = None
+            self._replies_next_look = time.monotonic() + REPLIES_LOOK_SECONDS
+            return
+        partitions[topic] = sorted(found)
 
     def _fit(self, emission: Emission) -> Emission:
         """The emission, or a DLQ stub in its place where it is larger than its topic takes (a

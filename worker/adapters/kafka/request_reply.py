@@ -162,7 +162,7 @@ class RequestReply:
         try:
             result = json.loads(record.value or b"")
             answers = result["command_id"] == command_id and result["account_id"] == account_id
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # never ends the reader
             answers = False
         if not answers:
             log.warning(
