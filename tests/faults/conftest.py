@@ -211,10 +211,26 @@ def fault_log_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keeps each phase's report on the test, for fixtures that report more on failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def worker_processes(fault_log_dir: Path) -> Iterator[list[WorkerProcess]]:
+def worker_processes(
+    fault_log_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[list[WorkerProcess]]:
     started: list[WorkerProcess] = []
     yield started
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed:
+        # What the workers said, for a failure seen only in CI's output.
+        for worker in started:
+            print(f"\n--- {worker.name} (alive={worker.alive()}): its own log lines, last 40")
+            print("\n".join(worker.own_log_lines()[-40:]))
     for worker in started:
         if worker.alive():
             worker.kill()

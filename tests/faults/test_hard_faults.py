@@ -32,6 +32,7 @@ from tests.support.network import Isolated, namespaces_available
 from tests.support.processes import WorkerProcess
 from tests.support.services import Services
 from worker import failpoints
+from worker.adapters.kafka.lag import group_lag
 from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.settings import Settings
 
@@ -88,7 +89,16 @@ async def finish(
     """Waits for the load, checks the invariants, and reports the tally and recovery times,
     against the rate commands were offered at before the first fault."""
     await steady.task
-    tally = await check_invariants(steady.load, outputs, pool, timeout=150)
+    try:
+        tally = await check_invariants(steady.load, outputs, pool, timeout=150)
+    except AssertionError as error:
+        # Whether the workers had consumed every command: the reader's or the workers' fault.
+        lag = await group_lag(
+            steady.settings.kafka_bootstrap_servers,
+            steady.settings.consumer_group,
+            steady.settings.commands_topic,
+        )
+        raise AssertionError(f"{error}; commands group: {[p.as_json() for p in lag]}") from error
     offered = await steady.offered()
     level = rate(offered, offered[0] + 1, min(faults[0].started, offered[-1]))
     results = stamps_of(outputs.results)

@@ -83,8 +83,24 @@ class TopicReader:
                 elif time.monotonic() >= quiet_until:
                     return self.records
         raise AssertionError(
-            f"{self.topic}: {len(self.records)} records after {timeout}s, wanted {at_least}"
+            f"{self.topic}: {len(self.records)} records after {timeout}s, wanted {at_least} "
+            f"({await self._positions()})"
         )
+
+    async def _positions(self) -> str:
+        """Per partition: records read, position, high watermark and last stable offset (a
+        last stable offset stuck below the high watermark is a transaction left open)."""
+        read = {tp.partition: 0 for tp in self._consumer.assignment()}
+        for record in self.records:
+            read[record.partition] = read.get(record.partition, 0) + 1
+        parts = []
+        for tp in sorted(self._consumer.assignment()):
+            parts.append(
+                f"p{tp.partition}: read={read[tp.partition]} "
+                f"position={await self._consumer.position(tp)} "
+                f"high={self._consumer.highwater(tp)} stable={self._consumer.last_stable_offset(tp)}"
+            )
+        return "; ".join(parts)
 
     def values(self) -> list[dict[str, Any]]:
         return [json.loads(r.value) for r in self.records if r.value is not None]

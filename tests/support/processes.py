@@ -111,3 +111,12 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    def own_log_lines(self) -> list[str]:
+        """The worker's log without the Kafka client's lines (which repeat every 100 ms while
+        the broker is away), each cut to 400 characters."""
+        return [
+            line[:400]
+            for line in self.log().splitlines()
+            if line.strip() and '"logger": "aiokafka' not in line
+        ]

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from worker.adapters.kafka import lenient_records
+from worker.adapters.kafka.deadline import cancelled_from_outside, within
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Positions
 from worker.observability import metrics
@@ -27,6 +28,8 @@ from worker.observability.health import Health
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_SECONDS = 2.0
+# How long stopping a consumer may take before it is abandoned.
+STOP_SECONDS = 30.0
 
 PipelineFactory = Callable[[frozenset[TopicPartition], Positions], AssignmentPipeline]
 
@@ -45,17 +48,37 @@ class ConsumerConfig:
 
 
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
-    try:
-        await consumer.stop()
-    except KafkaError:
-        log.debug("consumer stop failed", exc_info=True)
-    except asyncio.CancelledError:
+    """Stops the consumer, or abandons it after STOP_SECONDS: its group coordinator waits for
+    its coordination task without a limit. An abandoned member leaves the group when its
+    session times out."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_SECONDS)
+    if not done:
+        stopping.cancel()
+        log.warning("the Kafka consumer did not stop in %.0fs; abandoned", STOP_SECONDS)
+    elif stopping.cancelled():
         # aiokafka can let the cancellation of its own fetch task escape from stop() when the
-        # broker went away; only a cancellation of this task may end the worker.
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        log.debug("consumer stop: internal task cancelled", exc_info=True)
+        # broker went away.
+        log.debug("consumer stop: internal task cancelled")
+    elif isinstance(stopping.exception(), KafkaError):
+        log.debug("consumer stop failed", exc_info=stopping.exception())
+    elif (error := stopping.exception()) is not None:
+        raise error
+
+
+def _dead_client_task(consumer: AIOKafkaConsumer) -> str | None:
+    """Which of aiokafka's background tasks has ended, if one has: a member whose fetch or
+    coordination task is gone keeps its partitions (the heartbeat runs apart) and does nothing
+    with them. Private attributes, read defensively: aiokafka is pinned below 0.15."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    for name, task in (
+        ("coordination", getattr(coordinator, "_coordination_task", None)),
+        ("fetch", getattr(fetcher, "_fetch_task", None)),
+    ):
+        if isinstance(task, asyncio.Task) and task.done():
+            return name
+    return None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -63,10 +86,22 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._owner.release(revoked)
+        await _shielded_from_library_cancellation(self._owner.release(revoked), "revoke")
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._owner.adopt(assigned)
+        await _shielded_from_library_cancellation(self._owner.adopt(assigned), "assign")
+
+
+async def _shielded_from_library_cancellation(call: Awaitable[None], what: str) -> None:
+    """aiokafka runs these callbacks in its coordination task and catches only Exception: a
+    CancelledError escaping from a library call in them would end that task without a word,
+    and the member would wait for an assignment forever. Only a shutdown may cancel them."""
+    try:
+        await call
+    except asyncio.CancelledError:
+        if cancelled_from_outside():
+            raise
+        log.error("the %s callback was cancelled inside a library; carrying on", what)
 
 
 class CommandConsumer:
@@ -116,10 +151,20 @@ class CommandConsumer:
         consumer.subscribe([c.topic], listener=_Rebalance(self))
         self._consumer = consumer
         next_lag_refresh = 0.0
+        # start() and getmany() wait for an assignment without a limit while the group
+        # rebalances; a rebalance takes at most the rebalance timeout plus a revoke.
+        bound = c.max_poll_interval_ms / 1000 + c.shutdown_timeout_seconds + STOP_SECONDS
         try:
-            await consumer.start()  # inside: a start that fails still closes what it opened
+            # inside: a start that fails still closes what it opened
+            await within(bound, consumer.start(), "joining the group")
             while not stop.is_set():
-                fetched = await consumer.getmany(timeout_ms=100, max_records=c.max_buffered_records)
+                fetched = await within(
+                    bound,
+                    consumer.getmany(timeout_ms=100, max_records=c.max_buffered_records),
+                    "fetching",
+                )
+                if dead := _dead_client_task(consumer):
+                    raise PartitionLost(f"the Kafka consumer's {dead} task has ended")
                 assignment = consumer.assignment()
                 for tp, records in fetched.items():
                     if tp in assignment:  # never act for a partition that has moved on
@@ -138,9 +183,11 @@ class CommandConsumer:
     def _check_pipeline(self) -> None:
         pipeline = self._pipeline
         task = pipeline.task if pipeline else None
-        if pipeline is None or task is None or not task.done() or task.cancelled():
+        if pipeline is None or task is None or not task.done():
             return
-        error = task.exception()
+        # Only `release` cancels a pipeline, and it forgets the pipeline first: a cancelled one
+        # here was cancelled inside a library, and holds its partitions while doing nothing.
+        error = PartitionLost("pipeline cancelled") if task.cancelled() else task.exception()
         if error is None:
             return
         lost = (

@@ -2,8 +2,10 @@
 
 aiokafka's transactional calls wait on futures its sender task resolves; when that task has
 died (seen after a broker restart), they wait forever, and some swallow a cancellation, so
-`asyncio.wait_for` could wait forever too. A lost partition is the safe answer: the member
-rejoins, the next owner fences this producer, and the committed offsets decide what is done.
+`asyncio.wait_for` could wait forever too. Others let a cancellation of aiokafka's own tasks
+escape, which would read as this task being cancelled and end it silently. A lost partition is
+the safe answer to both: the member rejoins, the next owner fences this producer, and the
+committed offsets decide what is done.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from worker.adapters.kafka.errors import PartitionLost
 T = TypeVar("T")
 
 
+def cancelled_from_outside() -> bool:
+    """Whether the running task itself is being cancelled (a shutdown), as opposed to a
+    CancelledError escaping from a library's own tasks."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def within(seconds: float, awaitable: Awaitable[T], what: str) -> T:
     task = asyncio.ensure_future(awaitable)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
         task.cancel()  # not awaited: it may never finish
         raise PartitionLost(f"{what} did not finish in {seconds:.0f}s")
+    if task.cancelled():
+        raise PartitionLost(f"{what} was cancelled inside the Kafka client")
     return task.result()

@@ -235,17 +235,20 @@ class AssignmentPipeline:
         self._queue.clear()
         self._queued_bytes = 0
         self._wake.set()
-        if self.task is not None:
-            failed_before = self.task.done()  # then the consume loop reports it
-            try:
-                await asyncio.wait_for(asyncio.shield(self.task), timeout)
-            except TimeoutError:
+        task = self.task
+        if task is not None:
+            failed_before = task.done()  # then the consume loop reports it
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
                 log.warning("pipeline did not finish in %.0fs; abandoning its batches", timeout)
-                self.task.cancel()
-                await asyncio.gather(self.task, return_exceptions=True)
-            except Exception as error:  # e.g. its last commit fenced: never committed
-                if not failed_before:
-                    log.warning("pipeline failed while closing: %r", error)
+                task.cancel()
+                # Bounded: a task stuck in code that swallows the cancellation is left behind.
+                await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
+            elif task.cancelled():
+                log.warning("pipeline was cancelled inside the Kafka client")
+            elif task.exception() is not None and not failed_before:
+                # e.g. its last commit fenced: never committed
+                log.warning("pipeline failed while closing: %r", task.exception())
         try:
             await within(STOP_TIMEOUT_SECONDS, self._publisher.stop(), "stopping the producer")
         except PartitionLost:
