@@ -4,7 +4,8 @@ assignment, and follows the group as partitions come and go.
 Offsets are never committed here: the pipeline commits each batch's offsets inside the Kafka
 transaction that publishes the batch's outputs, after the database transaction committed.
 Record batches are read through `lenient_records`, so a record whose header key is not UTF-8
-reaches the pipeline (and the DLQ) instead of stopping the fetcher.
+reaches the pipeline (and the DLQ) instead of stopping the fetcher; committed offsets are read
+through `strict_offset_fetch`, so a coordinator still loading is not "nothing committed".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from worker.adapters.kafka import lenient_records
+from worker.adapters.kafka import lenient_records, strict_offset_fetch
 from worker.adapters.kafka.deadline import cancelled_from_outside, within
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Positions
@@ -109,6 +110,7 @@ class CommandConsumer:
         self, config: ConsumerConfig, make_pipeline: PipelineFactory, health: Health
     ) -> None:
         lenient_records.install()
+        strict_offset_fetch.install()
         self._config = config
         self._make_pipeline = make_pipeline
         self._health = health
