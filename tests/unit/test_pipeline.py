@@ -11,10 +11,14 @@ from typing import cast
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits
 from worker.observability.health import Health
+from worker.observability.tracing import BatchTracer, Tracing
 from worker.service.intake import CommandRecord
 from worker.service.outputs import Channel, Emission
 from worker.service.ports import TransientFailure
@@ -300,3 +304,36 @@ async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed
     )
     assert publisher.renewed == [{TopicPartition(TOPIC, 0): 1}]
     assert decided(publisher) == [b"0:0"]
+
+
+async def test_a_batch_whose_publish_failed_has_its_span_ended_with_the_error() -> None:
+    class Fenced(RecordingPublisher):
+        async def publish(
+            self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+        ) -> None:
+            raise PartitionLost("publish failed: ProducerFenced")
+
+    exported = InMemorySpanExporter()
+    tracing = Tracing.create("test", [SimpleSpanProcessor(exported)])
+    try:
+        pipeline = AssignmentPipeline(
+            [TopicPartition(TOPIC, 0)],
+            AssignmentPipeline.new_owner_id("group.commands"),
+            Fenced(expected=1),
+            NoEarlierOwners(),
+            AnswerEachRecord(),
+            Positions({0: 0}),
+            Limits(100, 1 << 20),
+            Health(stall_seconds=60),
+            BatchTracer(tracing),
+        )
+        pipeline.start()
+        pipeline.submit([record(0, 0)])
+        assert pipeline.task is not None
+        await asyncio.wait({pipeline.task}, timeout=5)
+        assert isinstance(pipeline.task.exception(), PartitionLost)
+        [batch] = [s for s in exported.get_finished_spans() if s.name == "fielding batch"]
+        assert batch.status.status_code is StatusCode.ERROR
+        assert batch.status.description == "not committed: PartitionLost"
+    finally:
+        tracing.shutdown()

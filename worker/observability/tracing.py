@@ -220,6 +220,13 @@ class BatchTracer:
         batch.set_attribute("fielding.outputs", len(emissions))
         batch.end(end_time=times.committed)
 
+    def failed(self, batch: trace.Span, error: BaseException) -> None:
+        """Ends the span of a batch whose outputs were never committed (its records are fetched
+        again by the partitions' next owner): exported with the error, not left open."""
+        batch.record_exception(error)
+        batch.set_status(Status(StatusCode.ERROR, f"not committed: {type(error).__name__}"))
+        batch.end()
+
     def _command_span(
         self, result: Emission, record: CommandRecordLike, link: list[Link], times: BatchTimes
     ) -> None:

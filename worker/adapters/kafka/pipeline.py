@@ -401,14 +401,19 @@ class AssignmentPipeline:
         return batch, offsets
 
     async def _publish(self, decided: Decided, preparing: asyncio.Task[Any]) -> None:
-        with metrics.PUBLISH_SECONDS.time():
-            transaction = await preparing
-            publishing = time.time_ns()
-            await within(
-                PUBLISH_TIMEOUT_SECONDS,
-                self._publisher.publish(transaction, decided.emissions),
-                "publishing a batch",
-            )
+        try:
+            with metrics.PUBLISH_SECONDS.time():
+                transaction = await preparing
+                publishing = time.time_ns()
+                await within(
+                    PUBLISH_TIMEOUT_SECONDS,
+                    self._publisher.publish(transaction, decided.emissions),
+                    "publishing a batch",
+                )
+        except BaseException as error:  # a cancellation too: the batch is never committed
+            if self._tracer is not None and decided.span is not None:
+                self._tracer.failed(decided.span, error)
+            raise
         self._in_flight.popleft()
         self.committed.update(decided.offsets)
         self._health.progressed(f"{tp.topic}:{tp.partition}" for tp in decided.offsets)
