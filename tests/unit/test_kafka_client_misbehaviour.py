@@ -164,3 +164,36 @@ async def test_a_member_whose_client_tasks_ended_is_told_apart_from_a_live_one()
     # before start() there are no tasks yet: nothing to report
     assert consumer_module._dead_client_task(cast(AIOKafkaConsumer, SimpleNamespace())) is None
     running.cancel()
+
+
+class DecisionsCancelledInside(AnswerEachRecord):
+    """A database client letting a cancellation of its own escape a query."""
+
+    async def process(self, records: Any) -> Any:
+        await cancelled_inside()
+
+
+async def test_a_pipeline_cancelled_inside_its_database_client_fails_as_a_lost_partition() -> None:
+    pipeline = pipeline_with(RecordingPublisher(expected=1))
+    pipeline._processor = DecisionsCancelledInside()
+    pipeline.start()
+    pipeline.submit([record(0, 0)])
+    assert pipeline.task is not None
+    await asyncio.wait({pipeline.task}, timeout=5)
+    assert not pipeline.task.cancelled()
+    error = pipeline.task.exception()
+    assert isinstance(error, PartitionLost)
+    assert str(error) == "pipeline cancelled inside a library"
+
+
+async def test_a_pipeline_closed_past_its_timeout_is_still_cancelled() -> None:
+    class Stuck(RecordingPublisher):
+        async def publish(self, transaction: Any, emissions: Any) -> None:
+            await asyncio.sleep(60)
+
+    pipeline = pipeline_with(Stuck(expected=1))
+    pipeline.start()
+    pipeline.submit([record(0, 0)])
+    await asyncio.sleep(0.2)  # its batch is being published
+    await pipeline.close(timeout=0.05)
+    assert pipeline.task is not None and pipeline.task.cancelled()

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from worker.adapters.kafka.deadline import within
+from worker.adapters.kafka.deadline import cancelled_from_outside, within
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.lenient_records import UNREADABLE_BATCH
 from worker.observability import metrics
@@ -308,6 +308,17 @@ class AssignmentPipeline:
             self._positions.seek(tp, starts[tp])
 
     async def _run(self) -> None:
+        try:
+            await self._own_and_process()
+        except asyncio.CancelledError as cancelled:
+            if cancelled_from_outside():  # closed past its timeout
+                raise
+            # A CancelledError from a library's own task (a database or Kafka client's) would
+            # end this task as cancelled: say where it came from, and fail as a lost partition.
+            log.error("the pipeline was cancelled inside a library", exc_info=True)
+            raise PartitionLost("pipeline cancelled inside a library") from cancelled
+
+    async def _own_and_process(self) -> None:
         await within(OWNERSHIP_TIMEOUT_SECONDS, self._take_ownership(), "taking ownership")
         publishing: asyncio.Task[None] | None = None
         preparing: asyncio.Task[Any] | None = None
