@@ -14,7 +14,7 @@ import pytest
 from schemas.command import new_command
 from schemas.types import new_ulid
 from worker.adapters.kafka.request_reply import RequestReply
-from worker.service.outputs import REPLY_ID, REPLY_TO, reply_address
+from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO, reply_address
 
 REPLY = b"0123456789abcdef0123456789abcdef"
 
@@ -50,23 +50,49 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-class Producer:
-    """Delivers, as the replies topic would, first `impostors` and then the true reply."""
+@dataclass
+class Sent:
+    partition: int
+    offset: int
 
-    def __init__(self, replies: RequestReply, impostors: list[dict[str, Any]]) -> None:
-        self._replies, self._impostors = replies, impostors
+
+OURS = Sent(partition=1, offset=41)  # where the broker puts the request's command
+
+
+def reply(reply_id: bytes, result: dict[str, Any], origin: Sent = OURS) -> Record:
+    origin_header = (REPLY_ORIGIN, f"{origin.partition}:{origin.offset}".encode())
+    return Record(reply_id, json.dumps(result).encode(), (origin_header,))
+
+
+class Producer:
+    """Delivers, as the replies topic would, first `impostors` and then the true reply; before
+    the broker's acknowledgement of the command (`early`) or after it."""
+
+    def __init__(self, replies: RequestReply, impostors: list[Record], early: bool) -> None:
+        self._replies, self._impostors, self._early = replies, impostors, early
         self.headers: list[tuple[str, bytes]] = []
 
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes, headers: Any) -> None:
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes, headers: Any) -> Sent:
         self.headers = headers
         reply_id = dict(headers)[REPLY_ID]
         sent = json.loads(value)
         answer = {"command_id": sent["command_id"], "account_id": sent["account_id"], "status": 204}
-        for impostor in [*self._impostors, answer]:
-            self._replies._deliver(Record(reply_id, json.dumps(impostor).encode()))
+        records = [
+            Record(reply_id, impostor.value, impostor.headers) for impostor in self._impostors
+        ]
+        records.append(reply(reply_id, answer))
+        if self._early:
+            for record in records:
+                self._replies._deliver(record)
+        else:
+            asyncio.get_running_loop().call_soon(
+                lambda: [self._replies._deliver(record) for record in records]
+            )
+        return OURS
 
 
-async def test_a_request_takes_only_the_reply_to_its_own_command_and_account() -> None:
+@pytest.mark.parametrize("early", [True, False], ids=["before the ack", "after the ack"])
+async def test_a_request_takes_only_the_reply_to_its_own_command_record(early: bool) -> None:
     replies = RequestReply("unused:9092", "commands", "replies", partition=2)
     replies._partition = 2
     command = new_command(
@@ -78,14 +104,18 @@ async def test_a_request_takes_only_the_reply_to_its_own_command_and_account() -
         fielding_run_id=new_ulid(),
         if_match='W/"1"',
     )
+    unused = b"-" * 32  # the Producer puts each impostor under the request's own reply id
     impostors = [
-        {"command_id": "same-key", "account_id": 202, "status": 401},  # another account's
-        {"command_id": "other", "account_id": 101, "status": 400},
-        {"status": 500},
+        reply(unused, {"command_id": "same-key", "account_id": 202, "status": 401}),
+        reply(unused, {"command_id": "other", "account_id": 101, "status": 400}),
+        reply(unused, {"status": 500}),
+        # a forged command carrying a copied reply id: its reply names the forgery's place
+        reply(unused, {"command_id": "same-key", "account_id": 101, "status": 401}, Sent(1, 42)),
+        Record(unused, json.dumps({"command_id": "same-key", "account_id": 101}).encode()),
     ]
-    producer = Producer(replies, impostors)
+    producer = Producer(replies, impostors, early)
     replies._producer = producer  # type: ignore[assignment]
-    reply = await asyncio.wait_for(replies.send(command, [], deadline=5), 10)
-    assert reply is not None and json.loads(reply.value)["status"] == 204
+    answer = await asyncio.wait_for(replies.send(command, [], deadline=5), 10)
+    assert answer is not None and json.loads(answer.value)["status"] == 204
     assert dict(producer.headers)[REPLY_TO] == b"2"
     assert replies._waiting == {}, "nothing left waiting"

@@ -62,6 +62,14 @@ REPLY_TO = "fielding-reply-to"
 REPLY_ID = "fielding-reply-id"
 REPLY_ID_PATTERN = re.compile(rb"[0-9a-f]{32}")
 MOST_REPLY_PARTITIONS = 1 << 16
+# On a reply only: where the command it answers sits ("partition:offset" of the commands topic).
+# A reply id can be copied into another record by anyone who reads the commands topic; the
+# record's place cannot, so `serve` takes only the reply to the record it produced itself.
+REPLY_ORIGIN = "fielding-reply-origin"
+
+
+def origin_text(partition: int, offset: int) -> bytes:
+    return f"{partition}:{offset}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,14 @@ def reply_address(headers: Headers) -> tuple[int, bytes] | None:
     if partition is None or reply_id is None or partition >= MOST_REPLY_PARTITIONS:
         return None
     return partition, reply_id
+
+
+def reply_headers(emission: Emission) -> Headers:
+    """A result's headers on its copy for `serve`: its own, and where its command sits."""
+    origin = emission.origin
+    if origin is None:
+        return emission.headers
+    return (*emission.headers, (REPLY_ORIGIN, origin_text(origin.partition, origin.offset)))
 
 
 def header_keys_are_utf8(headers: Headers) -> bool:

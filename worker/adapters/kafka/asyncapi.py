@@ -25,7 +25,7 @@ from schemas.event import (
 )
 from schemas.result import CommandResult
 from schemas.types import ULID_PATTERN
-from worker.service.outputs import REPLY_TO
+from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO
 from worker.settings import Settings
 
 ASYNCAPI_VERSION = "3.1.0"
@@ -112,11 +112,31 @@ def asyncapi_document() -> dict[str, Any]:
                 "description": "Set by `fielding-worker serve`: the partition of the replies "
                 "topic its process reads; the result is copied there.",
             },
+            REPLY_ID: {
+                "type": "string",
+                "pattern": "^[0-9a-f]{32}$",
+                "description": "Set by `fielding-worker serve`, with fielding-reply-to: the "
+                "request's own id, the key of the result's copy.",
+            },
         },
     }
     schemas["OutputHeaders"] = {
         "type": "object",
         "properties": {"traceparent": TRACEPARENT, "tracestate": TRACESTATE},
+    }
+    schemas["ReplyHeaders"] = {
+        "type": "object",
+        "required": [REPLY_ORIGIN],
+        "properties": {
+            "traceparent": TRACEPARENT,
+            "tracestate": TRACESTATE,
+            REPLY_ORIGIN: {
+                "type": "string",
+                "pattern": "^[0-9]+:[0-9]+$",
+                "description": "partition:offset of the command record answered, on the "
+                "commands topic: `serve` takes only the reply to the record it produced.",
+            },
+        },
     }
     schemas["DeadLetterHeaders"] = {
         "type": "object",
@@ -156,6 +176,14 @@ def asyncapi_document() -> dict[str, Any]:
         payload_of[CommandResult],
         "OutputHeaders",
         _key("fielding_run_id, or the command's own key when that is unreadable", None),
+    )
+    messages["command_reply"] = _message(
+        "command_reply",
+        "command_reply",
+        "A copy of a command_result, for the `serve` process that sent the command.",
+        payload_of[CommandResult],
+        "ReplyHeaders",
+        _key("the command's fielding-reply-id", "^[0-9a-f]{32}$"),
     )
     for event in EVENT_MODELS:
         kind = str(event.model_config["title"])
@@ -229,8 +257,8 @@ def asyncapi_document() -> dict[str, Any]:
             "replies_topic",
             "reply_partitions",
             "Copies of the results of commands sent by `fielding-worker serve`, keyed by "
-            "command_id, on the partition the command's fielding-reply-to header names.",
-            ["command_result"],
+            "their fielding-reply-id, on the partition their fielding-reply-to header names.",
+            ["command_reply"],
         ),
     }
 
@@ -269,7 +297,7 @@ def asyncapi_document() -> dict[str, Any]:
             ["dead_letter_copy", "dead_letter_stub"],
         ),
         "sendReplies": operation(
-            "send", "replies", "For `serve`: a copy of its commands' results.", ["command_result"]
+            "send", "replies", "For `serve`: a copy of its commands' results.", ["command_reply"]
         ),
     }
     return {

@@ -28,7 +28,7 @@ from worker.adapters.kafka.partitioning import partition_for
 from worker.adapters.kafka.topics import message_limits
 from worker.service import outputs
 from worker.service.cooperative import take_turn
-from worker.service.outputs import Channel, Emission
+from worker.service.outputs import Channel, Emission, Headers, reply_headers
 from worker.service.ports import RecordOrigin
 
 log = logging.getLogger(__name__)
@@ -211,9 +211,10 @@ class TransactionalPublisher:
         builders: dict[tuple[str, int], BatchBuilder] = {}
         deliveries: list[asyncio.Future[Any]] = []
 
-        async def append(topic: str, partition: int, key: bytes | None, emission: Emission) -> None:
+        async def append(
+            topic: str, partition: int, key: bytes | None, value: bytes | None, headers: Headers
+        ) -> None:
             builder = builders.get((topic, partition))
-            value, headers = emission.value, emission.headers
             if (
                 builder is None
                 or builder.append(key=key, value=value, timestamp=None, headers=headers) is None
@@ -230,11 +231,13 @@ class TransactionalPublisher:
         for done, emission in enumerate(emissions):
             await take_turn(done)
             topic = self._topics[emission.channel]
-            await append(
-                topic, partition_for(emission.key, partitions[topic]), emission.key, emission
-            )
+            partition = partition_for(emission.key, partitions[topic])
+            await append(topic, partition, emission.key, emission.value, emission.headers)
             if emission.reply and replies and emission.reply[0] in partitions[replies]:
-                await append(replies, emission.reply[0], emission.reply[1], emission)
+                reply_partition, reply_id = emission.reply
+                await append(
+                    replies, reply_partition, reply_id, emission.value, reply_headers(emission)
+                )
         for (topic, partition), builder in builders.items():
             deliveries.append(await producer.send_batch(builder, topic, partition=partition))
         return deliveries

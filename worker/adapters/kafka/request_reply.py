@@ -7,9 +7,10 @@ carries a `fielding-reply-id`: 32 random hex digits of this request's own. The w
 publishes the command's result there too, keyed by the reply id, in the same Kafka transaction
 as the result itself. A process reads only its partition's replies (a share of the serve
 traffic, none of the other results of the cluster) and finds the waiting request by the key;
-it then checks that the reply answers that request's command and account, so that neither
-another request with the same idempotency-key nor a forged record can answer it. Processes
-sharing a partition skip each other's replies by key. Nothing is lost when a process goes
+it then checks that the reply answers that request's command and account, and the very record
+this process produced (the worker names the command's partition and offset on the reply), so
+that neither another request with the same idempotency-key nor a forged record carrying a
+copied reply id can answer it. Processes sharing a partition skip each other's replies by key. Nothing is lost when a process goes
 away: its commands apply all the same, and a caller that repeats a command with its
 idempotency-key gets the remembered result.
 """
@@ -22,14 +23,14 @@ import json
 import logging
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from schemas.command import Command
-from worker.service.outputs import REPLY_ID, REPLY_TO
+from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO, origin_text
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,51 @@ class Reply:
 
     value: bytes
     headers: Headers
+
+
+# Replies a request keeps while its command's place is not yet known (the broker's
+# acknowledgement can come after the reply, in principle): the true one and a few forgeries.
+MOST_EARLY_REPLIES = 8
+
+
+@dataclass(slots=True)
+class Waiter:
+    """A request waiting for its reply: what the reply must answer."""
+
+    reply: asyncio.Future[Reply]
+    command_id: str
+    account_id: int
+    origin: bytes | None = None  # the command record's place, once the broker has said it
+    early: list[Any] = field(default_factory=list)  # replies that came before that
+
+    def answered_by(self, record: Any) -> bool:
+        try:
+            result = json.loads(record.value or b"")
+            answers = result["command_id"] == self.command_id
+            answers = answers and result["account_id"] == self.account_id
+        except (ValueError, TypeError, KeyError, RecursionError):  # never ends the reader
+            return False
+        return answers and (REPLY_ORIGIN, self.origin) in record.headers
+
+    def take(self, record: Any) -> None:
+        if self.origin is None:
+            if len(self.early) < MOST_EARLY_REPLIES:
+                self.early.append(record)
+            return
+        if not self.answered_by(record):
+            log.warning(
+                "a reply that does not answer its request; ignored",
+                extra={"command_id": self.command_id},
+            )
+        elif not self.reply.done():
+            self.reply.set_result(Reply(record.value or b"", list(record.headers)))
+
+    def sent(self, origin: bytes) -> None:
+        """The command is on the topic, at `origin`: replies that came before are judged now."""
+        self.origin = origin
+        early, self.early = self.early, []
+        for record in early:
+            self.take(record)
 
 
 class RepliesTopicMissing(RuntimeError):
@@ -60,8 +106,7 @@ class RequestReply:
         self._commands_topic = commands_topic
         self._replies_topic = replies_topic
         self._partition = partition
-        # By reply id: the request's future, and the command and account it must answer.
-        self._waiting: dict[bytes, tuple[asyncio.Future[Reply], str, int]] = {}
+        self._waiting: dict[bytes, Waiter] = {}  # by reply id
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reading: asyncio.Task[None] | None = None
@@ -122,19 +167,22 @@ class RequestReply:
         `deadline` seconds, sending included (the command may still apply, once)."""
         assert self._producer is not None, "start() first"
         reply_id = uuid.uuid4().hex.encode()
-        waiting: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        waiter = Waiter(
+            asyncio.get_running_loop().create_future(), command.command_id, command.account_id
+        )
         # Registered before sending, so no reply is missed.
-        self._waiting[reply_id] = (waiting, command.command_id, command.account_id)
+        self._waiting[reply_id] = waiter
         address = [(REPLY_TO, str(self.partition).encode()), (REPLY_ID, reply_id)]
         try:
             async with asyncio.timeout(deadline):
-                await self._producer.send_and_wait(
+                sent = await self._producer.send_and_wait(
                     self._commands_topic,
                     command.model_dump_json().encode(),
                     key=command.key,
                     headers=[*headers, *address],
                 )
-                return await waiting
+                waiter.sent(origin_text(sent.partition, sent.offset))
+                return await waiter.reply
         except (TimeoutError, KafkaError):  # the broker away: as late as no answer
             log.warning("no result in time", extra={"command_id": command.command_id})
             return None
@@ -155,20 +203,6 @@ class RequestReply:
                     self._deliver(record)
 
     def _deliver(self, record: Any) -> None:
-        entry = self._waiting.get(record.key or b"")
-        if entry is None:
-            return  # another process's, or one whose request has given up
-        waiting, command_id, account_id = entry
-        try:
-            result = json.loads(record.value or b"")
-            answers = result["command_id"] == command_id and result["account_id"] == account_id
-        except (ValueError, TypeError, KeyError, RecursionError):  # never ends the reader
-            answers = False
-        if not answers:
-            log.warning(
-                "a reply that does not answer its request; ignored",
-                extra={"command_id": command_id},
-            )
-            return
-        if not waiting.done():
-            waiting.set_result(Reply(record.value or b"", list(record.headers)))
+        waiter = self._waiting.get(record.key or b"")
+        if waiter is not None:  # else another process's, or one whose request has given up
+            waiter.take(record)
