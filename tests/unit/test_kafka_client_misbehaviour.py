@@ -11,6 +11,8 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.unit.test_pipeline import (
     AnswerEachRecord,
@@ -21,10 +23,11 @@ from tests.unit.test_pipeline import (
 )
 from worker.adapters.kafka import consumer as consumer_module
 from worker.adapters.kafka.consumer import CommandConsumer, ConsumerConfig, _Rebalance
-from worker.adapters.kafka.deadline import within
+from worker.adapters.kafka.deadline import inline_within, within
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits
 from worker.observability.health import Health
+from worker.observability.tracing import BatchTracer, Tracing
 
 TOPIC = "commands"
 
@@ -39,8 +42,23 @@ async def test_a_cancellation_escaping_from_the_client_is_a_lost_partition() -> 
         await within(5, cancelled_inside(), "publishing a batch")
 
 
-async def test_a_shutdown_still_cancels_a_call_under_a_time_limit() -> None:
-    waiting = asyncio.create_task(within(60, asyncio.sleep(60), "fetching"))
+@pytest.mark.parametrize("bounded", [within, inline_within])
+async def test_a_cancellation_escaping_from_the_client_is_a_lost_partition_in_either_bound(
+    bounded: Any,
+) -> None:
+    with pytest.raises(PartitionLost, match="fetching was cancelled inside"):
+        await bounded(5, cancelled_inside(), "fetching")
+
+
+@pytest.mark.parametrize("bounded", [within, inline_within])
+async def test_a_call_past_its_bound_is_a_lost_partition(bounded: Any) -> None:
+    with pytest.raises(PartitionLost, match="fetching did not finish in 0s"):
+        await bounded(0.01, asyncio.sleep(60), "fetching")
+
+
+@pytest.mark.parametrize("bounded", [within, inline_within])
+async def test_a_shutdown_still_cancels_a_call_under_a_time_limit(bounded: Any) -> None:
+    waiting = asyncio.create_task(bounded(60, asyncio.sleep(60), "fetching"))
     await asyncio.sleep(0.01)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -56,7 +74,9 @@ def consumer_config() -> ConsumerConfig:
     return ConsumerConfig("localhost:1", "group", TOPIC, 6000, 60000, 100, 1 << 20, 1.0)
 
 
-def pipeline_with(publisher: RecordingPublisher) -> AssignmentPipeline:
+def pipeline_with(
+    publisher: RecordingPublisher, tracer: BatchTracer | None = None
+) -> AssignmentPipeline:
     return AssignmentPipeline(
         [TopicPartition(TOPIC, 0)],
         AssignmentPipeline.new_owner_id("group.commands"),
@@ -66,6 +86,7 @@ def pipeline_with(publisher: RecordingPublisher) -> AssignmentPipeline:
         Positions({0: 0}),
         Limits(100, 1 << 20),
         Health(stall_seconds=60),
+        tracer,
     )
 
 
@@ -174,16 +195,24 @@ class DecisionsCancelledInside(AnswerEachRecord):
 
 
 async def test_a_pipeline_cancelled_inside_its_database_client_fails_as_a_lost_partition() -> None:
-    pipeline = pipeline_with(RecordingPublisher(expected=1))
-    pipeline._processor = DecisionsCancelledInside()
-    pipeline.start()
-    pipeline.submit([record(0, 0)])
-    assert pipeline.task is not None
-    await asyncio.wait({pipeline.task}, timeout=5)
-    assert not pipeline.task.cancelled()
-    error = pipeline.task.exception()
-    assert isinstance(error, PartitionLost)
-    assert str(error) == "pipeline cancelled inside a library"
+    exported = InMemorySpanExporter()
+    tracing = Tracing.create("test", [SimpleSpanProcessor(exported)])
+    try:
+        pipeline = pipeline_with(RecordingPublisher(expected=1), BatchTracer(tracing))
+        pipeline._processor = DecisionsCancelledInside()
+        pipeline.start()
+        pipeline.submit([record(0, 0)])
+        assert pipeline.task is not None
+        await asyncio.wait({pipeline.task}, timeout=5)
+        assert not pipeline.task.cancelled()
+        error = pipeline.task.exception()
+        assert isinstance(error, PartitionLost)
+        assert str(error) == "pipeline cancelled inside a library"
+        # and the batch it was deciding has its span ended, not left open
+        [batch] = [s for s in exported.get_finished_spans() if s.name == "fielding batch"]
+        assert batch.status.description == "not committed: CancelledError"
+    finally:
+        tracing.shutdown()
 
 
 async def test_a_pipeline_closed_past_its_timeout_is_still_cancelled() -> None:

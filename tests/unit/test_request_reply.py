@@ -111,7 +111,7 @@ async def test_a_request_takes_only_the_reply_to_its_own_command_record(early: b
         reply(unused, {"status": 500}),
         # a forged command carrying a copied reply id: its reply names the forgery's place
         reply(unused, {"command_id": "same-key", "account_id": 101, "status": 401}, Sent(1, 42)),
-        Record(unused, json.dumps({"command_id": "same-key", "account_id": 101}).encode()),
+        Record(unused, json.dumps({"command_id": "same-key"}).encode()),  # no account
     ]
     producer = Producer(replies, impostors, early)
     replies._producer = producer  # type: ignore[assignment]
@@ -119,3 +119,30 @@ async def test_a_request_takes_only_the_reply_to_its_own_command_record(early: b
     assert answer is not None and json.loads(answer.value)["status"] == 204
     assert dict(producer.headers)[REPLY_TO] == b"2"
     assert replies._waiting == {}, "nothing left waiting"
+
+
+async def test_a_reply_from_a_worker_older_than_the_origin_header_is_still_taken() -> None:
+    # serve and workers upgrade in any order; a worker with the header always sets it
+    replies = RequestReply("unused:9092", "commands", "replies", partition=0)
+    replies._partition = 0
+    command = new_command(
+        "pause_fielding_run",
+        command_id="k",
+        account_id=7,
+        project_id=new_ulid(),
+        target_group_id=new_ulid(),
+        fielding_run_id=new_ulid(),
+        if_match='W/"1"',
+    )
+
+    class OldWorker(Producer):
+        async def send_and_wait(self, topic: str, value: bytes, key: bytes, headers: Any) -> Sent:
+            reply_id = dict(headers)[REPLY_ID]
+            answer = {"command_id": "k", "account_id": 7, "status": 204}
+            loop = asyncio.get_running_loop()
+            loop.call_soon(replies._deliver, Record(reply_id, json.dumps(answer).encode()))
+            return OURS
+
+    replies._producer = OldWorker(replies, [], early=False)  # type: ignore[assignment]
+    answer = await asyncio.wait_for(replies.send(command, [], deadline=5), 10)
+    assert answer is not None and json.loads(answer.value)["status"] == 204

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from worker.adapters.kafka import lenient_records, strict_offset_fetch
-from worker.adapters.kafka.deadline import cancelled_from_outside, within
+from worker.adapters.kafka.deadline import cancelled_from_outside, inline_within
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Positions
 from worker.observability import metrics
@@ -61,10 +61,29 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
         # aiokafka can let the cancellation of its own fetch task escape from stop() when the
         # broker went away.
         log.debug("consumer stop: internal task cancelled")
-    elif isinstance(stopping.exception(), KafkaError):
-        log.debug("consumer stop failed", exc_info=stopping.exception())
     elif (error := stopping.exception()) is not None:
-        raise error
+        log.debug("consumer stop failed", exc_info=error)
+        if not isinstance(error, KafkaError):
+            raise error
+    else:
+        return
+    await _close_what_stop_left(consumer)
+
+
+async def _close_what_stop_left(consumer: AIOKafkaConsumer) -> None:
+    """stop() closes the group coordinator first, which re-raises the error of a coordination
+    task that has died, and then never closes the fetcher and the connections: closed here,
+    best effort, so that each rejoin does not leak a client."""
+    for part in (getattr(consumer, "_fetcher", None), getattr(consumer, "_client", None)):
+        close = getattr(part, "close", None)
+        if close is None:
+            continue
+        closing = asyncio.ensure_future(close())
+        done, _ = await asyncio.wait({closing}, timeout=STOP_SECONDS / 3)
+        if not done:
+            closing.cancel()
+        elif not closing.cancelled() and closing.exception() is not None:
+            log.debug("closing the consumer's %s failed", type(part).__name__)
 
 
 def _dead_client_task(consumer: AIOKafkaConsumer) -> str | None:
@@ -158,9 +177,11 @@ class CommandConsumer:
         bound = c.max_poll_interval_ms / 1000 + c.shutdown_timeout_seconds + STOP_SECONDS
         try:
             # inside: a start that fails still closes what it opened
-            await within(bound, consumer.start(), "joining the group")
+            await inline_within(bound, consumer.start(), "joining the group")
             while not stop.is_set():
-                fetched = await within(
+                # In this task: the records and the assignment they are checked against below
+                # are read with no rebalance callback run in between.
+                fetched = await inline_within(
                     bound,
                     consumer.getmany(timeout_ms=100, max_records=c.max_buffered_records),
                     "fetching",

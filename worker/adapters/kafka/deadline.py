@@ -35,3 +35,18 @@ async def within(seconds: float, awaitable: Awaitable[T], what: str) -> T:
     if task.cancelled():
         raise PartitionLost(f"{what} was cancelled inside the Kafka client")
     return task.result()
+
+
+async def inline_within(seconds: float, awaitable: Awaitable[T], what: str) -> T:
+    """`within` for calls that honour cancellation, awaited in the calling task: nothing else
+    runs between the call's end and the caller's next step (a rebalance callback could, were
+    the call a task of its own)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError as error:
+        raise PartitionLost(f"{what} did not finish in {seconds:.0f}s") from error
+    except asyncio.CancelledError as error:
+        if cancelled_from_outside():
+            raise
+        raise PartitionLost(f"{what} was cancelled inside the Kafka client") from error

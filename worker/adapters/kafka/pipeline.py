@@ -338,12 +338,17 @@ class AssignmentPipeline:
                 preparing = asyncio.create_task(self._prepare(offsets, after=preparing))
                 taken = time.time_ns()
                 span = self._tracer.start_batch(len(batch)) if self._tracer else None
-                with metrics.DECIDE_SECONDS.time(), self._current(span):
-                    emissions, preparing = await self._decide(batch, offsets, preparing)
-                # Batches commit in order. The next batch is taken only once this one is
-                # handed over, so records wait in one growing batch, not in a queue of small ones.
-                if publishing is not None:
-                    await publishing
+                try:
+                    with metrics.DECIDE_SECONDS.time(), self._current(span):
+                        emissions, preparing = await self._decide(batch, offsets, preparing)
+                    # Batches commit in order. The next batch is taken only once this one is
+                    # handed over, so records wait in one growing batch, not in many small ones.
+                    if publishing is not None:
+                        await publishing
+                except BaseException as error:  # never published: its span ends here
+                    if self._tracer is not None and span is not None:
+                        self._tracer.failed(span, error)
+                    raise
                 decided = Decided(batch, offsets, emissions, span, taken, time.time_ns())
                 publishing = asyncio.create_task(self._publish(decided, preparing))
                 publishing.add_done_callback(lambda _: self._wake.set())

@@ -60,21 +60,28 @@ class Waiter:
     origin: bytes | None = None  # the command record's place, once the broker has said it
     early: list[Any] = field(default_factory=list)  # replies that came before that
 
-    def answered_by(self, record: Any) -> bool:
+    def answers_command(self, record: Any) -> bool:
         try:
             result = json.loads(record.value or b"")
-            answers = result["command_id"] == self.command_id
-            answers = answers and result["account_id"] == self.account_id
+            return bool(
+                result["command_id"] == self.command_id and result["account_id"] == self.account_id
+            )
         except (ValueError, TypeError, KeyError, RecursionError):  # never ends the reader
             return False
-        return answers and (REPLY_ORIGIN, self.origin) in record.headers
+
+    def answers_record(self, record: Any) -> bool:
+        """Whether the reply names the place of this request's command. A reply without the
+        header comes from a worker older than it (serve and workers upgrade in any order): a
+        forged command handled by a worker that has it always names its own place."""
+        origins = [value for key, value in record.headers if key == REPLY_ORIGIN]
+        return not origins or origins == [self.origin]
 
     def take(self, record: Any) -> None:
         if self.origin is None:
-            if len(self.early) < MOST_EARLY_REPLIES:
+            if len(self.early) < MOST_EARLY_REPLIES and self.answers_command(record):
                 self.early.append(record)
             return
-        if not self.answered_by(record):
+        if not (self.answers_command(record) and self.answers_record(record)):
             log.warning(
                 "a reply that does not answer its request; ignored",
                 extra={"command_id": self.command_id},
