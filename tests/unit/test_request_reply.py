@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemas.command import new_command
+from schemas.command import Command, new_command
 from schemas.types import new_ulid
 from worker.adapters.kafka.request_reply import RequestReply
 from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO, reply_address
@@ -91,19 +91,25 @@ class Producer:
         return OURS
 
 
-@pytest.mark.parametrize("early", [True, False], ids=["before the ack", "after the ack"])
-async def test_a_request_takes_only_the_reply_to_its_own_command_record(early: bool) -> None:
-    replies = RequestReply("unused:9092", "commands", "replies", partition=2)
-    replies._partition = 2
+def waiting_on(partition: int, command_id: str, account_id: int) -> tuple[RequestReply, Command]:
+    """A serve process's request-reply reading `partition` (no broker), and a command to send."""
+    replies = RequestReply("unused:9092", "commands", "replies", partition=partition)
+    replies._partition = partition
     command = new_command(
         "complete_fielding_run",
-        command_id="same-key",
-        account_id=101,
+        command_id=command_id,
+        account_id=account_id,
         project_id=new_ulid(),
         target_group_id=new_ulid(),
         fielding_run_id=new_ulid(),
         if_match='W/"1"',
     )
+    return replies, command
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["before the ack", "after the ack"])
+async def test_a_request_takes_only_the_reply_to_its_own_command_record(early: bool) -> None:
+    replies, command = waiting_on(partition=2, command_id="same-key", account_id=101)
     unused = b"-" * 32  # the Producer puts each impostor under the request's own reply id
     impostors = [
         reply(unused, {"command_id": "same-key", "account_id": 202, "status": 401}),
@@ -123,17 +129,7 @@ async def test_a_request_takes_only_the_reply_to_its_own_command_record(early: b
 
 async def test_a_reply_from_a_worker_older_than_the_origin_header_is_still_taken() -> None:
     # serve and workers upgrade in any order; a worker with the header always sets it
-    replies = RequestReply("unused:9092", "commands", "replies", partition=0)
-    replies._partition = 0
-    command = new_command(
-        "pause_fielding_run",
-        command_id="k",
-        account_id=7,
-        project_id=new_ulid(),
-        target_group_id=new_ulid(),
-        fielding_run_id=new_ulid(),
-        if_match='W/"1"',
-    )
+    replies, command = waiting_on(partition=0, command_id="k", account_id=7)
 
     class OldWorker(Producer):
         async def send_and_wait(self, topic: str, value: bytes, key: bytes, headers: Any) -> Sent:
