@@ -3,10 +3,11 @@ resource. Commands, results, errors and jobs are the other modules' (the API ret
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.command import MAX_TARGET_GROUPS
 from schemas.types import RunTime, Timestamp, Ulid
@@ -14,24 +15,36 @@ from schemas.types import RunTime, Timestamp, Ulid
 FieldingRunStatus = Literal["scheduled", "live", "paused", "completed"]
 
 
+def text_or_datetime(value: object) -> object:
+    """Request bodies are validated leniently (FastAPI hands over decoded JSON), and lenient
+    pydantic takes a number as seconds since 1970; the document says RFC 3339 text. (Commands
+    are strict models, which take only text from JSON.)"""
+    if not isinstance(value, str | datetime):
+        raise ValueError("a time is an RFC 3339 string, such as 2026-12-01T10:00:00Z")
+    return value
+
+
+RequestTime = Annotated[RunTime, BeforeValidator(text_or_datetime)]
+
+
 class UpdateFieldingRunRequest(BaseModel):
     model_config = ConfigDict(title="UpdateFieldingRunRequest")
 
-    start_fielding_at: RunTime
-    end_fielding_at: RunTime
+    start_fielding_at: RequestTime
+    end_fielding_at: RequestTime
 
 
 class LaunchFieldingRunFromDraftRequest(BaseModel):
     model_config = ConfigDict(title="CreateLaunchFieldingRunFromDraftJobRequest")
 
-    end_fielding_at: RunTime
+    end_fielding_at: RequestTime
 
 
 class ScheduleFieldingRunFromDraftRequest(BaseModel):
     model_config = ConfigDict(title="CreateScheduleFieldingRunFromDraftJobRequest")
 
-    start_fielding_at: RunTime
-    end_fielding_at: RunTime
+    start_fielding_at: RequestTime
+    end_fielding_at: RequestTime
 
 
 class BulkTargetGroupsRequest(BaseModel):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import hypothesis
 import pytest
 
 from fielding_statemachine.status import RunStatus
@@ -25,6 +27,13 @@ from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
 from worker.bootstrap import create_topics
 from worker.settings import Settings
+
+# CI draws the same property-test examples run after run, so that a red CI is a change's doing
+# and not a draw's; local runs draw new ones each time (HYPOTHESIS_PROFILE=ci repeats CI's).
+hypothesis.settings.register_profile("ci", derandomize=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else None)
+if PROFILE:
+    hypothesis.settings.load_profile(PROFILE)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from aiokafka import AIOKafkaProducer
+
 from worker.adapters.kafka.publisher import TransactionalPublisher
 from worker.service import outputs
 from worker.service.outputs import Channel
@@ -36,3 +38,20 @@ def test_a_copy_larger_than_the_dlq_takes_becomes_a_stub_with_its_coordinates() 
     body = json.loads(fitted.value or b"")
     assert body["original"] == {"topic": "commands", "partition": 2, "offset": 40}
     assert body["value_bytes"] == 5000 and "does not fit" in body["reason"]
+
+
+async def test_a_results_copy_for_serve_is_one_the_kafka_client_can_write() -> None:
+    # aiokafka's record batch builder takes headers as a list and nothing else; a tuple made
+    # every batch with a reply address fail.
+    result = outputs.Emission(
+        Channel.RESULT,
+        b"run",
+        b"{}",
+        [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")],
+        ORIGIN,
+        reply=(0, b"0" * 32),
+    )
+    builder = AIOKafkaProducer(bootstrap_servers="unused:9092").create_batch()
+    headers = outputs.reply_headers(result)
+    assert builder.append(key=b"0" * 32, value=b"{}", timestamp=None, headers=headers) is not None
+    assert (outputs.REPLY_ORIGIN, b"2:40") in headers

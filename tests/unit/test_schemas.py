@@ -6,6 +6,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import ValidationError
+
+from schemas.api import LaunchFieldingRunFromDraftRequest
 from schemas.errors import ApiError
 from schemas.event import TargetGroupClosed
 from schemas.generate import JSON_DIR, MESSAGES, render, stale_files
@@ -95,3 +99,20 @@ def test_an_event_serialises_like_the_contracts_example() -> None:
         "status": "completed",
         "command_id": "01JDZQ7YV1T2K3M4N5P6Q7R8S9",
     }
+
+
+@pytest.mark.parametrize("value", ["-2926781120", "1764583200.5", "true", "null", "{}"])
+def test_a_time_that_is_not_rfc_3339_text_is_refused(value: str) -> None:
+    # pydantic alone takes a number as seconds since 1970 (Schemathesis found the HTTP API
+    # answering 201 to one); the JSON Schema says a date-time string
+    body = f'{{"end_fielding_at": {value}}}'
+    with pytest.raises(ValidationError, match="RFC 3339"):
+        LaunchFieldingRunFromDraftRequest.model_validate_json(body)
+    with pytest.raises(ValidationError, match="RFC 3339"):  # as FastAPI validates: decoded
+        LaunchFieldingRunFromDraftRequest.model_validate(json.loads(body))
+    good = {"end_fielding_at": "2026-12-01T11:00:00+01:00"}
+    for parsed in (
+        LaunchFieldingRunFromDraftRequest.model_validate(good),
+        LaunchFieldingRunFromDraftRequest.model_validate_json(json.dumps(good)),
+    ):
+        assert parsed.end_fielding_at == datetime(2026, 12, 1, 10, tzinfo=UTC)

@@ -122,12 +122,14 @@ def reply_address(headers: Headers) -> tuple[int, bytes] | None:
     return partition, reply_id
 
 
-def reply_headers(emission: Emission) -> Headers:
-    """A result's headers on its copy for `serve`: its own, and where its command sits."""
-    origin = emission.origin
-    if origin is None:
-        return emission.headers
-    return (*emission.headers, (REPLY_ORIGIN, origin_text(origin.partition, origin.offset)))
+def reply_headers(emission: Emission) -> list[tuple[str, bytes | None]]:
+    """A result's headers on its copy for `serve`: its own, and where its command sits. A
+    list: aiokafka's record batch builder takes no other sequence."""
+    headers = list(emission.headers)
+    if emission.origin is not None:
+        origin = emission.origin
+        headers.append((REPLY_ORIGIN, origin_text(origin.partition, origin.offset)))
+    return headers
 
 
 def header_keys_are_utf8(headers: Headers) -> bool:
