@@ -87,6 +87,16 @@ class TopicReader:
             f"({await self._positions()})"
         )
 
+    def open_transactions(self) -> dict[int, tuple[int, int]]:
+        """Partitions whose last stable offset is below their high watermark, as last fetched:
+        (stable, high). A read_committed reader waits there for a transaction to end."""
+        stuck = {}
+        for tp in self._consumer.assignment():
+            stable, high = self._consumer.last_stable_offset(tp), self._consumer.highwater(tp)
+            if stable is not None and high is not None and stable < high:
+                stuck[tp.partition] = (stable, high)
+        return stuck
+
     async def _positions(self) -> str:
         """Per partition: records read, position, high watermark and last stable offset (a
         last stable offset stuck below the high watermark is a transaction left open)."""

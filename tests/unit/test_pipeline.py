@@ -337,3 +337,33 @@ async def test_a_batch_whose_publish_failed_has_its_span_ended_with_the_error() 
         assert batch.status.description == "not committed: PartitionLost"
     finally:
         tracing.shutdown()
+
+
+async def test_a_failure_the_group_took_the_partitions_away_before_reporting_is_logged_on_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A zombie woken after its partitions moved: its commit is refused, and the rebalance
+    # closes the pipeline before the consume loop has looked at it.
+    class Fenced(RecordingPublisher):
+        async def publish(
+            self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+        ) -> None:
+            raise PartitionLost("publish failed: ProducerFenced")
+
+    pipeline = AssignmentPipeline(
+        [TopicPartition(TOPIC, 0)],
+        AssignmentPipeline.new_owner_id("group.commands"),
+        Fenced(expected=1),
+        NoEarlierOwners(),
+        AnswerEachRecord(),
+        Positions({0: 0}),
+        Limits(100, 1 << 20),
+        Health(stall_seconds=60),
+    )
+    pipeline.start()
+    pipeline.submit([record(0, 0)])
+    assert pipeline.task is not None
+    await asyncio.wait({pipeline.task}, timeout=5)
+    await pipeline.close(timeout=1)
+    assert "pipeline failed while closing" in caplog.text
+    assert "publish failed: ProducerFenced" in caplog.text

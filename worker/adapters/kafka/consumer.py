@@ -219,6 +219,7 @@ class CommandConsumer:
             else PartitionLost(f"pipeline failed: {error!r}")
         )
         self._health.failed(str(lost), pipeline.waiting())
+        pipeline.failure_reported = True  # logged by `run` as the partition lost
         raise lost from error
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:

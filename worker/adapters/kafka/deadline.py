@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from worker.adapters.kafka.errors import PartitionLost
 
@@ -26,11 +26,22 @@ def cancelled_from_outside() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancels a task that is not awaited any more (it may never finish), and takes its outcome
+    whenever it comes, so that it is not reported as an exception never retrieved."""
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 async def within(seconds: float, awaitable: Awaitable[T], what: str) -> T:
     task = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:  # the caller is cancelled: so is its call
+        _abandon(task)
+        raise
     if not done:
-        task.cancel()  # not awaited: it may never finish
+        _abandon(task)
         raise PartitionLost(f"{what} did not finish in {seconds:.0f}s")
     if task.cancelled():
         raise PartitionLost(f"{what} was cancelled inside the Kafka client")

@@ -186,6 +186,7 @@ class AssignmentPipeline:
         self._wake = asyncio.Event()
         self._closing = False
         self.task: asyncio.Task[None] | None = None
+        self.failure_reported = False  # the consume loop has logged why it failed
 
     @staticmethod
     def new_owner_id(prefix: str) -> str:
@@ -237,7 +238,6 @@ class AssignmentPipeline:
         self._wake.set()
         task = self.task
         if task is not None:
-            failed_before = task.done()  # then the consume loop reports it
             done, _ = await asyncio.wait({task}, timeout=timeout)
             if not done:
                 log.warning("pipeline did not finish in %.0fs; abandoning its batches", timeout)
@@ -246,8 +246,9 @@ class AssignmentPipeline:
                 await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
             elif task.cancelled():
                 log.warning("pipeline was cancelled inside the Kafka client")
-            elif task.exception() is not None and not failed_before:
-                # e.g. its last commit fenced: never committed
+            elif task.exception() is not None and not self.failure_reported:
+                # e.g. its last commit fenced: never committed. A failure the consume loop
+                # has not reported (the group took the partitions back first) is said here.
                 log.warning("pipeline failed while closing: %r", task.exception())
         try:
             await within(STOP_TIMEOUT_SECONDS, self._publisher.stop(), "stopping the producer")
