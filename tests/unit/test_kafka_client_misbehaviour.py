@@ -16,16 +16,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.unit.test_pipeline import (
     AnswerEachRecord,
-    NoEarlierOwners,
-    Positions,
     RecordingPublisher,
+    pipeline_with,
     record,
 )
 from worker.adapters.kafka import consumer as consumer_module
 from worker.adapters.kafka.consumer import CommandConsumer, ConsumerConfig, _Rebalance
 from worker.adapters.kafka.deadline import inline_within, within
 from worker.adapters.kafka.errors import PartitionLost
-from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits
 from worker.observability.health import Health
 from worker.observability.tracing import BatchTracer, Tracing
 
@@ -72,22 +70,6 @@ class PublisherCancelledInside(RecordingPublisher):
 
 def consumer_config() -> ConsumerConfig:
     return ConsumerConfig("localhost:1", "group", TOPIC, 6000, 60000, 100, 1 << 20, 1.0)
-
-
-def pipeline_with(
-    publisher: RecordingPublisher, tracer: BatchTracer | None = None
-) -> AssignmentPipeline:
-    return AssignmentPipeline(
-        [TopicPartition(TOPIC, 0)],
-        AssignmentPipeline.new_owner_id("group.commands"),
-        publisher,
-        NoEarlierOwners(),
-        AnswerEachRecord(),
-        Positions({0: 0}),
-        Limits(100, 1 << 20),
-        Health(stall_seconds=60),
-        tracer,
-    )
 
 
 async def test_a_pipeline_whose_publish_is_cancelled_inside_the_client_fails_and_is_reported() -> (

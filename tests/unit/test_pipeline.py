@@ -153,6 +153,40 @@ def record(partition: int, offset: int, value: bytes = b"{}") -> ConsumerRecord[
     )
 
 
+class FencedPublisher(RecordingPublisher):
+    """A publisher whose commit is refused: a newer owner fenced its producer."""
+
+    async def publish(
+        self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+    ) -> None:
+        raise PartitionLost("publish failed: ProducerFenced")
+
+
+def pipeline_with(
+    publisher: RecordingPublisher, tracer: BatchTracer | None = None
+) -> AssignmentPipeline:
+    return AssignmentPipeline(
+        [TopicPartition(TOPIC, 0)],
+        AssignmentPipeline.new_owner_id("group.commands"),
+        publisher,
+        NoEarlierOwners(),
+        AnswerEachRecord(),
+        Positions({0: 0}),
+        Limits(100, 1 << 20),
+        Health(stall_seconds=60),
+        tracer,
+    )
+
+
+async def failed(pipeline: AssignmentPipeline) -> BaseException | None:
+    """Starts `pipeline` with one record and returns how its task ended (5 s at most)."""
+    pipeline.start()
+    pipeline.submit([record(0, 0)])
+    assert pipeline.task is not None
+    await asyncio.wait({pipeline.task}, timeout=5)
+    return pipeline.task.exception()
+
+
 async def run_pipeline(
     committed: dict[int, int | None],
     records: list[ConsumerRecord[bytes, bytes]],
@@ -307,31 +341,11 @@ async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed
 
 
 async def test_a_batch_whose_publish_failed_has_its_span_ended_with_the_error() -> None:
-    class Fenced(RecordingPublisher):
-        async def publish(
-            self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
-        ) -> None:
-            raise PartitionLost("publish failed: ProducerFenced")
-
     exported = InMemorySpanExporter()
     tracing = Tracing.create("test", [SimpleSpanProcessor(exported)])
     try:
-        pipeline = AssignmentPipeline(
-            [TopicPartition(TOPIC, 0)],
-            AssignmentPipeline.new_owner_id("group.commands"),
-            Fenced(expected=1),
-            NoEarlierOwners(),
-            AnswerEachRecord(),
-            Positions({0: 0}),
-            Limits(100, 1 << 20),
-            Health(stall_seconds=60),
-            BatchTracer(tracing),
-        )
-        pipeline.start()
-        pipeline.submit([record(0, 0)])
-        assert pipeline.task is not None
-        await asyncio.wait({pipeline.task}, timeout=5)
-        assert isinstance(pipeline.task.exception(), PartitionLost)
+        pipeline = pipeline_with(FencedPublisher(expected=1), BatchTracer(tracing))
+        assert isinstance(await failed(pipeline), PartitionLost)
         [batch] = [s for s in exported.get_finished_spans() if s.name == "fielding batch"]
         assert batch.status.status_code is StatusCode.ERROR
         assert batch.status.description == "not committed: PartitionLost"
@@ -344,26 +358,8 @@ async def test_a_failure_the_group_took_the_partitions_away_before_reporting_is_
 ) -> None:
     # A zombie woken after its partitions moved: its commit is refused, and the rebalance
     # closes the pipeline before the consume loop has looked at it.
-    class Fenced(RecordingPublisher):
-        async def publish(
-            self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
-        ) -> None:
-            raise PartitionLost("publish failed: ProducerFenced")
-
-    pipeline = AssignmentPipeline(
-        [TopicPartition(TOPIC, 0)],
-        AssignmentPipeline.new_owner_id("group.commands"),
-        Fenced(expected=1),
-        NoEarlierOwners(),
-        AnswerEachRecord(),
-        Positions({0: 0}),
-        Limits(100, 1 << 20),
-        Health(stall_seconds=60),
-    )
-    pipeline.start()
-    pipeline.submit([record(0, 0)])
-    assert pipeline.task is not None
-    await asyncio.wait({pipeline.task}, timeout=5)
+    pipeline = pipeline_with(FencedPublisher(expected=1))
+    await failed(pipeline)
     await pipeline.close(timeout=1)
     assert "pipeline failed while closing" in caplog.text
     assert "publish failed: ProducerFenced" in caplog.text

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from worker.adapters.kafka import lenient_records, strict_offset_fetch
-from worker.adapters.kafka.deadline import cancelled_from_outside, inline_within
+from worker.adapters.kafka.deadline import cancelled_from_outside, inline_within, within
 from worker.adapters.kafka.errors import PartitionLost
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Positions
 from worker.observability import metrics
@@ -78,12 +78,10 @@ async def _close_what_stop_left(consumer: AIOKafkaConsumer) -> None:
         close = getattr(part, "close", None)
         if close is None:
             continue
-        closing = asyncio.ensure_future(close())
-        done, _ = await asyncio.wait({closing}, timeout=STOP_SECONDS / 3)
-        if not done:
-            closing.cancel()
-        elif not closing.cancelled() and closing.exception() is not None:
-            log.debug("closing the consumer's %s failed", type(part).__name__)
+        try:
+            await within(STOP_SECONDS / 3, close(), f"closing the consumer's {type(part).__name__}")
+        except Exception:
+            log.debug("closing the consumer's %s failed", type(part).__name__, exc_info=True)
 
 
 def _dead_client_task(consumer: AIOKafkaConsumer) -> str | None:

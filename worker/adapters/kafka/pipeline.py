@@ -16,8 +16,8 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeAlias, TypeVar
@@ -339,17 +339,13 @@ class AssignmentPipeline:
                 preparing = asyncio.create_task(self._prepare(offsets, after=preparing))
                 taken = time.time_ns()
                 span = self._tracer.start_batch(len(batch)) if self._tracer else None
-                try:
+                with self._ended_if_failing(span):
                     with metrics.DECIDE_SECONDS.time(), self._current(span):
                         emissions, preparing = await self._decide(batch, offsets, preparing)
                     # Batches commit in order. The next batch is taken only once this one is
                     # handed over, so records wait in one growing batch, not in many small ones.
                     if publishing is not None:
                         await publishing
-                except BaseException as error:  # never published: its span ends here
-                    if self._tracer is not None and span is not None:
-                        self._tracer.failed(span, error)
-                    raise
                 decided = Decided(batch, offsets, emissions, span, taken, time.time_ns())
                 publishing = asyncio.create_task(self._publish(decided, preparing))
                 publishing.add_done_callback(lambda _: self._wake.set())
@@ -418,19 +414,14 @@ class AssignmentPipeline:
         return batch, offsets
 
     async def _publish(self, decided: Decided, preparing: asyncio.Task[Any]) -> None:
-        try:
-            with metrics.PUBLISH_SECONDS.time():
-                transaction = await preparing
-                publishing = time.time_ns()
-                await within(
-                    PUBLISH_TIMEOUT_SECONDS,
-                    self._publisher.publish(transaction, decided.emissions),
-                    "publishing a batch",
-                )
-        except BaseException as error:  # a cancellation too: the batch is never committed
-            if self._tracer is not None and decided.span is not None:
-                self._tracer.failed(decided.span, error)
-            raise
+        with self._ended_if_failing(decided.span), metrics.PUBLISH_SECONDS.time():
+            transaction = await preparing
+            publishing = time.time_ns()
+            await within(
+                PUBLISH_TIMEOUT_SECONDS,
+                self._publisher.publish(transaction, decided.emissions),
+                "publishing a batch",
+            )
         self._in_flight.popleft()
         self.committed.update(decided.offsets)
         self._health.progressed(f"{tp.topic}:{tp.partition}" for tp in decided.offsets)
@@ -441,6 +432,17 @@ class AssignmentPipeline:
                 self._tracer.committed(decided.span, decided.batch, decided.emissions, times)
             except Exception:
                 log.exception("could not record the batch's spans")
+
+    @contextmanager
+    def _ended_if_failing(self, span: Any) -> Iterator[None]:
+        """A batch that fails here (a cancellation too) is never committed: its span ends with
+        the error, rather than staying open."""
+        try:
+            yield
+        except BaseException as error:
+            if self._tracer is not None and span is not None:
+                self._tracer.failed(span, error)
+            raise
 
     def _current(self, span: Any) -> AbstractContextManager[Any]:
         """The batch's span as the current one while it is decided (its store calls' parent)."""
