@@ -3,6 +3,7 @@ resource. Commands, results, errors and jobs are the other modules' (the API ret
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -15,13 +16,17 @@ from schemas.types import RunTime, Timestamp, Ulid
 FieldingRunStatus = Literal["scheduled", "live", "paused", "completed"]
 
 
+# RFC 3339's date-time (section 5.6); pydantic alone also takes "1764583200" as seconds.
+RFC_3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
 def text_or_datetime(value: object) -> object:
     """Request bodies are validated leniently (FastAPI hands over decoded JSON), and lenient
-    pydantic takes a number as seconds since 1970; the document says RFC 3339 text. (Commands
-    are strict models, which take only text from JSON.)"""
-    if not isinstance(value, str | datetime):
-        raise ValueError("a time is an RFC 3339 string, such as 2026-12-01T10:00:00Z")
-    return value
+    pydantic takes a number, or a string of digits, as seconds since 1970; the document says
+    RFC 3339 text."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC_3339.fullmatch(value)):
+        return value
+    raise ValueError("a time is an RFC 3339 string, such as 2026-12-01T10:00:00Z")
 
 
 RequestTime = Annotated[RunTime, BeforeValidator(text_or_datetime)]

@@ -101,7 +101,19 @@ def test_an_event_serialises_like_the_contracts_example() -> None:
     }
 
 
-@pytest.mark.parametrize("value", ["-2926781120", "1764583200.5", "true", "null", "{}"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-2926781120",
+        "1764583200.5",
+        "true",
+        "null",
+        "{}",
+        '"1764583200"',  # digits in a string: seconds to pydantic alone
+        '"2026-12-01T10:00Z"',  # no seconds
+        '"2026-12-01T10:00:00+0100"',  # offset without its colon
+    ],
+)
 def test_a_time_that_is_not_rfc_3339_text_is_refused(value: str) -> None:
     # pydantic alone takes a number as seconds since 1970 (Schemathesis found the HTTP API
     # answering 201 to one); the JSON Schema says a date-time string

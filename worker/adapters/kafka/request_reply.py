@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from schemas.command import Command
+from worker.adapters.kafka import lenient_records
+from worker.adapters.kafka.deadline import cancelled_from_outside
 from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO, origin_text
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,9 @@ class RequestReply:
         replies_topic: str,
         partition: int | None = None,
     ) -> None:
+        # Anyone who can write to the replies topic could otherwise stop this reader with one
+        # record whose header key is not UTF-8, as on the commands topic.
+        lenient_records.install()
         self._bootstrap_servers = bootstrap_servers
         self._commands_topic = commands_topic
         self._replies_topic = replies_topic
@@ -197,17 +202,27 @@ class RequestReply:
             self._waiting.pop(reply_id, None)
 
     async def _read(self) -> None:
+        """Reads this process's replies partition for as long as it serves: no record and no
+        failure of the Kafka client ends it (every waiting request would then time out)."""
         assert self._consumer is not None
         while True:
             try:
                 fetched = await self._consumer.getmany(timeout_ms=500)
+            except asyncio.CancelledError:
+                if cancelled_from_outside():  # stop()
+                    raise
+                log.warning("reading replies was cancelled inside the Kafka client; retrying")
+                continue
             except Exception:  # the broker away: keep reading once it is back
                 log.warning("reading replies failed; retrying", exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
             for records in fetched.values():
                 for record in records:
-                    self._deliver(record)
+                    try:
+                        self._deliver(record)
+                    except Exception:
+                        log.exception("a reply could not be delivered; skipped")
 
     def _deliver(self, record: Any) -> None:
         waiter = self._waiting.get(record.key or b"")
