@@ -4,6 +4,8 @@
     python scripts/services.py down [kafka|postgres]   # stops what `up` started
     python scripts/services.py kill [kafka|postgres]   # as a crash would: SIGKILL, `immediate`
     python scripts/services.py status
+    python scripts/services.py tool CLASS [ARGS...]    # a Kafka tool's main class, e.g.
+        org.apache.kafka.tools.TransactionsCommand --bootstrap-server localhost:9092 list
 
 Kafka is assembled from Maven Central artifacts (scripts/kafka/pom.xml) into .local/kafka/libs;
 Postgres is Debian's `postgresql` package (installed with apt-get when missing) running a
@@ -416,7 +418,18 @@ def status() -> None:
     print(f"postgres localhost:{PG_PORT}  {'up' if port_open(PG_PORT) else 'down'}")
 
 
+def tool(main_class: str, *args: str) -> int:
+    """Runs one of Kafka's command-line tools (kafka-transactions.sh, kafka-dump-log.sh, ...)
+    by its main class, on the broker's classpath."""
+    command = java_command(kafka_libs(), main_class, *args, heap="256m")
+    return subprocess.run(command, check=False).returncode
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["tool"]:
+        if len(sys.argv) < 3:
+            raise SystemExit("usage: services.py tool CLASS [ARGS...]")
+        raise SystemExit(tool(sys.argv[2], *sys.argv[3:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "kill", "status"])
     parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="default: both")
