@@ -16,6 +16,7 @@ from worker.adapters.kafka.lag import committed_offsets
 from worker.adapters.kafka.pipeline import AssignmentPipeline, Limits, Positions
 from worker.adapters.kafka.publisher import TransactionalPublisher
 from worker.adapters.kafka.topics import commands_topic_warnings, ensure_topics
+from worker.adapters.kafka.transactions import TransactionWatch
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
@@ -148,6 +149,7 @@ async def run_worker(
     metrics.LAST_PROGRESS.set_to_current_time()
     chores = asyncio.create_task(_chores(pool, settings, health))
     timers = asyncio.create_task(_timers(settings, pool, stop))
+    watch = asyncio.create_task(_watch_transactions(settings))
     try:
         await first_contact(pool)
         await consumer.run(stop)
@@ -156,9 +158,10 @@ async def run_worker(
         stop.set()  # the scheduler ends its round and stops its producer
         with contextlib.suppress(Exception):
             await asyncio.wait_for(timers, 10)
-        chores.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await chores
+        for chore in (chores, watch):
+            chore.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chore
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -187,6 +190,33 @@ async def _timers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -
         await scheduler.run(stop)
     finally:
         await sink.stop()
+
+
+async def _watch_transactions(settings: Settings) -> None:
+    """Looks for hanging transactions on the output partitions (see `transactions.py`)."""
+    if settings.hanging_check_seconds <= 0:
+        return
+    await transaction_watch(settings).run(settings.hanging_check_seconds)
+
+
+def output_topics(settings: Settings) -> list[str]:
+    """Every topic the workers write in their transactions."""
+    return [
+        settings.results_topic,
+        settings.events_topic,
+        settings.dlq_topic,
+        settings.replies_topic,
+    ]
+
+
+def transaction_watch(settings: Settings) -> TransactionWatch:
+    return TransactionWatch(
+        settings.kafka_bootstrap_servers,
+        output_topics(settings),
+        after_seconds=settings.hanging_after_seconds,
+        heal=settings.heal_hanging_transactions,
+        copies_only=[settings.replies_topic],
+    )
 
 
 async def _warn_about_topics(settings: Settings) -> None:

@@ -183,6 +183,30 @@ class Settings(BaseSettings):
         "worker's); at most the broker's transaction.max.timeout.ms (15 min by default). A "
         "publish slower than this loses the partitions, which are fetched again.",
     )
+    hanging_check_seconds: float = Field(
+        30,
+        ge=0,
+        validation_alias=_env("FIELDING_HANGING_CHECK_SECONDS"),
+        description="How often the output partitions are looked at for a hanging transaction "
+        "(one their leader holds open and its coordinator does not); 0 turns the check off.",
+    )
+    hanging_margin_seconds: float = Field(
+        60,
+        ge=0,
+        validation_alias=_env("FIELDING_HANGING_MARGIN_SECONDS"),
+        description="A transaction open on an output partition for the transaction timeout plus "
+        "this long, and not open at its coordinator, is hanging.",
+    )
+    heal_hanging_transactions: bool = Field(
+        True,
+        validation_alias=_env("FIELDING_HEAL_HANGING_TRANSACTIONS"),
+        description="Whether the worker aborts a hanging transaction itself, after publishing "
+        "again whatever the abort hides that nothing visible stands for; off, it only reports it.",
+    )
+
+    @property
+    def hanging_after_seconds(self) -> float:
+        return self.transaction_timeout_ms / 1000 + self.hanging_margin_seconds
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -318,5 +318,130 @@ def jobs_get(job_id: str) -> None:
     click.echo(job.body.decode())
 
 
+@main.group()
+def transactions() -> None:
+    """Find and heal hanging transactions on the output topics (see the operations docs)."""
+
+
+def _open_transactions(settings: Settings) -> list[tuple[Any, bool, float]]:
+    """Every transaction open on an output partition: whether its coordinator has it open
+    too, and how long ago its producer last wrote there (seconds)."""
+    import time
+
+    from worker.adapters.kafka.transactions import open_at_coordinator, open_at_leaders
+    from worker.bootstrap import output_topics
+
+    async def look() -> list[tuple[Any, bool, float]]:
+        server = settings.kafka_bootstrap_servers
+        opened = await open_at_leaders(server, output_topics(settings))
+        at_coordinator = await open_at_coordinator(server, (t.producer_id for t in opened))
+        now = time.time()
+        return [
+            (
+                t,
+                (t.producer_id, t.topic, t.partition) in at_coordinator,
+                now - t.last_write_ms / 1000,
+            )
+            for t in opened
+        ]
+
+    return asyncio.run(look())
+
+
+@transactions.command("find-hanging")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of text.")
+def transactions_find_hanging(as_json: bool) -> None:
+    """List the transactions open on output partitions and say which hang: not open at their
+    coordinator, and last written to longer ago than the transaction timeout plus the margin.
+    Exits 1 when one hangs."""
+    settings = _settings()
+    found = False
+    for transaction, at_coordinator, idle in _open_transactions(settings):
+        hanging = not at_coordinator and idle >= settings.hanging_after_seconds
+        found |= hanging
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "topic": transaction.topic,
+                        "partition": transaction.partition,
+                        "producer_id": transaction.producer_id,
+                        "producer_epoch": transaction.producer_epoch,
+                        "start_offset": transaction.start_offset,
+                        "open_at_coordinator": at_coordinator,
+                        "idle_seconds": round(idle, 1),
+                        "hanging": hanging,
+                    }
+                )
+            )
+        else:
+            verdict = (
+                "HANGING"
+                if hanging
+                else "open at its coordinator"
+                if at_coordinator
+                else ("not open at its coordinator")
+            )
+            click.echo(f"{transaction.describe()}, idle {idle:.0f}s: {verdict}")
+    sys.exit(1 if found else 0)
+
+
+@transactions.command("abort")
+@click.option("--topic", required=True)
+@click.option("--partition", type=int, required=True)
+@click.option("--producer-id", type=int, default=None, help="Default: the one open there.")
+@click.option("--execute", is_flag=True, help="Do it; without it, only say what it would do.")
+@click.option(
+    "--publish-again/--no-publish-again",
+    default=True,
+    help="First publish again what the abort would hide and nothing visible stands for.",
+)
+def transactions_abort(
+    topic: str, partition: int, producer_id: int | None, execute: bool, publish_again: bool
+) -> None:
+    """Abort the transaction open on an output partition, as the worker does by itself when
+    FIELDING_HEAL_HANGING_TRANSACTIONS is on. A dry run unless given --execute."""
+    from aiokafka import TopicPartition
+
+    from worker.adapters.kafka.transactions import heal, read_log
+    from worker.service.hanging import to_publish_again
+
+    settings = _settings()
+    candidates = [
+        (t, at_coordinator)
+        for t, at_coordinator, _ in _open_transactions(settings)
+        if t.topic == topic
+        and t.partition == partition
+        and (producer_id is None or t.producer_id == producer_id)
+    ]
+    if len(candidates) != 1:
+        click.echo(f"{len(candidates)} transactions open there; name one with --producer-id")
+        sys.exit(1)
+    (transaction, at_coordinator), server = candidates[0], settings.kafka_bootstrap_servers
+    if at_coordinator:
+        click.echo(f"{transaction.describe()} is open at its coordinator: it will end it itself")
+        sys.exit(1)
+    if not execute:
+        due = (
+            to_publish_again(
+                asyncio.run(
+                    read_log(server, TopicPartition(topic, partition), transaction.start_offset)
+                ),
+                transaction,
+            )
+            if publish_again
+            else []
+        )
+        click.echo(
+            f"would publish again {len(due)} records, then abort {transaction.describe()} "
+            "(dry run: add --execute)"
+        )
+        return
+    healed = asyncio.run(heal(server, transaction, publish_again=publish_again))
+    click.echo(
+        f"published again {healed.published_again} records; aborted {transaction.describe()}"
+    )
+
+
 if __name__ == "__main__":
     main()

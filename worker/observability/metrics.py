@@ -56,3 +56,19 @@ OFFSET_RESETS = Counter(
     "Partitions whose committed offset was above the log end (the topic recreated?) and that "
     "were read again from their log start.",
 )
+HANGING_TRANSACTIONS = Gauge(
+    "fielding_worker_hanging_transactions",
+    "Transactions an output partition's leader holds open past the transaction timeout while "
+    "their coordinator does not: read_committed readers of the partition wait there.",
+    ["topic", "partition"],
+)
+HANGING_ABORTED = Counter(
+    "fielding_worker_hanging_transactions_aborted",
+    "Hanging transactions this worker aborted.",
+    ["topic"],
+)
+PUBLISHED_AGAIN = Counter(
+    "fielding_worker_records_published_again",
+    "Records a hanging transaction's abort would have hidden, published again before it.",
+    ["topic"],
+)

@@ -28,7 +28,8 @@ from worker.adapters.kafka.partitioning import partition_for
 from worker.adapters.kafka.topics import message_limits
 from worker.service import outputs
 from worker.service.cooperative import take_turn
-from worker.service.outputs import Channel, Emission, Headers, reply_headers
+from worker.service.hanging import COMMAND_ORIGIN
+from worker.service.outputs import Channel, Emission, Headers, origin_text, reply_headers
 from worker.service.ports import RecordOrigin
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class TransactionalPublisher:
             await take_turn(done)
             topic = self._topics[emission.channel]
             partition = partition_for(emission.key, partitions[topic])
-            await append(topic, partition, emission.key, emission.value, emission.headers)
+            await append(topic, partition, emission.key, emission.value, with_origin(emission))
             if emission.reply and replies and emission.reply[0] in partitions[replies]:
                 reply_partition, reply_id = emission.reply
                 await append(
@@ -277,6 +278,15 @@ class TransactionalPublisher:
         log.warning("output too large; a DLQ stub goes instead", extra={"reason": reason})
         origin = emission.origin or RecordOrigin(topic, -1, -1)
         return outputs.dlq_stub(origin, emission.key, emission.value, reason)
+
+
+def with_origin(emission: Emission) -> Headers:
+    """A result's or event's headers and the command record it answers (`COMMAND_ORIGIN`): an
+    output is told from a repeated command's by it, when a hanging transaction is healed."""
+    origin = emission.origin
+    if emission.channel is Channel.DLQ or origin is None or origin.partition < 0:
+        return emission.headers
+    return [*emission.headers, (COMMAND_ORIGIN, origin_text(origin.partition, origin.offset))]
 
 
 async def fence_owners(bootstrap_servers: str, owner_ids: Iterable[str]) -> None:
