@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local development only; production sets its own secret.
 export FIELDING_JWT_SECRET ?= local-development-secret-change-me-0123456789
 
-.PHONY: run test services-up services-down bench schemas chaos
+.PHONY: run test services-up services-down bench schemas chaos docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.installed
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.generate
 	$(BIN)/python -m worker.entrypoints.api_documents
+
+# The documentation site (mkdocs.yml, docs/), served on localhost:8000; the unit tests build it.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs serve
 
 bench: services-up
 	$(BIN)/python -m bench.run

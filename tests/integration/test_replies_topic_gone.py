@@ -1,6 +1,6 @@
 """A command that names a replies partition for `serve` is answered on the results topic
 whatever becomes of the replies topic: found at start and deleted later, its copies are
-dropped, and no batch waits on it (found by review: the batch timed out, again and again)."""
+dropped, and no batch waits on it (a batch that waited would time out, again and again)."""
 
 from __future__ import annotations
 

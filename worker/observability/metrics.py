@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker. Names are part of the operations contract (README)."""
+"""Prometheus metrics of the worker. Their names are part of the operations contract (docs/)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ COMMANDS = Counter(
     "Command results published, by command type and status.",
     ["type", "status"],
 )
-EVENTS = Counter("fielding_worker_events", "target_group_closed events published.")
+EVENTS = Counter("fielding_worker_events", "Events published, of every type.")
 DLQ_RECORDS = Counter("fielding_worker_dlq_records", "Records copied to the DLQ.")
 LATENCY = Histogram(
     "fielding_worker_command_latency_seconds",

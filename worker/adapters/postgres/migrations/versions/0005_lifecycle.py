@@ -43,7 +43,7 @@ def upgrade() -> None:
     # one statement per batch, whoever writes): the scheduler reads only due ones, in time
     # order, so finding them costs what the due runs cost, not what the table holds. Not an
     # index on fielding_runs: an index over `status` (even a partial one) would turn every
-    # status change into a non-HOT update of both of its indexes (measured: 71% HOT -> 0%).
+    # status change into a non-HOT update of both of its indexes (docs/decisions/timers-table.md).
     op.execute("""
     CREATE TABLE fielding_run_timers (
         run_id text PRIMARY KEY,
