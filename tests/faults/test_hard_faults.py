@@ -2,7 +2,7 @@
 `immediate`, a worker's network cut or slowed, a worker frozen between its database commit and
 its Kafka commit. Each test checks the suite's invariants and prints a FAULTS line with the
 tally and, per fault, how long results flowed under 90% of the rate commands were offered at,
-and how long after the fault's end they were back for good (the README's table)."""
+and how long after the fault's end they were back for good (docs/results/faults.md)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,6 @@ async def finish(
     faults: list[Fault],
     outputs: Outputs,
     pool: asyncpg.Pool,
-    broker_killed: bool = False,
     services: Services | None = None,
     log_dir: Path | None = None,
 ) -> list[Recovery]:
@@ -113,16 +112,6 @@ async def finish(
                 log_dir,
             )
             print(f"\nEVIDENCE of a transaction left open on {sorted(stuck)}: {kept}")
-        if broker_killed and stuck and all(partition.lag == 0 for partition in lag):
-            # Seen in two full-suite runs (CI's and one here), never in 11 runs of this test
-            # alone: every command consumed and answered, but a results partition's last
-            # stable offset stays below its high watermark past the transaction timeout, and
-            # the coordinator lists no open transaction. Not explained yet (README, hard
-            # faults, "Not explained yet").
-            pytest.xfail(
-                "a transaction left open on the results topic after a broker SIGKILL, "
-                f"partition: (stable, high) {stuck}; all commands consumed; {error}"
-            )
         raise AssertionError(f"{error}; commands group: {[p.as_json() for p in lag]}") from error
     offered = await steady.offered()
     level = rate(offered, offered[0] + 1, min(faults[0].started, offered[-1]))
@@ -153,11 +142,17 @@ async def restarted_afterwards(services: Services, service: str) -> AsyncIterato
         await asyncio.to_thread(services.start, service)
 
 
+# A hanging transaction on an output partition is healed within about a minute and a half of
+# its start (the transaction timeout, this margin, a check): inside the invariants' wait.
+HEAL_QUICKLY = {"FIELDING_HANGING_CHECK_SECONDS": "5", "FIELDING_HANGING_MARGIN_SECONDS": "10"}
+
+
 def workers(
     count: int, settings: Settings, log_dir: Path, started: list[WorkerProcess], **env: str
 ) -> list[WorkerProcess]:
     made = [
-        WorkerProcess(settings, log_dir, f"worker-{len(started) + i}", **env) for i in range(count)
+        WorkerProcess(settings, log_dir, f"worker-{len(started) + i}", **{**HEAL_QUICKLY, **env})
+        for i in range(count)
     ]
     for worker in made:
         worker.start()
@@ -193,10 +188,18 @@ async def test_the_broker_sigkilled_three_times_under_load(
         faults,
         outputs,
         pool,
-        broker_killed=True,
         services=services,
         log_dir=fault_log_dir,
     )
+    # A hanging transaction, if one was left, was healed by a worker (the invariants hold):
+    # its log line names the partition and the producer.
+    healed = [
+        line
+        for worker in worker_processes
+        for line in worker.own_log_lines()
+        if "hanging transaction" in line
+    ]
+    print(f"\nHANGING transactions seen and healed: {len(healed)} {healed}")
 
 
 async def test_postgres_stopped_immediate_twice_under_load(
