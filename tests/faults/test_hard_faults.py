@@ -197,7 +197,7 @@ async def test_the_broker_sigkilled_three_times_under_load(
         line
         for worker in worker_processes
         for line in worker.own_log_lines()
-        if "hanging transaction" in line
+        if '"message": "hanging transaction' in line
     ]
     print(f"\nHANGING transactions seen and healed: {len(healed)} {healed}")
 

@@ -312,6 +312,7 @@ class TransactionWatch:
         while True:
             try:
                 await self.check()
-            except Exception:  # the broker away or restarting: the next look tries again
-                log.warning("could not look for hanging transactions", exc_info=True)
+            except Exception as error:  # the broker away or restarting: the next look tries again
+                log.warning("could not look for hanging transactions: %r", error)
+                log.debug("could not look for hanging transactions", exc_info=True)
             await asyncio.sleep(interval_seconds)
