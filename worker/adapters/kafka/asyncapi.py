@@ -25,6 +25,7 @@ from schemas.event import (
 )
 from schemas.result import CommandResult
 from schemas.types import ULID_PATTERN
+from worker.service.hanging import COMMAND_ORIGIN
 from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO
 from worker.settings import Settings
 
@@ -122,7 +123,17 @@ def asyncapi_document() -> dict[str, Any]:
     }
     schemas["OutputHeaders"] = {
         "type": "object",
-        "properties": {"traceparent": TRACEPARENT, "tracestate": TRACESTATE},
+        "properties": {
+            "traceparent": TRACEPARENT,
+            "tracestate": TRACESTATE,
+            COMMAND_ORIGIN: {
+                "type": "string",
+                "pattern": "^[0-9]+:[0-9]+$",
+                "description": "partition:offset of the command record this answers, on the "
+                "commands topic (a redelivered command's output carries the same; a repeated "
+                "command's does not). Absent on outputs written before it was added.",
+            },
+        },
     }
     schemas["ReplyHeaders"] = {
         "type": "object",
