@@ -13,15 +13,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from schemas.command import (
-    COMMAND_TYPES,
-    SYSTEM_COMMAND_TYPES,
-    Command,
-    RunCommand,
-    parse_command,
-)
+from schemas.command import COMMAND_TYPES, Command, RunCommand, parse_command
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
+from worker.service.catalogue import SYSTEM_COMMAND_TYPES
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
 from worker.service.outputs import Echo, clean_text, header_keys_are_utf8, reply_address
 from worker.service.ports import RecordOrigin

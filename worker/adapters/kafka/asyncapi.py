@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from schemas.command import COMMAND_MODELS, SYSTEM_COMMAND_TYPES
+from schemas.command import COMMAND_MODELS
 from schemas.dead_letter import DeadLetterStub
 from schemas.event import (
     FieldingRunUpdated,
@@ -25,6 +25,7 @@ from schemas.event import (
 )
 from schemas.result import CommandResult
 from schemas.types import ULID_PATTERN
+from worker.service.catalogue import SYSTEM_COMMAND_TYPES
 from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO
 from worker.settings import Settings
 
