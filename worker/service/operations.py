@@ -54,11 +54,10 @@ _SOURCES = {
     event: sorted(s.value for (s, e) in TRANSITIONS if e is event and s is not None)
     for event in RunEvent
 }
+# Also what `serve` answers when a read finds no such run.
+NOT_FOUND_DETAIL: Final = "no such fielding run under this account, project and target group"
 REFUSED: Final = {
-    Refusal.NOT_FOUND: (
-        Status.NOT_FOUND,
-        "no such fielding run under this account, project and target group",
-    ),
+    Refusal.NOT_FOUND: (Status.NOT_FOUND, NOT_FOUND_DETAIL),
     Refusal.VERSION_MISMATCH: (
         Status.PRECONDITION_FAILED,
         "the If-Match version is not the fielding run's current version",

@@ -50,6 +50,15 @@ RECORD_OVERHEAD = 100
 MAX_STUB_KEY = 1024
 
 
+# What a DLQ record carries besides a copy's own headers (documented under these names).
+DLQ_REASON = "dlq.reason"
+DLQ_TOPIC = "dlq.original.topic"
+DLQ_PARTITION = "dlq.original.partition"
+DLQ_OFFSET = "dlq.original.offset"
+DLQ_STUB = "dlq.stub"  # "true" on a stub
+DLQ_VALUE_SHA256 = "dlq.value.sha256"
+
+
 class Channel(Enum):
     RESULT = "result"
     EVENT = "event"
@@ -362,10 +371,10 @@ def event_value(change: Change, command_id: str, occurred_at: datetime) -> bytes
 
 def _coordinates(origin: RecordOrigin, reason: str) -> list[tuple[str, bytes | None]]:
     return [
-        ("dlq.reason", clean_text(reason, MAX_REASON).encode()),
-        ("dlq.original.topic", origin.topic.encode()),
-        ("dlq.original.partition", str(origin.partition).encode()),
-        ("dlq.original.offset", str(origin.offset).encode()),
+        (DLQ_REASON, clean_text(reason, MAX_REASON).encode()),
+        (DLQ_TOPIC, origin.topic.encode()),
+        (DLQ_PARTITION, str(origin.partition).encode()),
+        (DLQ_OFFSET, str(origin.offset).encode()),
     ]
 
 
@@ -392,7 +401,7 @@ def dlq_stub(origin: RecordOrigin, key: bytes | None, value: bytes | None, reaso
         value_sha256=digest,
         value_bytes=len(value) if value is not None else None,
     )
-    headers = [*_coordinates(origin, reason), ("dlq.stub", b"true")]
+    headers = [*_coordinates(origin, reason), (DLQ_STUB, b"true")]
     if digest is not None:
-        headers.append(("dlq.value.sha256", digest.encode()))
+        headers.append((DLQ_VALUE_SHA256, digest.encode()))
     return Emission(Channel.DLQ, kept_key, body.model_dump_json().encode(), headers, origin)

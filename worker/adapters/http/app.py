@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.api import (
+    API_VERSION,
     BulkTargetGroupsRequest,
     FieldingRunItem,
     FieldingRunList,
@@ -57,6 +58,7 @@ from worker.adapters.postgres.runs import get_run, runs_of_target_group
 from worker.service import outputs
 from worker.service.auth import AuthFailure, Principal
 from worker.service.intake import invalid_params
+from worker.service.operations import NOT_FOUND_DETAIL
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +241,7 @@ async def get_fielding_run(
         project_id,
         target_group_id,
     ):
-        raise error(
-            Status.NOT_FOUND, "no such fielding run under this account, project and target group"
-        )
+        raise error(Status.NOT_FOUND, NOT_FOUND_DETAIL)
     headers = {**trace_headers(request), "ETag": etag_of(run.version)}
     return JSONResponse(run_item(run).model_dump(mode="json"), headers=headers)
 
@@ -579,7 +579,6 @@ class BodyLimit:
 
 
 TITLE = "fielding-worker"
-API_VERSION = "2025-12-18"
 DESCRIPTION = "The public API's fielding operations, served in front of the worker."
 
 
