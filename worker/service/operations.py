@@ -254,7 +254,7 @@ def _draft_job(
         created_by=item.principal.user_id,
         status="Completed" if isinstance(decision, Change) else "Failed",
         failure_reason=None if isinstance(decision, Change) else _failure(decision),
-        job_trace_id=None if isinstance(decision, Change) else item.trace_id,
+        job_trace_id=None if isinstance(decision, Change) else item.envelope.trace_id,
     )
     return _job_verdict(item, entry, job, now, workspace, events)
 

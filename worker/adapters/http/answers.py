@@ -21,6 +21,7 @@ from worker.adapters.kafka.request_reply import Reply
 from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.service import outputs
 from worker.service.auth import TokenVerifier
+from worker.service.envelope import clean_text
 from worker.service.trace_context import continue_trace
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -60,7 +61,7 @@ def error(status: int, detail: str, params: list[InvalidParam] | None = None) ->
     body = ApiError(
         id=outputs.new_id(),
         object=known.get(status, outputs.ERROR_OBJECTS[fallback]),
-        detail=outputs.clean_text(detail, 500),
+        detail=clean_text(detail, 500),
         invalid_params=params,
     )
     return ApiProblem(status, body.model_dump(mode="json"))

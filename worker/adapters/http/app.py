@@ -55,8 +55,8 @@ from worker.adapters.http.answers import (
 from worker.adapters.kafka.asyncapi import asyncapi_document
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import get_run, runs_of_target_group
-from worker.service import outputs
 from worker.service.auth import AuthFailure, Principal
+from worker.service.envelope import clean_text
 from worker.service.intake import invalid_params
 from worker.service.operations import NOT_FOUND_DETAIL
 
@@ -534,11 +534,7 @@ async def _invalid(request: Request, invalid: Exception) -> Response:
         if problem["type"] == "json_invalid":  # its location is a character position
             field = []
         name = ".".join(str(part) for part in field) or str(where)
-        params.append(
-            InvalidParam(
-                name=outputs.clean_text(name), reason=outputs.clean_text(problem["msg"], 500)
-            )
-        )
+        params.append(InvalidParam(name=clean_text(name), reason=clean_text(problem["msg"], 500)))
     bad = error(Status.BAD_REQUEST, "the request does not match its schema", params)
     return await _problem(request, _unless_unauthorized(request, bad))
 

@@ -28,7 +28,7 @@ from schemas.result import CommandResult
 from schemas.types import ULID_PATTERN
 from worker.service import outputs
 from worker.service.catalogue import SYSTEM_COMMAND_TYPES
-from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO
+from worker.service.replies import REPLY_ID, REPLY_ORIGIN, REPLY_TO
 from worker.settings import Settings
 
 ASYNCAPI_VERSION = "3.1.0"

@@ -28,8 +28,9 @@ from worker.adapters.kafka.partitioning import partition_for
 from worker.adapters.kafka.topics import message_limits
 from worker.service import outputs
 from worker.service.cooperative import take_turn
-from worker.service.outputs import Channel, Emission, Headers, reply_headers
+from worker.service.outputs import Channel, Emission, Headers
 from worker.service.ports import RecordOrigin
+from worker.service.replies import reply_headers
 
 log = logging.getLogger(__name__)
 
