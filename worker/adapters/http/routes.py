@@ -10,9 +10,9 @@ trace context, and answered with the command's result translated to HTTP (`answe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
@@ -169,21 +169,17 @@ def _with_body(endpoint: Endpoint, model: type[BaseModel] | None) -> Endpoint:
     return endpoint
 
 
-def _job_location(entry: CommandType, **ids: object) -> Callable[[str], str]:
-    """Where a job created through this route is read: the route's path, then the job's id."""
-    assert entry.route is not None
-    base = entry.route.path.format(**ids)
-    return lambda job_id: f"{base}/{job_id}"
-
-
-def run_fields(
-    account_id: int,
-    project_id: str,
-    target_group_id: str,
-    fielding_run_id: str,
-    if_match: str,
-    idempotency_key: str | None,
+async def run_fields(
+    account_id: AccountId,
+    project_id: UlidPath,
+    target_group_id: UlidPath,
+    fielding_run_id: UlidPath,
+    version: ApiVersion,
+    if_match: IfMatch,
+    idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
+    """A run command's fields from the path and headers (a dependency: the operation's
+    parameters, in this order)."""
     return {
         "command_id": idempotency_key or new_ulid(),
         "account_id": account_id,
@@ -194,23 +190,13 @@ def run_fields(
     }
 
 
+RunFields = Annotated[dict[str, Any], Depends(run_fields)]
+
+
 def run_action(entry: CommandType) -> Endpoint:
     """A lifecycle operation of one run: the path and headers say everything."""
 
-    async def act(
-        request: Request,
-        user: User,
-        account_id: AccountId,
-        project_id: UlidPath,
-        target_group_id: UlidPath,
-        fielding_run_id: UlidPath,
-        version: ApiVersion,
-        if_match: IfMatch,
-        idempotency_key: OptionalKey = None,
-    ) -> Response:
-        fields = run_fields(
-            account_id, project_id, target_group_id, fielding_run_id, if_match, idempotency_key
-        )
+    async def act(request: Request, user: User, fields: RunFields) -> Response:
         return await change(request, user, entry.name, fields)
 
     return act
@@ -219,51 +205,57 @@ def run_action(entry: CommandType) -> Endpoint:
 def run_change(entry: CommandType) -> Endpoint:
     """A change of one run with a body (its new times)."""
 
-    async def act(
-        request: Request,
-        user: User,
-        body: BaseModel,
-        account_id: AccountId,
-        project_id: UlidPath,
-        target_group_id: UlidPath,
-        fielding_run_id: UlidPath,
-        version: ApiVersion,
-        if_match: IfMatch,
-        idempotency_key: OptionalKey = None,
-    ) -> Response:
-        fields = run_fields(
-            account_id, project_id, target_group_id, fielding_run_id, if_match, idempotency_key
-        )
-        fields |= dict(body)  # the values, not their JSON: commands are strict
-        return await change(request, user, entry.name, fields)
+    async def act(request: Request, user: User, body: BaseModel, fields: RunFields) -> Response:
+        # The values, not their JSON: commands are strict.
+        return await change(request, user, entry.name, fields | dict(body))
 
     return act
+
+
+async def group_job_fields(
+    account_id: AccountId,
+    project_id: UlidPath,
+    target_group_id: UlidPath,
+    version: ApiVersion,
+    idempotency_key: RequiredKey,
+) -> dict[str, Any]:
+    """A draft job's fields from the path and headers (a dependency, as `run_fields`)."""
+    return {
+        "command_id": idempotency_key,
+        "account_id": account_id,
+        "project_id": project_id,
+        "target_group_id": target_group_id,
+    }
+
+
+async def project_job_fields(
+    account_id: AccountId, project_id: UlidPath, version: ApiVersion, idempotency_key: RequiredKey
+) -> dict[str, Any]:
+    """A bulk job's fields from the path and headers (a dependency, as `run_fields`)."""
+    return {"command_id": idempotency_key, "account_id": account_id, "project_id": project_id}
+
+
+GroupJobFields = Annotated[dict[str, Any], Depends(group_job_fields)]
+ProjectJobFields = Annotated[dict[str, Any], Depends(project_job_fields)]
+
+
+async def create_job(
+    request: Request, user: Principal, entry: CommandType, fields: dict[str, Any]
+) -> Response:
+    """Sends a job's command; its 201 says where the job is read: the route's path, then the
+    job's id."""
+    assert entry.route is not None
+    base = entry.route.path.format(**fields)
+    return await change(request, user, entry.name, fields, lambda job_id: f"{base}/{job_id}")
 
 
 def draft_creator(entry: CommandType) -> Endpoint:
     """A job creating the target group's run from its draft."""
 
     async def create(
-        request: Request,
-        user: User,
-        body: BaseModel,
-        account_id: AccountId,
-        project_id: UlidPath,
-        target_group_id: UlidPath,
-        version: ApiVersion,
-        idempotency_key: RequiredKey,
+        request: Request, user: User, body: BaseModel, fields: GroupJobFields
     ) -> Response:
-        fields = {
-            "command_id": idempotency_key,
-            "account_id": account_id,
-            "project_id": project_id,
-            "target_group_id": target_group_id,
-            **dict(body),
-        }
-        location = _job_location(
-            entry, account_id=account_id, project_id=project_id, target_group_id=target_group_id
-        )
-        return await change(request, user, entry.name, fields, location)
+        return await create_job(request, user, entry, fields | dict(body))
 
     return create
 
@@ -289,22 +281,9 @@ def bulk_creator(entry: CommandType) -> Endpoint:
     """A job applying one operation to the run of each target group."""
 
     async def create(
-        request: Request,
-        user: User,
-        body: BaseModel,
-        account_id: AccountId,
-        project_id: UlidPath,
-        version: ApiVersion,
-        idempotency_key: RequiredKey,
+        request: Request, user: User, body: BaseModel, fields: ProjectJobFields
     ) -> Response:
-        fields = {
-            "command_id": idempotency_key,
-            "account_id": account_id,
-            "project_id": project_id,
-            **dict(body),
-        }
-        location = _job_location(entry, account_id=account_id, project_id=project_id)
-        return await change(request, user, entry.name, fields, location)
+        return await create_job(request, user, entry, fields | dict(body))
 
     return create
 
