@@ -79,7 +79,7 @@ RunBody = LaunchedTimes | UpdatedRun
 
 
 @dataclass(frozen=True, slots=True)
-class Body:
+class ResultBody:
     """A run command's success body: its model (for the HTTP document) and how it is built
     from the run as the command left it."""
 
@@ -89,12 +89,14 @@ class Body:
 
 @dataclass(frozen=True, slots=True)
 class CommandType:
+    """One command type's entry; its `name` and `family` are read from its model."""
+
     model: type[Envelope]
     event: RunEvent
     success: Status
     send: str | None  # the name `fielding-worker send` takes; None: not sent by hand
     route: Route | None = None  # None: not served over HTTP
-    body: Body | None = None  # run commands only; jobs answer with their job
+    body: ResultBody | None = None  # run commands only; jobs answer with their job
     system_only: bool = False  # sent by the worker's scheduler alone, with the system token
     name: str = field(init=False)
     family: Family = field(init=False)
@@ -132,7 +134,11 @@ def _updated_run(run: RunState) -> UpdatedRun:
 
 
 def _run_action(
-    model: type[RunCommand], event: RunEvent, success: Status, action: str, body: Body | None = None
+    model: type[RunCommand],
+    event: RunEvent,
+    success: Status,
+    action: str,
+    body: ResultBody | None = None,
 ) -> CommandType:
     """A lifecycle operation of one run: `POST .../fielding-runs/{id}/<action>`."""
     route = Route("POST", f"{RUN}/{action}", type_name(model))
@@ -165,7 +171,7 @@ _ENTRIES = (
         RunEvent.LAUNCH_NOW,
         Status.OK,
         "launch-now",
-        Body(LaunchedTimes, _launched_times),
+        ResultBody(LaunchedTimes, _launched_times),
     ),
     _run_action(PauseFieldingRun, RunEvent.PAUSE, Status.NO_CONTENT, "pause"),
     _run_action(ResumeFieldingRun, RunEvent.RESUME, Status.NO_CONTENT, "resume"),
@@ -176,7 +182,7 @@ _ENTRIES = (
         Status.ACCEPTED,
         "update",
         Route("PUT", RUN, "update_fielding_run", UpdateFieldingRunRequest),
-        Body(UpdatedRun, _updated_run),
+        ResultBody(UpdatedRun, _updated_run),
     ),
     CommandType(
         StartScheduledFieldingRun,
