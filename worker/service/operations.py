@@ -1,9 +1,9 @@
 """What each command type does, decided in memory against the batch's workspace.
 
 The catalogue says which machine event each command sends and what it answers when it
-succeeds; the domain (`fielding_statemachine.decisions`) says whether it may; here a decision becomes an
-outcome: the status the public API would answer, the result and the events, and the changes
-to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
+succeeds; the domain (`fielding_statemachine.decisions`) says whether it may; here a decision
+becomes an outcome: the status the public API would answer, the result and the events, and the
+changes to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
 else: a bulk job of 1,000 target groups is 1,000 lookups in memory, not 1,000 round trips.
 """
 
@@ -27,7 +27,7 @@ from fielding_statemachine.decisions import (
 from fielding_statemachine.transitions import TRANSITIONS, RunEvent
 from schemas.command import (
     BulkCommand,
-    LaunchFieldingRunFromDraft,
+    DraftCommand,
     RunCommand,
     ScheduleFieldingRunFromDraft,
     UpdateFieldingRun,
@@ -161,7 +161,7 @@ def decide_command(item: Admitted, workspace: Workspace, now: datetime) -> Verdi
         return _run_command(item, command, entry, workspace, now)
     if isinstance(command, BulkCommand):
         return _bulk_job(item, command, entry, workspace, now)
-    assert isinstance(command, LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft)
+    assert isinstance(command, DraftCommand)
     return _draft_job(item, command, entry, workspace, now)
 
 
@@ -227,7 +227,7 @@ def _job_verdict(
 
 def _draft_job(
     item: Admitted,
-    command: LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft,
+    command: DraftCommand,
     entry: CommandType,
     workspace: Workspace,
     now: datetime,
