@@ -11,9 +11,10 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.command import MAX_TARGET_GROUPS
-from schemas.types import RunTime, Timestamp, Ulid
+from schemas.types import RunStatusName, RunTime, Timestamp, Ulid
 
-FieldingRunStatus = Literal["scheduled", "live", "paused", "completed"]
+# The version of the public API whose operations and shapes these are.
+API_VERSION = "2025-12-18"
 
 
 # RFC 3339's date-time (section 5.6); pydantic alone also takes "1764583200" as seconds.
@@ -68,7 +69,7 @@ class FieldingRunItem(BaseModel):
     last_changed_by: UUID | None
     start_fielding_at: Timestamp | None
     end_fielding_at: Timestamp | None
-    status: FieldingRunStatus
+    status: RunStatusName
     version: int
 
 

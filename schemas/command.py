@@ -245,10 +245,6 @@ MODELS: dict[str, type[Envelope]] = {
 }
 COMMAND_TYPES: frozenset[str] = frozenset(MODELS)
 COMPLETE_FIELDING_RUN = "complete_fielding_run"
-# Sent by the worker's own scheduler only, with a token of the system actor.
-SYSTEM_COMMAND_TYPES: frozenset[str] = frozenset(
-    {"start_scheduled_fielding_run", "end_fielding_run"}
-)
 
 _COMMANDS: TypeAdapter[Command] = TypeAdapter(Annotated[Command, Field(discriminator="type")])
 

@@ -33,6 +33,15 @@ class ApiError(BaseModel):
     invalid_params: list[InvalidParam] | None = None
 
 
+class GatewayTimeoutProblem(BaseModel):
+    """`serve`'s 504: no result within its deadline (not one of the public API's errors)."""
+
+    model_config = ConfigDict(frozen=True, title="gateway_timeout_problem")
+
+    object: Literal["gateway_timeout_error"] = "gateway_timeout_error"
+    detail: str
+
+
 class TooManyRequestsProblem(BaseModel):
     model_config = ConfigDict(frozen=True, title="too_many_requests_problem_details")
 

@@ -9,9 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.types import AccountId, Timestamp, Ulid
-
-RunStatusName = Literal["scheduled", "live", "paused", "completed"]
+from schemas.types import AccountId, RunStatusName, Timestamp, Ulid
 
 
 class RunChanged(BaseModel):

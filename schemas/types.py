@@ -7,11 +7,14 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, StringConstraints
 
 INT32_MAX = 2**31 - 1
+
+# A run's status as messages write it; a unit test holds it to the domain's `RunStatus`.
+RunStatusName = Literal["scheduled", "live", "paused", "completed"]
 
 ULID_PATTERN = r"^[0-9A-Z]{26}$"
 Ulid = Annotated[str, StringConstraints(pattern=ULID_PATTERN)]

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from fielding_statemachine.status import RunStatus
 from tests.support.harness import RunMaker, WorkerFactory
 from tests.support.http import ApiStarter, headers
-from worker.adapters.http.app import openapi_document
+from worker.adapters.http.documents import openapi_document
 from worker.settings import Settings
 
 pytestmark = [

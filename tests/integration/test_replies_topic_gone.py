@@ -13,7 +13,7 @@ from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, TopicReader, produce
 from worker.adapters.kafka.admin import admin_client
-from worker.service.outputs import REPLY_ID, REPLY_TO
+from worker.service.replies import REPLY_ID, REPLY_TO
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

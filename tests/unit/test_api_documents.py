@@ -3,7 +3,7 @@ without `make schemas` fails here, before a client generated from the stale docu
 
 from __future__ import annotations
 
-from worker.adapters.http.app import openapi_document
+from worker.adapters.http.documents import openapi_document
 from worker.entrypoints.api_documents import stale_files
 
 # The public API's operation ids (its OpenAPI document, the Fielding and Fielding (Batch) tags).

@@ -19,7 +19,7 @@ from schemas.result import Status
 from schemas.types import new_ulid
 from tests.support.commands import command
 from worker.adapters.kafka.asyncapi import asyncapi_document
-from worker.service import outputs
+from worker.service import envelope, outputs
 from worker.service.ports import RecordOrigin
 from worker.settings import Settings
 
@@ -91,7 +91,7 @@ def test_a_command_as_producers_write_it_fits_its_payload(kind: str) -> None:
 
 
 def test_results_and_stubs_as_the_worker_writes_them_fit_their_payloads() -> None:
-    echo = outputs.Echo(command_id="c-1", type="complete_fielding_run", fielding_run_id=new_ulid())
+    echo = envelope.Echo(command_id="c-1", type="complete_fielding_run", fielding_run_id=new_ulid())
     now = datetime.now(UTC)
     for status, extra in [
         (Status.NO_CONTENT, {"etag": 'W/"2"'}),

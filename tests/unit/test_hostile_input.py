@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.result import Status
 from tests.support.commands import SECRET, auth_headers, command, encode, forged_token
-from worker.service import outputs
+from worker.service import envelope, outputs
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
 from worker.service.handler import rejected, unreadable
 from worker.service.intake import Admitted, CommandRecord, Rejected, Unreadable, triage
@@ -174,11 +174,10 @@ def test_a_null_or_undecodable_trace_header_starts_a_fresh_trace() -> None:
         headers = [*auth_headers([101]), ("traceparent", traceparent), ("tracestate", None)]
         triaged = triage(record(encode(command()), headers), VERIFIER)
         assert isinstance(triaged, Admitted)
-        version, trace_id, span_id, _ = (
-            dict(triaged.trace_headers)["traceparent"].decode().split("-")
-        )
+        read = triaged.envelope
+        version, trace_id, span_id, _ = dict(read.trace_headers)["traceparent"].decode().split("-")
         assert (version, len(trace_id), len(span_id)) == ("00", 32, 16)
-        assert triaged.trace_id == trace_id and "tracestate" not in dict(triaged.trace_headers)
+        assert read.trace_id == trace_id and "tracestate" not in dict(read.trace_headers)
         traces.add(trace_id)
     assert len(traces) == 3, "each a trace of its own"
 
@@ -222,7 +221,7 @@ def test_building_a_result_never_fails_and_stays_small(
         "fielding_run_id": fields[3],
         "account_id": 10**30,
     }
-    echo = outputs.Echo.of_members(members, command_id)
+    echo = envelope.Echo.of_members(members, command_id)
     for status in (Status.BAD_REQUEST, Status.UNAUTHORIZED, Status.TOO_MANY_REQUESTS):
         value = outputs.result_value(echo, status, outputs_time(), detail=detail)
         value.decode("utf-8")
@@ -230,7 +229,7 @@ def test_building_a_result_never_fails_and_stays_small(
 
 
 def test_a_detail_quoting_a_lone_surrogate_is_cleaned_not_fatal() -> None:
-    echo = outputs.Echo("c1", "complete_fielding_run")
+    echo = envelope.Echo("c1", "complete_fielding_run")
     value = outputs.result_value(echo, Status.UNAUTHORIZED, outputs_time(), detail="bad \udc80 kid")
     assert json.loads(value)["error"]["detail"] == "bad \ufffd kid"
 

@@ -15,7 +15,8 @@ from schemas.command import Command
 from schemas.types import new_ulid
 from tests.support.commands import SECRET, token
 from worker.adapters.http.answers import ApiContext
-from worker.adapters.http.app import MAX_BODY_BYTES, create_app
+from worker.adapters.http.app import create_app
+from worker.adapters.http.limits import MAX_BODY_BYTES
 from worker.adapters.kafka.request_reply import Reply
 from worker.service.auth import TokenVerifier
 

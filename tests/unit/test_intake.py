@@ -169,7 +169,7 @@ def test_trace_context_continues_the_commands_trace() -> None:
     ]
     triaged = triage(record(encode(command()), headers), VERIFIER)
     assert isinstance(triaged, Admitted)
-    out = dict(triaged.trace_headers)
+    out = dict(triaged.envelope.trace_headers)
     version, trace_id, span_id, flags = out["traceparent"].decode().split("-")
     assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
     assert span_id not in ("00f067aa0ba902b7", "0" * 16)
@@ -183,9 +183,11 @@ def test_a_missing_or_invalid_traceparent_starts_a_fresh_trace(traceparent: byte
     headers = auth_headers([101]) + ([("traceparent", traceparent)] if traceparent else [])
     triaged = triage(record(encode(command()), headers), VERIFIER)
     assert isinstance(triaged, Admitted)
-    version, trace_id, span_id, _ = dict(triaged.trace_headers)["traceparent"].decode().split("-")
+    version, trace_id, span_id, _ = (
+        dict(triaged.envelope.trace_headers)["traceparent"].decode().split("-")
+    )
     assert version == "00" and len(trace_id) == 32 and trace_id != "0" * 32 and len(span_id) == 16
-    assert triaged.trace_id == trace_id
+    assert triaged.envelope.trace_id == trace_id
 
 
 def test_a_cached_token_still_expires() -> None:
@@ -195,3 +197,17 @@ def test_a_cached_token_still_expires() -> None:
     assert not hasattr(first, "detail")
     later = verifier.verify(header, now=first.expires_at + 1)  # type: ignore[union-attr]
     assert getattr(later, "detail", "") == "the token has expired"
+
+
+def test_the_envelope_holds_the_key_the_first_token_and_the_reply_address() -> None:
+    reply_id = b"0123456789abcdef" * 2
+    headers = [
+        ("Authorization", b"Bearer first"),
+        ("authorization", b"Bearer second"),
+        ("fielding-reply-to", b"3"),
+        ("fielding-reply-id", reply_id),
+    ]
+    triaged = triage(record(encode(command()), headers), VERIFIER)
+    assert isinstance(triaged, Rejected)  # neither token is valid: the envelope is read anyway
+    read = triaged.envelope
+    assert (read.key, read.authorization, read.reply_to) == (b"key", b"Bearer first", (3, reply_id))

@@ -12,10 +12,10 @@ import pytest
 
 from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
-from schemas.command import SYSTEM_COMMAND_TYPES
 from tests.support.commands import SECRET, USER, auth_headers, command, encode, system_headers
 from tests.support.fakes import InMemoryStore
 from worker.service.auth import SYSTEM_ACTOR, TokenVerifier, timer_command_id
+from worker.service.catalogue import SYSTEM_COMMAND_TYPES
 from worker.service.handler import CommandHandler
 from worker.service.intake import CommandRecord
 from worker.service.operations import job_id_of

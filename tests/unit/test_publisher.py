@@ -8,7 +8,7 @@ import json
 from aiokafka import AIOKafkaProducer
 
 from worker.adapters.kafka.publisher import TransactionalPublisher
-from worker.service import outputs
+from worker.service import outputs, replies
 from worker.service.outputs import Channel
 from worker.service.ports import RecordOrigin
 
@@ -52,6 +52,6 @@ async def test_a_results_copy_for_serve_is_one_the_kafka_client_can_write() -> N
         reply=(0, b"0" * 32),
     )
     builder = AIOKafkaProducer(bootstrap_servers="unused:9092").create_batch()
-    headers = outputs.reply_headers(result)
+    headers = replies.reply_headers(result)
     assert builder.append(key=b"0" * 32, value=b"{}", timestamp=None, headers=headers) is not None
-    assert (outputs.REPLY_ORIGIN, b"2:40") in headers
+    assert (replies.REPLY_ORIGIN, b"2:40") in headers

@@ -14,7 +14,7 @@ import pytest
 from schemas.command import Command, new_command
 from schemas.types import new_ulid
 from worker.adapters.kafka.request_reply import RequestReply
-from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO, reply_address
+from worker.service.replies import REPLY_ID, REPLY_ORIGIN, REPLY_TO, reply_address
 
 REPLY = b"0123456789abcdef0123456789abcdef"
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.adapters.http.app import openapi_document
+from worker.adapters.http.documents import openapi_document
 from worker.adapters.kafka.asyncapi import asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"

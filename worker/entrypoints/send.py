@@ -10,24 +10,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.command import Command
 from worker.service.auth import TokenIssuer
+from worker.service.catalogue import SEND_NAMES
 from worker.settings import Settings
 
-# The short names `send` takes, and the command types they stand for.
-OPERATIONS = {
-    "complete": "complete_fielding_run",
-    "launch-now": "launch_now_fielding_run",
-    "pause": "pause_fielding_run",
-    "resume": "resume_fielding_run",
-    "relaunch": "relaunch_fielding_run",
-    "update": "update_fielding_run",
-    "launch-from-draft": "launch_fielding_run_from_draft",
-    "schedule-from-draft": "schedule_fielding_run_from_draft",
-    "complete-target-groups": "complete_fielding_runs_by_target_group_ids",
-    "launch-target-groups": "launch_fielding_runs_by_target_group_ids",
-    "pause-target-groups": "pause_fielding_runs_by_target_group_ids",
-    "resume-target-groups": "resume_fielding_runs_by_target_group_ids",
-    "relaunch-target-groups": "relaunch_fielding_runs_by_target_group_ids",
-}
+# The short names `send` takes, and the command types they stand for (from the catalogue).
+OPERATIONS = SEND_NAMES
 
 
 def demo_token(settings: Settings, *account_ids: int) -> str:

@@ -61,15 +61,7 @@ def unreadable(item: Unreadable) -> Emission:
 
 
 def _result(item: Admitted | Rejected, value: bytes, status: Status) -> Emission:
-    return outputs.result(
-        item.echo,
-        value,
-        status,
-        record_key=item.record.key,
-        trace_headers=item.trace_headers,
-        origin=item.record.origin,
-        reply_to=item.reply_to,
-    )
+    return outputs.result(item.echo, value, status, item.envelope, item.record.origin)
 
 
 def _emit(item: Admitted, outcome: RememberedOutcome, with_events: bool) -> list[Emission]:
@@ -77,7 +69,7 @@ def _emit(item: Admitted, outcome: RememberedOutcome, with_events: bool) -> list
     if with_events:
         emissions.extend(
             outputs.event(
-                e.key, e.value, trace_headers=item.trace_headers, origin=item.record.origin
+                e.key, e.value, trace_headers=item.envelope.trace_headers, origin=item.record.origin
             )
             for e in outcome.events
         )
@@ -191,7 +183,7 @@ class CommandHandler:
                     extra={
                         "command_id": item.echo.command_id,
                         "fielding_run_id": item.echo.fielding_run_id,
-                        "trace_id": item.trace_id,
+                        "trace_id": item.envelope.trace_id,
                         "status": getattr(item, "status", None),
                     },
                 )

@@ -3,31 +3,30 @@
 Checks run in the public API's order: authentication (401), then the schema (400), then the
 account (403). What survives is admitted to the database stage (429, 404, 412, 422, 204).
 `triage` is total: whatever bytes, headers or nesting a record holds, it returns one of the
-three, and every record with a readable `command_id` is answered.
+three, and every record with a readable `command_id` is answered. A record's headers are read
+here, once, into its envelope (`envelope.py`); everything after works from that value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from schemas.command import (
-    COMMAND_TYPES,
-    SYSTEM_COMMAND_TYPES,
-    Command,
-    RunCommand,
-    parse_command,
-)
+from schemas.command import COMMAND_TYPES, Command, RunCommand, parse_command
 from schemas.errors import InvalidParam
 from worker.service.auth import AuthFailure, Principal, TokenVerifier
+from worker.service.catalogue import SYSTEM_COMMAND_TYPES
+from worker.service.envelope import (
+    Echo,
+    RecordEnvelope,
+    clean_text,
+    header_keys_are_utf8,
+    read_envelope,
+)
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
-from worker.service.outputs import Echo, clean_text, header_keys_are_utf8, reply_address
 from worker.service.ports import RecordOrigin
-from worker.service.trace_context import continue_trace
-
-Headers = Sequence[tuple[str, bytes | None]]
+from worker.service.trace_context import Headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,34 +55,23 @@ class Rejected:
     """Answered without touching the database: 400, 401 or 403."""
 
     record: CommandRecord
+    envelope: RecordEnvelope
     echo: Echo
     status: int
     detail: str
     invalid_params: tuple[InvalidParam, ...] | None
-    trace_headers: list[tuple[str, bytes]]
-    trace_id: str
-    reply_to: tuple[int, bytes] | None = None  # where `serve` waits for the result
 
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
     record: CommandRecord
+    envelope: RecordEnvelope
     command: Command
     principal: Principal
-    trace_headers: list[tuple[str, bytes]]
-    trace_id: str
     echo: Echo
-    reply_to: tuple[int, bytes] | None = None  # where `serve` waits for the result
 
 
 Triaged = Unreadable | Rejected | Admitted
-
-
-def header(headers: Headers, name: str) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 def invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
@@ -131,21 +119,18 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
         command = parse_command(record.value)
     except ValidationError as error:
         return _triage_invalid(record, record.value, verifier, error)
-    trace_headers, trace_id = continue_trace(record.headers)
-    reply_to = reply_address(record.headers)
+    envelope = read_envelope(record.key, record.headers)
     echo = Echo.of_command(command)
-    principal = verifier.verify(header(record.headers, "authorization"))
+    principal = verifier.verify(envelope.authorization)
     if isinstance(principal, AuthFailure):
-        return Rejected(
-            record, echo, 401, principal.detail, None, trace_headers, trace_id, reply_to
-        )
+        return Rejected(record, envelope, echo, 401, principal.detail, None)
     if not principal.may_act_on(command.account_id):
         detail = f"the token does not grant access to account {command.account_id}"
-        return Rejected(record, echo, 403, detail, None, trace_headers, trace_id, reply_to)
+        return Rejected(record, envelope, echo, 403, detail, None)
     refusal = _system_refusal(command, principal, verifier)
     if refusal is not None:
-        return Rejected(record, echo, 403, refusal, None, trace_headers, trace_id, reply_to)
-    return Admitted(record, command, principal, trace_headers, trace_id, echo, reply_to)
+        return Rejected(record, envelope, echo, 403, refusal, None)
+    return Admitted(record, envelope, command, principal, echo)
 
 
 def _triage_invalid(
@@ -166,21 +151,10 @@ def _triage_invalid(
         return Unreadable(
             record, "the value has no readable command_id (a string of 1 to 255 characters)"
         )
-    trace_headers, trace_id = continue_trace(record.headers)
-    reply_to = reply_address(record.headers)
+    envelope = read_envelope(record.key, record.headers)
     echo = Echo.of_members(members, command_id)
-    principal = verifier.verify(header(record.headers, "authorization"))
+    principal = verifier.verify(envelope.authorization)
     if isinstance(principal, AuthFailure):  # authentication is judged before the schema
-        return Rejected(
-            record, echo, 401, principal.detail, None, trace_headers, trace_id, reply_to
-        )
-    return Rejected(
-        record,
-        echo,
-        400,
-        "the command does not match its schema",
-        invalid_params(error),
-        trace_headers,
-        trace_id,
-        reply_to,
-    )
+        return Rejected(record, envelope, echo, 401, principal.detail, None)
+    detail = "the command does not match its schema"
+    return Rejected(record, envelope, echo, 400, detail, invalid_params(error))

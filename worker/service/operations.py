@@ -1,9 +1,9 @@
 """What each command type does, decided in memory against the batch's workspace.
 
-One table says which machine event each command sends and what it answers when it succeeds;
-the domain (`fielding_statemachine.decisions`) says whether it may; here a decision becomes an
-outcome: the status the public API would answer, the result and the events, and the changes
-to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
+The catalogue says which machine event each command sends and what it answers when it
+succeeds; the domain (`fielding_statemachine.decisions`) says whether it may; here a decision
+becomes an outcome: the status the public API would answer, the result and the events, and the
+changes to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
 else: a bulk job of 1,000 target groups is 1,000 lookups in memory, not 1,000 round trips.
 """
 
@@ -27,7 +27,7 @@ from fielding_statemachine.decisions import (
 from fielding_statemachine.transitions import TRANSITIONS, RunEvent
 from schemas.command import (
     BulkCommand,
-    LaunchFieldingRunFromDraft,
+    DraftCommand,
     RunCommand,
     ScheduleFieldingRunFromDraft,
     UpdateFieldingRun,
@@ -42,52 +42,22 @@ from schemas.job import (
     UpdatedTargetGroup,
     UpdatedTargetGroups,
 )
-from schemas.result import CreatedJob, LaunchedTimes, Status, UpdatedRun
+from schemas.result import CreatedJob, Status
 from schemas.types import CROCKFORD, etag_of, new_ulid
 from worker.service import outputs
+from worker.service.catalogue import CATALOGUE, CommandType
 from worker.service.intake import Admitted
 from worker.service.ports import JobRecord, Output, RunChange
-
-
-@dataclass(frozen=True, slots=True)
-class RunOperation:
-    event: RunEvent
-    success: Status
-
-
-# Commands addressed to one run: the machine event each sends, and its success status.
-RUN_OPERATIONS: Final = {
-    "complete_fielding_run": RunOperation(RunEvent.COMPLETE, Status.NO_CONTENT),
-    "launch_now_fielding_run": RunOperation(RunEvent.LAUNCH_NOW, Status.OK),
-    "pause_fielding_run": RunOperation(RunEvent.PAUSE, Status.NO_CONTENT),
-    "resume_fielding_run": RunOperation(RunEvent.RESUME, Status.NO_CONTENT),
-    "relaunch_fielding_run": RunOperation(RunEvent.RELAUNCH, Status.NO_CONTENT),
-    "update_fielding_run": RunOperation(RunEvent.UPDATE_TIMES, Status.ACCEPTED),
-    "start_scheduled_fielding_run": RunOperation(RunEvent.START_TIME_REACHED, Status.NO_CONTENT),
-    "end_fielding_run": RunOperation(RunEvent.END_TIME_REACHED, Status.NO_CONTENT),
-}
-DRAFT_EVENTS: Final = {
-    "launch_fielding_run_from_draft": RunEvent.LAUNCH_FROM_DRAFT,
-    "schedule_fielding_run_from_draft": RunEvent.SCHEDULE_FROM_DRAFT,
-}
-BULK_EVENTS: Final = {
-    "complete_fielding_runs_by_target_group_ids": RunEvent.COMPLETE,
-    "launch_fielding_runs_by_target_group_ids": RunEvent.LAUNCH_NOW,
-    "pause_fielding_runs_by_target_group_ids": RunEvent.PAUSE,
-    "resume_fielding_runs_by_target_group_ids": RunEvent.RESUME,
-    "relaunch_fielding_runs_by_target_group_ids": RunEvent.RELAUNCH,
-}
 
 # The statuses each event applies to, for the 422's detail (read from the machine's table).
 _SOURCES = {
     event: sorted(s.value for (s, e) in TRANSITIONS if e is event and s is not None)
     for event in RunEvent
 }
+# Also what `serve` answers when a read finds no such run.
+NOT_FOUND_DETAIL: Final = "no such fielding run under this account, project and target group"
 REFUSED: Final = {
-    Refusal.NOT_FOUND: (
-        Status.NOT_FOUND,
-        "no such fielding run under this account, project and target group",
-    ),
+    Refusal.NOT_FOUND: (Status.NOT_FOUND, NOT_FOUND_DETAIL),
     Refusal.VERSION_MISMATCH: (
         Status.PRECONDITION_FAILED,
         "the If-Match version is not the fielding run's current version",
@@ -186,12 +156,13 @@ class Verdict:
 
 def decide_command(item: Admitted, workspace: Workspace, now: datetime) -> Verdict:
     command = item.command
+    entry = CATALOGUE[command.type]
     if isinstance(command, RunCommand):
-        return _run_command(item, command, workspace, now)
+        return _run_command(item, command, entry, workspace, now)
     if isinstance(command, BulkCommand):
-        return _bulk_job(item, command, workspace, now)
-    assert isinstance(command, LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft)
-    return _draft_job(item, command, workspace, now)
+        return _bulk_job(item, command, entry, workspace, now)
+    assert isinstance(command, DraftCommand)
+    return _draft_job(item, command, entry, workspace, now)
 
 
 def _event(change: Change, command_id: str, now: datetime) -> Output:
@@ -200,9 +171,8 @@ def _event(change: Change, command_id: str, now: datetime) -> Output:
 
 
 def _run_command(
-    item: Admitted, command: RunCommand, workspace: Workspace, now: datetime
+    item: Admitted, command: RunCommand, entry: CommandType, workspace: Workspace, now: datetime
 ) -> Verdict:
-    operation = RUN_OPERATIONS[command.type]
     key = RunKey(
         command.account_id, command.project_id, command.target_group_id, command.fielding_run_id
     )
@@ -212,25 +182,18 @@ def _run_command(
         else None
     )
     run = workspace.runs.get(command.fielding_run_id)
-    decision = decide(run, key, command.expected_version, operation.event, now, times)
+    decision = decide(run, key, command.expected_version, entry.event, now, times)
     if isinstance(decision, Refusal):
-        status, detail = refused(decision, run, operation.event)
+        status, detail = refused(decision, run, entry.event)
         result = outputs.result_value(item.echo, status, now, detail=detail)
         return Verdict(status, result, remembered=decision is not Refusal.NOT_DUE)
     workspace.apply(decision, now, item.principal.user_id)
     after = decision.after
-    body: LaunchedTimes | UpdatedRun | None = None
-    if operation.event is RunEvent.LAUNCH_NOW:
-        assert after.start_fielding_at is not None
-        body = LaunchedTimes(
-            start_fielding_at=after.start_fielding_at, end_fielding_at=after.end_fielding_at
-        )
-    elif operation.event is RunEvent.UPDATE_TIMES:
-        body = UpdatedRun(id=after.key.fielding_run_id)
+    body = entry.body.build(after) if entry.body is not None else None
     result = outputs.result_value(
-        item.echo, operation.success, now, etag=etag_of(after.version), body=body
+        item.echo, entry.success, now, etag=etag_of(after.version), body=body
     )
-    return Verdict(operation.success, result, (_event(decision, command.command_id, now),))
+    return Verdict(entry.success, result, (_event(decision, command.command_id, now),))
 
 
 def _failure(refusal: Refusal) -> FailureReason:
@@ -240,6 +203,7 @@ def _failure(refusal: Refusal) -> FailureReason:
 
 def _job_verdict(
     item: Admitted,
+    entry: CommandType,
     job: FieldingRunJob | BulkJob,
     now: datetime,
     workspace: Workspace,
@@ -257,17 +221,18 @@ def _job_verdict(
             job.model_dump_json().encode(),
         )
     )
-    result = outputs.result_value(item.echo, Status.CREATED, now, body=body)
-    return Verdict(Status.CREATED, result, events)
+    result = outputs.result_value(item.echo, entry.success, now, body=body)
+    return Verdict(entry.success, result, events)
 
 
 def _draft_job(
     item: Admitted,
-    command: LaunchFieldingRunFromDraft | ScheduleFieldingRunFromDraft,
+    command: DraftCommand,
+    entry: CommandType,
     workspace: Workspace,
     now: datetime,
 ) -> Verdict:
-    event = DRAFT_EVENTS[command.type]
+    event = entry.event
     key = RunKey(command.account_id, command.project_id, command.target_group_id, new_ulid())
     start = command.start_fielding_at if isinstance(command, ScheduleFieldingRunFromDraft) else None
     decision = decide_creation(
@@ -289,13 +254,15 @@ def _draft_job(
         created_by=item.principal.user_id,
         status="Completed" if isinstance(decision, Change) else "Failed",
         failure_reason=None if isinstance(decision, Change) else _failure(decision),
-        job_trace_id=None if isinstance(decision, Change) else item.trace_id,
+        job_trace_id=None if isinstance(decision, Change) else item.envelope.trace_id,
     )
-    return _job_verdict(item, job, now, workspace, events)
+    return _job_verdict(item, entry, job, now, workspace, events)
 
 
-def _bulk_job(item: Admitted, command: BulkCommand, workspace: Workspace, now: datetime) -> Verdict:
-    event = BULK_EVENTS[command.type]
+def _bulk_job(
+    item: Admitted, command: BulkCommand, entry: CommandType, workspace: Workspace, now: datetime
+) -> Verdict:
+    event = entry.event
     updated: list[UpdatedTargetGroup] = []
     failed: list[FailedTargetGroup] = []
     events: list[Output] = []
@@ -321,4 +288,4 @@ def _bulk_job(item: Admitted, command: BulkCommand, workspace: Workspace, now: d
         updated_target_groups=UpdatedTargetGroups(data=updated),
         failed_target_groups=FailedTargetGroups(data=failed),
     )
-    return _job_verdict(item, job, now, workspace, tuple(events))
+    return _job_verdict(item, entry, job, now, workspace, tuple(events))

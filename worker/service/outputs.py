@@ -1,4 +1,5 @@
-"""Every output of the worker is built here: results, events, DLQ copies and DLQ stubs.
+"""Every output of the worker is built here: results, events, DLQ copies and DLQ stubs (a
+result's copy for `serve` gets its headers from `replies`).
 
 Nothing here can fail on what a record contains. Echoed strings are made encodable (a lone
 surrogate becomes U+FFFD) and capped in length before they reach a model; error details are
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ from pydantic import BaseModel
 
 from fielding_statemachine.decisions import Change
 from fielding_statemachine.transitions import RunEvent
-from schemas.command import COMMAND_TYPES, Command, RunCommand
 from schemas.dead_letter import DeadLetterStub, OriginalRecord
 from schemas.errors import ApiError, ErrorObjectName, InvalidParam, TooManyRequestsProblem
 from schemas.event import (
@@ -35,12 +34,11 @@ from schemas.event import (
     TargetGroupPaused,
 )
 from schemas.result import CommandResult, CreatedJob, LaunchedTimes, Status, UpdatedRun
+from worker.service.envelope import Echo, RecordEnvelope, clean_text, header_keys_are_utf8
 from worker.service.ports import RecordOrigin
 
 Headers = Sequence[tuple[str, bytes | None]]
 
-# Echoed strings: a command's ids are 26 characters and its command_id at most 255.
-MAX_ECHO = 255
 MAX_REASON = 1000  # characters of a DLQ reason
 MAX_DETAIL = 1000  # characters of an error's detail
 MAX_INVALID_PARAMS = 50
@@ -50,26 +48,19 @@ RECORD_OVERHEAD = 100
 MAX_STUB_KEY = 1024
 
 
+# What a DLQ record carries besides a copy's own headers (documented under these names).
+DLQ_REASON = "dlq.reason"
+DLQ_TOPIC = "dlq.original.topic"
+DLQ_PARTITION = "dlq.original.partition"
+DLQ_OFFSET = "dlq.original.offset"
+DLQ_STUB = "dlq.stub"  # "true" on a stub
+DLQ_VALUE_SHA256 = "dlq.value.sha256"
+
+
 class Channel(Enum):
     RESULT = "result"
     EVENT = "event"
     DLQ = "dlq"
-
-
-# A command sent by `fielding-worker serve` names, in this header, the partition of the replies
-# topic that its HTTP process reads: its result goes there too, keyed by its command_id.
-REPLY_TO = "fielding-reply-to"
-REPLY_ID = "fielding-reply-id"
-REPLY_ID_PATTERN = re.compile(rb"[0-9a-f]{32}")
-MOST_REPLY_PARTITIONS = 1 << 16
-# On a reply only: where the command it answers sits ("partition:offset" of the commands topic).
-# A reply id can be copied into another record by anyone who reads the commands topic; the
-# record's place cannot, so `serve` takes only the reply to the record it produced itself.
-REPLY_ORIGIN = "fielding-reply-origin"
-
-
-def origin_text(partition: int, offset: int) -> bytes:
-    return f"{partition}:{offset}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +73,7 @@ class Emission:
     status: Status | None = None  # results only, for metrics
     command_type: str | None = None  # results only: a known command type, or None
     # Results only: (partition of the replies topic, key) to send a copy to, for `serve`
-    # (`reply_address`).
+    # (`replies.reply_address`).
     reply: tuple[int, bytes] | None = None
     # Results only, for traces: the command's id and run, as far as they could be read.
     command_id: str | None = None
@@ -93,113 +84,6 @@ class Emission:
         """An upper bound of the bytes this record takes in a record batch of its own."""
         headers = sum(len(k) * 4 + len(v or b"") + 10 for k, v in self.headers)
         return RECORD_OVERHEAD + len(self.key or b"") + len(self.value or b"") + headers
-
-
-def clean_text(text: str, limit: int = MAX_ECHO) -> str:
-    """`text` made encodable as UTF-8 (lone surrogates become U+FFFD) and at most `limit`
-    characters long."""
-    text = text[:limit]
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
-def reply_address(headers: Headers) -> tuple[int, bytes] | None:
-    """Where `serve` waits for this command's result, when both its headers say so and are
-    well formed: the replies partition `fielding-reply-to` names (decimal digits), and the key
-    `fielding-reply-id` gives (32 lowercase hex digits, random per request: a reply reaches
-    the request that asked, not another with the same command_id)."""
-    partition = reply_id = None
-    for key, value in headers:
-        if key == REPLY_TO and value and len(value) <= 5 and value.isdigit():
-            partition = int(value)
-        elif key == REPLY_ID and value and REPLY_ID_PATTERN.fullmatch(value):
-            reply_id = value
-    if partition is None or reply_id is None or partition >= MOST_REPLY_PARTITIONS:
-        return None
-    return partition, reply_id
-
-
-def reply_headers(emission: Emission) -> list[tuple[str, bytes | None]]:
-    """A result's headers on its copy for `serve`: its own, and where its command sits. A
-    list: aiokafka's record batch builder takes no other sequence."""
-    headers = list(emission.headers)
-    if emission.origin is not None:
-        origin = emission.origin
-        headers.append((REPLY_ORIGIN, origin_text(origin.partition, origin.offset)))
-    return headers
-
-
-def header_keys_are_utf8(headers: Headers) -> bool:
-    """False when a header key holds bytes that are not UTF-8 (the consumer reads those with
-    `surrogateescape`): such a header cannot be written back by a Kafka client."""
-    for key, _ in headers:
-        if not key.isascii():
-            try:
-                key.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class Echo:
-    """The fields of a command that a result repeats back, as far as they could be read;
-    every string clean (see `clean_text`)."""
-
-    command_id: str
-    type: str | None
-    account_id: int | None = None
-    project_id: str | None = None
-    target_group_id: str | None = None
-    fielding_run_id: str | None = None
-
-    @classmethod
-    def of_command(cls, command: Command) -> Echo:
-        """A command that passed its schema holds only clean strings."""
-        if isinstance(command, RunCommand):  # most commands: plain attributes, no lookups
-            return cls(
-                command.command_id,
-                command.type,
-                command.account_id,
-                command.project_id,
-                command.target_group_id,
-                command.fielding_run_id,
-            )
-        return cls(
-            command.command_id,
-            command.type,
-            command.account_id,
-            command.project_id,
-            getattr(command, "target_group_id", None),
-        )
-
-    @classmethod
-    def of_members(cls, members: dict[str, Any], command_id: str) -> Echo:
-        """From the top-level members of a document that failed its schema."""
-
-        def text(name: str) -> str | None:
-            value = members.get(name)
-            return clean_text(value) if isinstance(value, str) else None
-
-        account_id = members.get("account_id")
-        return cls(
-            command_id=clean_text(command_id),
-            type=text("type"),
-            account_id=account_id
-            if type(account_id) is int and -(2**63) <= account_id < 2**63
-            else None,
-            project_id=text("project_id"),
-            target_group_id=text("target_group_id"),
-            fielding_run_id=text("fielding_run_id"),
-        )
-
-    @property
-    def known_type(self) -> str | None:
-        """The command's type if it is one the worker knows (a metric label takes no other)."""
-        return self.type if self.type in COMMAND_TYPES else None
 
 
 # Event and error ids need uniqueness, not secrecy: 122 random bits from a generator seeded
@@ -286,27 +170,20 @@ def result_value(
 
 
 def result(
-    echo: Echo,
-    value: bytes,
-    status: Status,
-    *,
-    record_key: bytes | None,
-    trace_headers: Headers,
-    origin: RecordOrigin,
-    reply_to: tuple[int, bytes] | None = None,
+    echo: Echo, value: bytes, status: Status, envelope: RecordEnvelope, origin: RecordOrigin
 ) -> Emission:
     """A result, keyed by `fielding_run_id`; where that is unreadable, by the command's key.
-    With `reply_to` (`reply_address`), a copy goes to that replies partition too, with that key."""
-    key = echo.fielding_run_id.encode() if echo.fielding_run_id else record_key
+    With the envelope's `reply_to`, a copy goes to that replies partition too, with that key."""
+    key = echo.fielding_run_id.encode() if echo.fielding_run_id else envelope.key
     return Emission(
         Channel.RESULT,
         key,
         value,
-        trace_headers,
+        envelope.trace_headers,
         origin,
         status,
         echo.known_type,
-        reply_to,
+        envelope.reply_to,
         echo.command_id,
         echo.fielding_run_id,
     )
@@ -362,10 +239,10 @@ def event_value(change: Change, command_id: str, occurred_at: datetime) -> bytes
 
 def _coordinates(origin: RecordOrigin, reason: str) -> list[tuple[str, bytes | None]]:
     return [
-        ("dlq.reason", clean_text(reason, MAX_REASON).encode()),
-        ("dlq.original.topic", origin.topic.encode()),
-        ("dlq.original.partition", str(origin.partition).encode()),
-        ("dlq.original.offset", str(origin.offset).encode()),
+        (DLQ_REASON, clean_text(reason, MAX_REASON).encode()),
+        (DLQ_TOPIC, origin.topic.encode()),
+        (DLQ_PARTITION, str(origin.partition).encode()),
+        (DLQ_OFFSET, str(origin.offset).encode()),
     ]
 
 
@@ -392,7 +269,7 @@ def dlq_stub(origin: RecordOrigin, key: bytes | None, value: bytes | None, reaso
         value_sha256=digest,
         value_bytes=len(value) if value is not None else None,
     )
-    headers = [*_coordinates(origin, reason), ("dlq.stub", b"true")]
+    headers = [*_coordinates(origin, reason), (DLQ_STUB, b"true")]
     if digest is not None:
-        headers.append(("dlq.value.sha256", digest.encode()))
+        headers.append((DLQ_VALUE_SHA256, digest.encode()))
     return Emission(Channel.DLQ, kept_key, body.model_dump_json().encode(), headers, origin)

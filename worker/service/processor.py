@@ -141,7 +141,7 @@ class BatchProcessor:
                 **where,
                 "command_id": echo.command_id,
                 "fielding_run_id": echo.fielding_run_id,
-                "trace_id": triaged.trace_id,
+                "trace_id": triaged.envelope.trace_id,
             },
         )
         value = outputs.result_value(
@@ -150,13 +150,5 @@ class BatchProcessor:
             utc_now(),
             detail="an unexpected error occurred; the command is kept in the DLQ",
         )
-        result = outputs.result(
-            echo,
-            value,
-            Status.INTERNAL_ERROR,
-            record_key=record.key,
-            trace_headers=triaged.trace_headers,
-            origin=record.origin,
-            reply_to=triaged.reply_to,
-        )
+        result = outputs.result(echo, value, Status.INTERNAL_ERROR, triaged.envelope, record.origin)
         return [result, copy]

@@ -29,17 +29,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from fielding_statemachine.transitions import RunEvent
 from schemas.command import Command, new_command
 from schemas.types import etag_of
 from worker.service.auth import SYSTEM_ACTOR, TokenIssuer, timer_command_id
+from worker.service.catalogue import system_command_for
 from worker.service.cooperative import take_turn
 
 log = logging.getLogger(__name__)
 
 TimerKind = Literal["start", "end"]
 TIMER_TYPES: dict[TimerKind, str] = {
-    "start": "start_scheduled_fielding_run",
-    "end": "end_fielding_run",
+    "start": system_command_for(RunEvent.START_TIME_REACHED),
+    "end": system_command_for(RunEvent.END_TIME_REACHED),
 }
 CHUNK = 10_000
 RESEND_AFTER_SECONDS = 30.0

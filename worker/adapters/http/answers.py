@@ -15,12 +15,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from schemas.api import FieldingRunItem
 from schemas.command import Command
-from schemas.errors import ApiError, InvalidParam, TooManyRequestsProblem
+from schemas.errors import ApiError, GatewayTimeoutProblem, InvalidParam, TooManyRequestsProblem
 from schemas.result import Status
 from worker.adapters.kafka.request_reply import Reply
 from worker.adapters.postgres.runs import FieldingRunRecord
 from worker.service import outputs
 from worker.service.auth import TokenVerifier
+from worker.service.envelope import clean_text
 from worker.service.trace_context import continue_trace
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -56,11 +57,11 @@ def error(status: int, detail: str, params: list[InvalidParam] | None = None) ->
     """An error with the public API's body. A status it has no object for (405, say) takes
     the nearest: a bad request, or an internal error."""
     known = {int(s): name for s, name in outputs.ERROR_OBJECTS.items()}
-    fallback = "unexpected_internal_error" if status >= 500 else "bad_request_error"
+    fallback = Status.INTERNAL_ERROR if status >= 500 else Status.BAD_REQUEST
     body = ApiError(
         id=outputs.new_id(),
-        object=known.get(status, fallback),
-        detail=outputs.clean_text(detail, 500),
+        object=known.get(status, outputs.ERROR_OBJECTS[fallback]),
+        detail=clean_text(detail, 500),
         invalid_params=params,
     )
     return ApiProblem(status, body.model_dump(mode="json"))
@@ -69,17 +70,13 @@ def error(status: int, detail: str, params: list[InvalidParam] | None = None) ->
 def timed_out(command_id: str, deadline: float) -> ApiProblem:
     """No result in time (the worker behind or down, the broker away): 504. The command may
     still apply, and at most once: repeating it with the same key gets its result."""
-    return ApiProblem(
-        504,
-        {
-            "object": "gateway_timeout_error",
-            "detail": (
-                f"no result within {deadline:g} s; command {command_id} may still apply, once: "
-                "send it again with the same idempotency-key to get its result"
-            ),
-        },
-        {"idempotency-key": command_id},
+    body = GatewayTimeoutProblem(
+        detail=(
+            f"no result within {deadline:g} s; command {command_id} may still apply, once: "
+            "send it again with the same idempotency-key to get its result"
+        )
     )
+    return ApiProblem(504, body.model_dump(mode="json"), {"idempotency-key": command_id})
 
 
 def trace_headers(request: Request) -> dict[str, str]:

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from schemas.command import COMMAND_MODELS, SYSTEM_COMMAND_TYPES
+from schemas.api import API_VERSION
+from schemas.command import COMMAND_MODELS
 from schemas.dead_letter import DeadLetterStub
 from schemas.event import (
     FieldingRunUpdated,
@@ -25,12 +26,13 @@ from schemas.event import (
 )
 from schemas.result import CommandResult
 from schemas.types import ULID_PATTERN
+from worker.service import outputs
+from worker.service.catalogue import SYSTEM_COMMAND_TYPES
 from worker.service.hanging import COMMAND_ORIGIN
-from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO
+from worker.service.replies import REPLY_ID, REPLY_ORIGIN, REPLY_TO
 from worker.settings import Settings
 
 ASYNCAPI_VERSION = "3.1.0"
-API_VERSION = "2025-12-18"
 EVENT_MODELS: tuple[type[BaseModel], ...] = (
     TargetGroupOpened,
     TargetGroupPaused,
@@ -45,12 +47,12 @@ TRACEPARENT = {
 }
 TRACESTATE = {"type": "string", "description": "W3C Trace Context, passed through."}
 DLQ_HEADERS = {
-    "dlq.reason": "why the record could not be answered",
-    "dlq.original.topic": "where it was",
-    "dlq.original.partition": "where it was",
-    "dlq.original.offset": "where it was",
-    "dlq.stub": '"true" on a stub (the record could not be copied)',
-    "dlq.value.sha256": "on a stub whose value was read: the value's SHA-256, hex",
+    outputs.DLQ_REASON: "why the record could not be answered",
+    outputs.DLQ_TOPIC: "where it was",
+    outputs.DLQ_PARTITION: "where it was",
+    outputs.DLQ_OFFSET: "where it was",
+    outputs.DLQ_STUB: '"true" on a stub (the record could not be copied)',
+    outputs.DLQ_VALUE_SHA256: "on a stub whose value was read: the value's SHA-256, hex",
 }
 
 
@@ -152,7 +154,7 @@ def asyncapi_document() -> dict[str, Any]:
     schemas["DeadLetterHeaders"] = {
         "type": "object",
         "description": "A copy keeps the record's own headers and adds these.",
-        "required": ["dlq.reason", "dlq.original.topic"],
+        "required": [outputs.DLQ_REASON, outputs.DLQ_TOPIC],
         "properties": {
             name: {"type": "string", "description": d} for name, d in DLQ_HEADERS.items()
         },

@@ -29,8 +29,9 @@ from worker.adapters.kafka.topics import message_limits
 from worker.service import outputs
 from worker.service.cooperative import take_turn
 from worker.service.hanging import COMMAND_ORIGIN
-from worker.service.outputs import Channel, Emission, Headers, origin_text, reply_headers
+from worker.service.outputs import Channel, Emission, Headers
 from worker.service.ports import RecordOrigin
+from worker.service.replies import origin_text, reply_headers
 
 log = logging.getLogger(__name__)
 

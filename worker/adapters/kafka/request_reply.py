@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 from schemas.command import Command
 from worker.adapters.kafka import lenient_records
 from worker.adapters.kafka.deadline import cancelled_from_outside
-from worker.service.outputs import REPLY_ID, REPLY_ORIGIN, REPLY_TO, origin_text
+from worker.service.replies import REPLY_ID, REPLY_ORIGIN, REPLY_TO, origin_text
 
 log = logging.getLogger(__name__)
 
