@@ -200,6 +200,17 @@ async def test_the_broker_sigkilled_three_times_under_load(
         if '"message": "hanging transaction' in line
     ]
     print(f"\nHANGING transactions seen and healed: {len(healed)} {healed}")
+    if healed:  # what the healing left in the logs, for the mechanism's record
+        for topic in (settings.results_topic, settings.events_topic):
+            kept = await asyncio.to_thread(
+                evidence.capture,
+                services,
+                settings.kafka_bootstrap_servers,
+                topic,
+                list(range(settings.output_partitions)),
+                fault_log_dir,
+            )
+            print(f"EVIDENCE of the healed transactions on {topic}: {kept}")
 
 
 async def test_postgres_stopped_immediate_twice_under_load(
