@@ -24,7 +24,7 @@ services-down: $(VENV)/.installed
 # The worker and the HTTP API (on API_PORT, 8080) together; Ctrl-C stops both.
 run: services-up
 	$(BIN)/fielding-worker migrate
-	$(BIN)/fielding-worker serve & serve=$$!; trap "kill $$serve 2>/dev/null" EXIT; \
+	METRICS_PORT=9465 $(BIN)/fielding-worker serve & serve=$$!; trap "kill $$serve 2>/dev/null" EXIT; \
 	$(BIN)/fielding-worker run
 
 test: $(VENV)/.installed

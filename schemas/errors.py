@@ -42,6 +42,16 @@ class GatewayTimeoutProblem(BaseModel):
     detail: str
 
 
+class ServiceUnavailableProblem(BaseModel):
+    """`serve`'s 503: too many open connections or waiting requests in this process (not one
+    of the public API's errors); `retry-after` says when to try again."""
+
+    model_config = ConfigDict(frozen=True, title="service_unavailable_problem")
+
+    object: Literal["service_unavailable_error"] = "service_unavailable_error"
+    detail: str
+
+
 class TooManyRequestsProblem(BaseModel):
     model_config = ConfigDict(frozen=True, title="too_many_requests_problem_details")
 

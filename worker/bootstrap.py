@@ -19,11 +19,15 @@ from worker.adapters.kafka.topics import commands_topic_warnings, ensure_topics
 from worker.adapters.kafka.transactions import TransactionWatch
 from worker.adapters.postgres.claims import PostgresPartitionClaims
 from worker.adapters.postgres.command_store import PostgresCommandStore
-from worker.adapters.postgres.housekeeping import database_reachable, forget_expired
+from worker.adapters.postgres.housekeeping import (
+    database_reachable,
+    forget_expired,
+    forget_jobs,
+)
 from worker.adapters.postgres.pool import create_pool, first_contact
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
-from worker.observability.health import Health
+from worker.observability.health import Health, ServeHealth
 from worker.observability.tracing import BatchTracer, TracedStore, Tracing
 from worker.service.auth import TokenIssuer, TokenVerifier
 from worker.service.handler import CommandHandler
@@ -236,9 +240,13 @@ async def housekeeping(pool: asyncpg.Pool, settings: Settings) -> int:
     committed = await committed_offsets(
         settings.kafka_bootstrap_servers, settings.consumer_group, settings.commands_topic
     )
-    return await forget_expired(
+    forgotten = await forget_expired(
         pool, settings.outcome_retention_hours * 3600, settings.commands_topic, committed
     )
+    jobs = await forget_jobs(pool, settings.job_retention_hours * 3600)
+    if jobs:
+        log.info("forgot expired jobs", extra={"count": jobs})
+    return forgotten
 
 
 async def _chores(pool: asyncpg.Pool, settings: Settings, health: Health) -> None:
@@ -267,10 +275,10 @@ async def _check_and_keep_house(pool: asyncpg.Pool, settings: Settings, health: 
 
 async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | None = None) -> None:
     """`fielding-worker serve`: the HTTP API until `stop` is set."""
-    import uvicorn
-
     from worker.adapters.http.answers import ApiContext
     from worker.adapters.http.app import create_app
+    from worker.adapters.http.server import EdgeLimits, connection_cap
+    from worker.adapters.http.server import server as http_server
     from worker.adapters.kafka.request_reply import RequestReply
 
     pool = await create_pool(
@@ -289,7 +297,16 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
         await pool.close()
         raise
     verifier = build_verifier(settings)
-    app = create_app(ApiContext(verifier, gateway, pool, settings.http_deadline_seconds))
+    app = create_app(
+        ApiContext(
+            verifier,
+            gateway,
+            pool,
+            settings.http_deadline_seconds,
+            settings.http_max_waiting,
+            settings.http_body_timeout_seconds,
+        )
+    )
     if tracing is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -297,18 +314,37 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=tracing.provider, exclude_spans=["receive", "send"]
         )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="0.0.0.0", port=settings.api_port, log_config=None, access_log=False
-        )
+    server = http_server(
+        app,
+        "0.0.0.0",
+        settings.api_port,
+        EdgeLimits(
+            header_seconds=settings.http_header_timeout_seconds,
+            keep_alive_seconds=settings.http_keep_alive_seconds,
+            max_connections=connection_cap(settings.http_max_connections),
+            shutdown_seconds=settings.http_shutdown_seconds,
+        ),
     )
+    health = ServeHealth(gateway.problem)
+    probes = http.serve(health, settings.metrics_port)
+    checks = asyncio.create_task(_check_database(pool, health))
     serving = asyncio.create_task(server.serve())
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({serving, stopping}, return_when="FIRST_COMPLETED")
     finally:
+        health.running = False
         stopping.cancel()
+        checks.cancel()
         server.should_exit = True
         await serving
         await gateway.stop()
         await pool.close()
+        probes.shutdown()
+        probes.server_close()
+
+
+async def _check_database(pool: asyncpg.Pool, health: ServeHealth) -> None:
+    while True:
+        health.database_ok = await database_reachable(pool)
+        await asyncio.sleep(DATABASE_CHECK_SECONDS)

@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         validation_alias=_env("FIELDING_OUTCOME_RETENTION_HOURS"),
         description="How long a decided command is remembered for idempotent replays.",
     )
+    job_retention_hours: float = Field(
+        168,
+        gt=0,
+        validation_alias=_env("FIELDING_JOB_RETENTION_HOURS"),
+        description="How long the jobs that draft and bulk commands create are kept (then "
+        "GET answers 404 for them).",
+    )
     unexpected_error_attempts: int = Field(
         3,
         ge=1,
@@ -182,6 +189,47 @@ class Settings(BaseSettings):
         description="The broker aborts a batch's Kafka transaction left open this long (a frozen "
         "worker's); at most the broker's transaction.max.timeout.ms (15 min by default). A "
         "publish slower than this loses the partitions, which are fetched again.",
+    )
+    http_header_timeout_seconds: float = Field(
+        5,
+        gt=0,
+        validation_alias=_env("FIELDING_HTTP_HEADER_TIMEOUT_SECONDS"),
+        description="serve closes a connection whose request's headers have not all arrived "
+        "this long after its first byte (or after its previous response).",
+    )
+    http_body_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        validation_alias=_env("FIELDING_HTTP_BODY_TIMEOUT_SECONDS"),
+        description="serve answers 408 to a request whose body has not all arrived this long "
+        "after its headers.",
+    )
+    http_keep_alive_seconds: float = Field(
+        5,
+        gt=0,
+        validation_alias=_env("FIELDING_HTTP_KEEP_ALIVE_SECONDS"),
+        description="serve closes a kept-alive connection idle this long.",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        validation_alias=_env("FIELDING_HTTP_MAX_CONNECTIONS"),
+        description="Open connections per serve process (fewer where the open-file limit "
+        "demands it); at the cap, the connection that has waited longest for its headers is "
+        "closed for the new one, or the new one is answered 503 when all are busy.",
+    )
+    http_max_waiting: int = Field(
+        500,
+        ge=1,
+        validation_alias=_env("FIELDING_HTTP_MAX_WAITING"),
+        description="Change requests waiting for their replies per serve process; over it, 503 "
+        "with retry-after.",
+    )
+    http_shutdown_seconds: float = Field(
+        10,
+        gt=0,
+        validation_alias=_env("FIELDING_HTTP_SHUTDOWN_SECONDS"),
+        description="On SIGTERM, serve waits this long for open requests before it closes them.",
     )
     hanging_check_seconds: float = Field(
         30,

@@ -9,7 +9,7 @@ from fielding_statemachine.status import RunStatus
 from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
-from worker.adapters.postgres.housekeeping import forget_expired
+from worker.adapters.postgres.housekeeping import forget_expired, forget_jobs
 from worker.adapters.postgres.runs import get_run
 from worker.settings import Settings
 
@@ -122,3 +122,16 @@ async def test_remembered_outcomes_expire_after_the_retention_once_their_records
         "old-not-committed",
         "old-nothing-committed",
     ]
+
+
+async def test_jobs_are_removed_after_their_retention(pool: asyncpg.Pool) -> None:
+    await pool.execute("""
+        INSERT INTO fielding_jobs (job_id, account_id, project_id, target_group_id, command_type,
+                                   body, created_at)
+        VALUES ('job-old-1', 909, 'p', 'tg1', 'bulk', '{}', now() - interval '2 hours'),
+               ('job-old-2', 909, 'p', 'tg2', 'bulk', '{}', now() - interval '3 hours'),
+               ('job-new', 909, 'p', 'tg3', 'bulk', '{}', now())
+    """)
+    assert await forget_jobs(pool, 3600, chunk=1) >= 2
+    kept = await pool.fetch("SELECT job_id FROM fielding_jobs WHERE account_id = 909")
+    assert [r["job_id"] for r in kept] == ["job-new"]

@@ -69,13 +69,16 @@ def test_the_dashboard_shows_lag_throughput_latency_and_outcomes_from_exported_m
     assert len(ids) == len(set(ids))
 
 
-def test_prometheus_scrapes_the_worker_where_compose_runs_it() -> None:
+def test_prometheus_scrapes_the_worker_and_serve_where_compose_runs_them() -> None:
     config = yaml.safe_load((OPS / "prometheus" / "prometheus.yml").read_text())
     compose = yaml.safe_load((OPS.parent / "docker-compose.yml").read_text())
     port = compose["services"]["worker"]["environment"]["METRICS_PORT"]
-    [job] = config["scrape_configs"]
-    assert job["static_configs"][0]["targets"] == [f"worker:{port}"]
-    assert job["job_name"] == "fielding-worker"  # the FieldingWorkerDown alert selects on it
+    worker, serve = config["scrape_configs"]
+    assert worker["static_configs"][0]["targets"] == [f"worker:{port}"]
+    assert worker["job_name"] == "fielding-worker"  # the FieldingWorkerDown alert selects on it
+    # serve ("api" in compose) has the same METRICS_PORT, from the shared environment.
+    assert compose["services"]["api"]["environment"]["METRICS_PORT"] == port
+    assert serve["static_configs"][0]["targets"] == [f"api:{port}"]
 
 
 @pytest.mark.skipif(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Partitions lost this many times in a row with no batch committed in between, or one
@@ -77,6 +77,30 @@ class Health:
     def readiness(self) -> tuple[bool, str]:
         if not self.in_group:
             return False, "not (yet) a member of the consumer group"
+        if not self.database_ok:
+            return False, "the database is not reachable"
+        return True, "ok"
+
+
+@dataclass
+class ServeHealth:
+    """`serve`'s probes: alive while its Kafka clients are (`problem` says what died), ready
+    while it is alive and its database answers."""
+
+    problem: Callable[[], str | None]
+    database_ok: bool = False
+    running: bool = True
+
+    def liveness(self) -> tuple[bool, str]:
+        dead = self.problem()
+        if dead is not None:
+            return False, dead
+        return (True, "ok") if self.running else (False, "stopping")
+
+    def readiness(self) -> tuple[bool, str]:
+        alive, detail = self.liveness()
+        if not alive:
+            return False, detail
         if not self.database_ok:
             return False, "the database is not reachable"
         return True, "ok"

@@ -8,14 +8,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
-from worker.observability.health import Health
-
 StartResponse = Callable[..., Any]
+
+
+class Probes(Protocol):
+    def liveness(self) -> tuple[bool, str]: ...
+    def readiness(self) -> tuple[bool, str]: ...
 
 
 # Seconds a connection may stay silent before its thread drops it.
@@ -33,7 +36,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def health_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def health_app(health: Probes) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     metrics = make_wsgi_app()
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -48,7 +51,7 @@ def health_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iter
     return app
 
 
-def serve(health: Health, port: int, host: str = "0.0.0.0") -> WSGIServer:
+def serve(health: Probes, port: int, host: str = "0.0.0.0") -> WSGIServer:
     server = make_server(
         host, port, health_app(health), server_class=_ThreadingServer, handler_class=_QuietHandler
     )

@@ -72,3 +72,25 @@ PUBLISHED_AGAIN = Counter(
     "Records a hanging transaction's abort would have hidden, published again before it.",
     ["topic"],
 )
+HTTP_REQUESTS = Counter(
+    "fielding_serve_requests",
+    "HTTP requests answered by serve, by route template and status.",
+    ["route", "status"],
+)
+HTTP_WAITING = Gauge(
+    "fielding_serve_waiting_requests",
+    "Requests waiting for their command's reply in this serve process.",
+)
+HTTP_REFUSED = Counter(
+    "fielding_serve_refused",
+    "Connections and requests serve refused or closed at its edge, by why: connections (503, "
+    "every connection busy), evicted (waited longest for its headers when the cap was met), "
+    "header_timeout, body_timeout, waiting (503, too many requests waiting for replies), "
+    "client_gone (the client left while its request waited).",
+    ["reason"],
+)
+HTTP_REPLY_SECONDS = Histogram(
+    "fielding_serve_reply_seconds",
+    "From a change request's command sent to its reply read (504s not included).",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

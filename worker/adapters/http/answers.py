@@ -41,6 +41,8 @@ class ApiContext:
     gateway: Gateway
     pool: asyncpg.Pool
     deadline_seconds: float
+    max_waiting: int = 500  # change requests waiting for replies (`waits.py`)
+    body_seconds: float = 10.0  # a request's body arrives within this (`limits.py`)
 
 
 class ApiProblem(Exception):

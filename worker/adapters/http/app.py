@@ -19,7 +19,9 @@ from worker.adapters.http.answers import ApiContext
 from worker.adapters.http.documents import DESCRIPTION, TITLE, openapi_document
 from worker.adapters.http.errors import HANDLERS
 from worker.adapters.http.limits import BodyLimit
+from worker.adapters.http.request_metrics import RequestMetrics
 from worker.adapters.http.routes import batch, router
+from worker.adapters.http.waits import Waits
 from worker.adapters.kafka.asyncapi import asyncapi_document
 
 
@@ -33,8 +35,10 @@ def create_app(context: ApiContext) -> FastAPI:
         redoc_url=None,
         redirect_slashes=False,  # a redirect would answer before the token is judged
     )
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, body_seconds=context.body_seconds)
+    app.add_middleware(RequestMetrics)  # outermost: it sees every answer, 413 and 408 too
     app.state.context = context
+    app.state.waits = Waits(context.max_waiting)
     for exception, handler in HANDLERS.items():
         app.add_exception_handler(exception, handler)
     app.include_router(router)

@@ -44,6 +44,7 @@ from worker.adapters.http.params import (
     allowed,
     context_of,
 )
+from worker.adapters.http.waits import ClientGone, waits_of
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import get_run, runs_of_target_group
 from worker.service.auth import Principal
@@ -155,7 +156,12 @@ async def change(
     if (authorization := request.headers.get("authorization")) is not None:
         headers.append(("authorization", authorization.encode("latin-1")))
     context = context_of(request)
-    reply = await context.gateway.send(command, headers, context.deadline_seconds)
+    try:
+        reply = await waits_of(request).reply(
+            request, context.gateway, command, headers, context.deadline_seconds
+        )
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it: the connection is gone
     if reply is None:
         raise timed_out(command.command_id, context.deadline_seconds)
     return answer(reply, location)

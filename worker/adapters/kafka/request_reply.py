@@ -165,6 +165,22 @@ class RequestReply:
             "reading replies", extra={"topic": self._replies_topic, "partition": self._partition}
         )
 
+    def problem(self) -> str | None:
+        """What has died of this gateway's Kafka clients, if anything: a serve whose replies
+        reader or producer is gone answers every change 504, so its liveness fails instead.
+        aiokafka's tasks are private attributes, read defensively (pinned below 0.15)."""
+        if self._reading is None:
+            return "not started"
+        if self._reading.done():
+            return "the replies reader has stopped"
+        sender = getattr(getattr(self._producer, "_sender", None), "_sender_task", None)
+        if isinstance(sender, asyncio.Task) and sender.done():
+            return "the producer's sender has stopped"
+        fetch = getattr(getattr(self._consumer, "_fetcher", None), "_fetch_task", None)
+        if isinstance(fetch, asyncio.Task) and fetch.done():
+            return "the replies consumer's fetcher has stopped"
+        return None
+
     async def stop(self) -> None:
         if self._reading is not None:
             self._reading.cancel()

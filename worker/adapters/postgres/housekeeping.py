@@ -1,4 +1,4 @@
-"""Keeping the store small: remembered outcomes expire, old rate windows go."""
+"""Keeping the store small: remembered outcomes and stored jobs expire, old rate windows go."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ DELETE FROM command_outcomes WHERE ctid IN (
     WHERE o.decided_at < now() - make_interval(secs => $1)
       AND (o.source_topic <> $5 OR o.source_offset < c.committed)
     LIMIT $2
+)
+"""
+FORGET_JOBS = """
+DELETE FROM fielding_jobs WHERE ctid IN (
+    SELECT ctid FROM fielding_jobs WHERE created_at < now() - make_interval(secs => $1) LIMIT $2
 )
 """
 FORGET_RATE_WINDOWS = (
@@ -48,6 +53,17 @@ async def forget_expired(
             break
     await pool.execute(FORGET_RATE_WINDOWS)
     return forgotten
+
+
+async def forget_jobs(pool: asyncpg.Pool, retention_seconds: float, chunk: int = 1_000) -> int:
+    """Deletes the draft and bulk jobs kept longer than the retention, in chunks; a job is
+    then 404 to `GET`, as any unknown job."""
+    forgotten = 0
+    while True:
+        deleted = int((await pool.execute(FORGET_JOBS, retention_seconds, chunk)).split()[-1])
+        forgotten += deleted
+        if deleted < chunk:
+            return forgotten
 
 
 async def database_reachable(pool: asyncpg.Pool) -> bool:
