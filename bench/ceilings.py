@@ -14,6 +14,9 @@ from multiprocessing.sharedctypes import Synchronized
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.fixtures import ACCOUNT, Runs, backlog_scenario
+from bench.report import KafkaCeiling, Throughput
+from bench.system import busy_cores, cpu_jiffies
 from fielding_statemachine.decisions import RunState
 from fielding_statemachine.status import RunStatus
 from worker.adapters.postgres.command_store import PostgresCommandStore
@@ -21,7 +24,6 @@ from worker.adapters.postgres.pool import create_pool
 from worker.service.ports import Output, RecordOrigin, RememberedOutcome, RunChange
 from worker.settings import Settings
 
-ACCOUNT = 101
 # Outcomes the size of the worker's (a 204 result and its event).
 RESULT = (
     b'{"command_id":"01KB4Z5T6X2M8D3F0QK7N9R1WE","type":"complete_fielding_run","status":204,'
@@ -183,3 +185,31 @@ async def database_alone(database_url: str, run_ids: list[str], batch: int = 200
         return time.monotonic() - started
     finally:
         await pool.close()
+
+
+async def bench_kafka_ceiling(
+    base: Settings, database_url: str, runs: Runs, n: int
+) -> KafkaCeiling:
+    """One loop, as the issue asks; then two loop processes on as many commands again."""
+    settings = await backlog_scenario(base, database_url, "kafka", runs, range(n))
+    machine_before = cpu_jiffies()
+    one = await kafka_consume_produce(settings, n)
+    busy = busy_cores(machine_before, cpu_jiffies())
+    settings = await backlog_scenario(base, database_url, "kafka-2", runs, range(n))
+    loops = await asyncio.to_thread(kafka_loops, settings, 2, n)
+    if sum(loop.records for loop in loops) != n:
+        raise RuntimeError(f"two loops consumed {[loop.records for loop in loops]} of {n} commands")
+    busy_loops = [loop for loop in loops if loop.records]  # at tiny sizes one loop may take all
+    span = max(loop.last for loop in busy_loops) - min(loop.first for loop in busy_loops)
+    return KafkaCeiling(
+        commands=n,
+        commands_per_second=n / (one.last - one.first),
+        cpu_us_per_command=one.cpu_seconds * 1e6 / n,
+        busy_cores=busy,
+        two_loops_commands_per_second=n / span,
+    )
+
+
+async def bench_database_ceiling(database_url: str, runs: Runs, offset: int, n: int) -> Throughput:
+    seconds = await database_alone(database_url, runs.ids[offset : offset + n])
+    return Throughput(commands=n, commands_per_second=n / seconds)

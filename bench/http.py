@@ -14,10 +14,22 @@ import statistics
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 
+from bench.drain import offer
+from bench.fixtures import (
+    ACCOUNT,
+    ResultWatcher,
+    auth_header,
+    create_runs,
+    free_port,
+    fresh_database,
+    scenario_settings,
+    start_worker,
+)
+from bench.report import HttpLatency
+from worker.bootstrap import create_topics
 from worker.settings import Settings
 
 ROUNDS = 2
@@ -70,16 +82,15 @@ async def bench_http(
     paths: list[str],
     headers: dict[str, str],
     offer_kafka: Callable[[int, float, int], Awaitable[Latencies]],
-    start: Callable[..., subprocess.Popen[bytes]],
     rate: float,
-) -> dict[str, Any]:
+) -> HttpLatency:
     """`paths` are complete requests, one run each; `offer_kafka(count, rate, answered)`
     offers as many Kafka commands to runs of their own, once the results topic holds
     `answered` results (the HTTP requests' are there too). Half a round's count of each goes
     first, unmeasured (connections, caches, the group's assignment)."""
     per_round = len(paths) // (ROUNDS + 1)
-    worker = start(settings)
-    serve = start(settings, command="serve", API_PORT=str(api_port))
+    worker = start_worker(settings)
+    serve = start_worker(settings, command="serve", API_PORT=str(api_port))
     http: Latencies = []
     kafka: Latencies = []
     try:
@@ -103,13 +114,46 @@ async def bench_http(
             process.wait(60)
     http.sort()
     kafka.sort()
-    return {
-        "offered_per_second": rate,
-        "requests": len(http),
-        "http_p50_ms": statistics.median(http),
-        "http_p99_ms": percentile(http, 0.99),
-        "kafka_p50_ms": statistics.median(kafka),
-        "kafka_p99_ms": percentile(kafka, 0.99),
-        "http_vs_kafka_p50": statistics.median(http) / statistics.median(kafka),
-        "http_vs_kafka_p99": percentile(http, 0.99) / percentile(kafka, 0.99),
+    return HttpLatency(
+        offered_per_second=rate,
+        requests=len(http),
+        http_p50_ms=statistics.median(http),
+        http_p99_ms=percentile(http, 0.99),
+        kafka_p50_ms=statistics.median(kafka),
+        kafka_p99_ms=percentile(kafka, 0.99),
+        http_vs_kafka_p50=statistics.median(http) / statistics.median(kafka),
+        http_vs_kafka_p99=percentile(http, 0.99) / percentile(kafka, 0.99),
+    )
+
+
+async def measure_http(base: Settings, requests: int, rate: float) -> HttpLatency:
+    """bench_http on runs of its own: `requests` HTTP complete requests and as many Kafka
+    commands, at `rate` per second each."""
+    url = await fresh_database(base.database_url, "fielding_bench_http")
+    runs = await create_runs(url, 2 * requests)
+    settings = scenario_settings(base, url, "http")
+    settings = settings.model_copy(update={"replies_topic": f"{settings.commands_topic}-replies"})
+    await create_topics(settings)
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    kafka_runs = iter(range(requests, 2 * requests))
+
+    async def offer_kafka(count: int, per_second: float, answered: int) -> list[float]:
+        await watcher.wait_for(answered)
+        indexes = [next(kafka_runs) for _ in range(count)]
+        return await offer(settings, watcher, runs, range(indexes[0], indexes[-1] + 1), per_second)
+
+    paths = [
+        f"/v1/demand/accounts/{ACCOUNT}/projects/{runs.project_id}/target-groups/"
+        f"{runs.target_groups[i]}/fielding-runs/{runs.ids[i]}/complete"
+        for i in range(requests)
+    ]
+    headers = {
+        "Authorization": auth_header()[0][1].decode(),
+        "Cint-API-Version": "2025-12-18",
+        "If-Match": 'W/"1"',
     }
+    try:
+        return await bench_http(settings, free_port(), paths, headers, offer_kafka, rate)
+    finally:
+        await watcher.stop()

@@ -1,4 +1,4 @@
-"""Benchmarks of the whole lifecycle, beside the complete-only drain of `bench.run`:
+"""Benchmarks of the whole lifecycle, beside the complete-only drain of `bench.drain`:
 
 - a mixed backlog of every command type (lifecycle commands, updates, draft and bulk jobs);
 - finding due runs with a large table and a small one, the same number due in each;
@@ -18,6 +18,9 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.fixtures import ACCOUNT, fresh_database, start_worker
+from bench.report import DueScale, Mixed, TimerBurst
+from bench.system import cpu_seconds_of
 from schemas.command import Command, new_command
 from schemas.types import new_ulid
 from worker.adapters.postgres.pool import create_pool
@@ -25,7 +28,6 @@ from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.bootstrap import create_topics
 from worker.settings import Settings
 
-ACCOUNT = 101
 # A mixed backlog, per ten commands: what each command type needs its run to be.
 MIX = [
     ("complete_fielding_run", "live"),
@@ -193,9 +195,7 @@ async def bench_mixed(
     database_url: str,
     n: int,
     authorization: bytes,
-    start_worker: Any,
-    cpu_seconds_of: Any,
-) -> dict[str, Any]:
+) -> Mixed:
     """Drains a backlog of `n` commands of every type; commands/s and CPU per command, timed
     from the first result (as the complete-only drain is)."""
     plan = await plan_mixed(database_url, n)
@@ -216,20 +216,20 @@ async def bench_mixed(
         process.wait(60)
         await results.stop()
     timed = max(1, n - answered_at_first)
-    return {
-        "commands": n,
-        "runs_changed": plan.runs_changed,
-        "commands_per_second": timed / max(1e-9, last - first),
-        "cpu_us_per_command": cpu * 1e6 / timed,
-    }
+    return Mixed(
+        commands=n,
+        runs_changed=plan.runs_changed,
+        commands_per_second=timed / max(1e-9, last - first),
+        cpu_us_per_command=cpu * 1e6 / timed,
+    )
 
 
 async def bench_due_scale(
-    admin_url: str, fresh_database: Any, small: int, large: int, due: int, rounds: int = 5
-) -> dict[str, Any]:
+    admin_url: str, small: int, large: int, due: int, rounds: int = 5
+) -> DueScale:
     """The time the scheduler's query takes to find `due` due runs (of each kind) in a table
     of `small` and of `large` runs; the rest are runs not yet due. Medians of `rounds`."""
-    out: dict[str, Any] = {"due": due}
+    table_ms: dict[int, float] = {}
     now = datetime.now(UTC)
     for size in (small, large):
         url = await fresh_database(admin_url, f"fielding_bench_due_{size}")
@@ -265,18 +265,16 @@ async def bench_due_scale(
             assert found == 2 * due, f"found {found} due runs, expected {2 * due}"
         finally:
             await pool.close()
-        out[f"table_{size}_ms"] = statistics.median(timings) * 1000
-    out["large_vs_small_time"] = out[f"table_{large}_ms"] / out[f"table_{small}_ms"]
-    return out
+        table_ms[size] = statistics.median(timings) * 1000
+    return DueScale(due, table_ms, large_vs_small_time=table_ms[large] / table_ms[small])
 
 
 async def bench_timer_burst(
     settings: Settings,
     database_url: str,
     n: int,
-    start_worker: Any,
     lead_seconds: float = 8.0,
-) -> dict[str, Any]:
+) -> TimerBurst:
     """`n` scheduled runs all starting in the same second: the seconds from that second until
     every run has its one `target_group_opened` event visible to a read_committed reader."""
     now = datetime.now(UTC)
@@ -300,9 +298,9 @@ async def bench_timer_burst(
         process.wait(60)
         await events.stop()
     due_monotonic = time.monotonic() - (datetime.now(UTC) - due_at).total_seconds()
-    return {
-        "runs": n,
-        "seconds_until_all_opened": last - due_monotonic,
-        "events": events.count,
-        "runs_with_one_event": sum(1 for c in events.keys.values() if c == 1),
-    }
+    return TimerBurst(
+        runs=n,
+        seconds_until_all_opened=last - due_monotonic,
+        events=events.count,
+        runs_with_one_event=sum(1 for c in events.keys.values() if c == 1),
+    )

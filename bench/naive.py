@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from statemachine.exceptions import TransitionNotAllowed
 
+from bench.fixtures import ResultWatcher, Runs, backlog_scenario
+from bench.report import Throughput
 from fielding_statemachine.machine import FieldingRunMachine
 from fielding_statemachine.status import RunStatus
 from schemas.command import CompleteFieldingRun
@@ -78,6 +80,23 @@ async def run_naive(settings: Settings, expected: int, timeout: float = 600) -> 
         await producer.stop()
         await consumer.stop()
         await pool.close()
+
+
+async def bench_naive(
+    base: Settings, database_url: str, runs: Runs, offset: int, n: int
+) -> Throughput:
+    """run_naive on a backlog of `n` commands, timed from its first result."""
+    settings = await backlog_scenario(base, database_url, "naive", runs, range(offset, offset + n))
+    watcher = ResultWatcher(settings)
+    await watcher.start()
+    task = asyncio.create_task(run_naive(settings, n))
+    await watcher.wait_for(1)
+    first = time.monotonic()
+    await watcher.wait_for(n)
+    drained = time.monotonic() - first
+    await task
+    await watcher.stop()
+    return Throughput(commands=n, commands_per_second=(n - 1) / drained)
 
 
 async def _records(consumer: AIOKafkaConsumer):  # type: ignore[no-untyped-def]

@@ -7,11 +7,23 @@ the worker pays for building, encoding and sending them, as it would to a real c
 
 from __future__ import annotations
 
+import signal
 import statistics
 import threading
 from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from bench.drain import timed_drain
+from bench.fixtures import (
+    ResultWatcher,
+    backlog_scenario,
+    create_runs,
+    fresh_database,
+    start_worker,
+)
+from bench.report import Drain, DrainMedians, Tracing
+from worker.settings import Settings
 
 MODES: dict[str, dict[str, str]] = {
     "off": {},
@@ -57,13 +69,13 @@ class OtlpSink:
 
 
 async def bench_tracing(
-    drain: Callable[[int, dict[str, str]], Awaitable[dict[str, float]]],
+    drain: Callable[[int, dict[str, str]], Awaitable[Drain]],
     per_drain: int,
     rounds: int = 2,
-) -> dict[str, Any]:
+) -> Tracing:
     """`drain(n, env)` drains a fresh backlog of `n` commands with a worker started with `env`
     and returns its figures (commands_per_second, cpu_us_per_command)."""
-    measured: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    measured: dict[str, list[Drain]] = {mode: [] for mode in MODES}
     with OtlpSink() as sink:
         for _ in range(rounds):
             for mode, env in MODES.items():
@@ -71,19 +83,46 @@ async def bench_tracing(
                     env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
                 measured[mode].append(await drain(per_drain, env))
         exported = sink.bytes
-    report: dict[str, Any] = {"commands_per_drain": per_drain, "rounds": rounds}
-    for mode, results in measured.items():
-        report[mode] = {
-            "commands_per_second": statistics.median(r["commands_per_second"] for r in results),
-            "cpu_us_per_command": statistics.median(r["cpu_us_per_command"] for r in results),
-        }
-    off = report["off"]
-    for mode in ("on_100", "on_10"):
-        report[f"{mode}_vs_off_throughput"] = (
-            report[mode]["commands_per_second"] / off["commands_per_second"]
+    medians = {
+        mode: DrainMedians(
+            commands_per_second=statistics.median(r.commands_per_second for r in results),
+            cpu_us_per_command=statistics.median(r.cpu_us_per_command for r in results),
         )
-        report[f"{mode}_vs_off_cpu_per_command"] = (
-            report[mode]["cpu_us_per_command"] / off["cpu_us_per_command"]
-        )
-    report["otlp_bytes_per_sampled_command"] = exported / max(1, per_drain * rounds * (1 + 0.1))
-    return report
+        for mode, results in measured.items()
+    }
+    off, on_100, on_10 = medians["off"], medians["on_100"], medians["on_10"]
+    return Tracing(
+        commands_per_drain=per_drain,
+        rounds=rounds,
+        off=off,
+        on_100=on_100,
+        on_10=on_10,
+        on_100_vs_off_throughput=on_100.commands_per_second / off.commands_per_second,
+        on_100_vs_off_cpu_per_command=on_100.cpu_us_per_command / off.cpu_us_per_command,
+        on_10_vs_off_throughput=on_10.commands_per_second / off.commands_per_second,
+        on_10_vs_off_cpu_per_command=on_10.cpu_us_per_command / off.cpu_us_per_command,
+        otlp_bytes_per_sampled_command=exported / max(1, per_drain * rounds * (1 + 0.1)),
+    )
+
+
+async def measure_tracing(base: Settings, per_drain: int) -> Tracing:
+    """bench_tracing with each drain on its own topics, over runs of its own."""
+    url = await fresh_database(base.database_url, "fielding_bench_tracing")
+    rounds = 2
+    runs = await create_runs(url, per_drain * rounds * 3)
+    next_run = iter(range(0, per_drain * rounds * 3, per_drain))
+
+    async def drain(n: int, env: dict[str, str]) -> Drain:
+        start = next(next_run)
+        settings = await backlog_scenario(base, url, "tracing", runs, range(start, start + n))
+        watcher = ResultWatcher(settings)
+        await watcher.start()
+        process = start_worker(settings, **env)
+        try:
+            return await timed_drain(watcher, process, n)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+            await watcher.stop()
+
+    return await bench_tracing(drain, per_drain, rounds)

@@ -1,7 +1,7 @@
 """The machine's transitions as a lookup table, compiled once from the declaration.
 
-python-statemachine's `send()` costs a few hundred microseconds per call; the worker decides
-thousands of commands a second, so it looks transitions up here instead. The table is derived
+python-statemachine's `send()` is too slow to call per command (docs/decisions/compiled-table.md),
+so the worker looks transitions up here instead. The table is derived
 from `FieldingRunMachine` at import, never written by hand, and a unit test checks it
 against the live machine for every (state, event) pair.
 """

@@ -1,6 +1,6 @@
-"""Runs the broker-SIGKILL fault test again and again under the conditions of a full suite run,
-and counts how each run ended: a hanging transaction on an output partition was seen after a
-full suite only, where `__transaction_state` holds thousands of transactional ids.
+"""Runs the broker-SIGKILL fault test again and again under the conditions of a full suite run
+(`__transaction_state` holding thousands of transactional ids, `--ids`), and counts how each run
+ended: whether a hanging transaction was left on an output partition.
 
     python scripts/hanging_repro.py [--ids 3000] [--runs 20] [-- PYTEST_ARGS...]
 

@@ -1,5 +1,5 @@
 """Exactly once in effect while processes die, freeze and restart, and while Kafka and Postgres
-restart under load. Each test prints a FAULTS line with its tally (see the README)."""
+restart under load. Each test prints a FAULTS line with its tally (see docs/results/faults.md)."""
 
 from __future__ import annotations
 

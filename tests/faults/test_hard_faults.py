@@ -368,8 +368,8 @@ async def test_a_worker_started_while_postgres_is_down_waits_for_it(
     worker_processes: list[WorkerProcess],
     fault_log_dir: Path,
 ) -> None:
-    """Found by the chaos run: a worker restarted during a Postgres outage exited (its pool
-    connected at creation). It now starts, joins its group and waits."""
+    """A worker started while Postgres is down starts, joins its group and waits: its pool
+    does not connect at creation (docs/decisions/postgres-cut.md)."""
     load = Load.build(await live_runs(20), seed=16)
     await asyncio.to_thread(services.kill, "postgres")
     try:

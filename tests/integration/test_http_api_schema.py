@@ -23,7 +23,7 @@ from worker.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,
-    # Schemathesis's strategies draw from `random`; hypothesis warns of that, not of us.
+    # Schemathesis's strategies draw from `random`; hypothesis warns of that, not of these tests.
     pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
 ]
 

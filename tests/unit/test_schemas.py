@@ -115,8 +115,8 @@ def test_an_event_serialises_like_the_contracts_example() -> None:
     ],
 )
 def test_a_time_that_is_not_rfc_3339_text_is_refused(value: str) -> None:
-    # pydantic alone takes a number as seconds since 1970 (Schemathesis found the HTTP API
-    # answering 201 to one); the JSON Schema says a date-time string
+    # pydantic alone takes a number as seconds since 1970; the JSON Schema, and so the HTTP
+    # API, says a date-time string
     body = f'{{"end_fielding_at": {value}}}'
     with pytest.raises(ValidationError, match="RFC 3339"):
         LaunchFieldingRunFromDraftRequest.model_validate_json(body)

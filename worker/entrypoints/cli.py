@@ -34,7 +34,8 @@ def _settings() -> Settings:
 
 @click.group()
 def main() -> None:
-    """Completes fielding runs from Kafka commands (see README.md)."""
+    """Completes fielding runs from Kafka commands (documentation: docs/index.md, served by
+    `make docs`)."""
 
 
 @main.command()
@@ -56,10 +57,9 @@ def create_topics() -> None:
 
 
 def _tune_garbage_collection() -> None:
-    """The worker's objects are short-lived and mostly acyclic, so reference counting
-    frees them; Python's cycle collector, at its defaults, still walked every live object
-    (the imported libraries' included) every ~2,000 commands, a tenth of a drain's CPU.
-    Start-up's objects are frozen out of its reach, and it runs less often."""
+    """The worker's objects are short-lived and mostly acyclic, so reference counting frees
+    them and the cycle collector need not walk every live object often: start-up's objects are
+    frozen out of its reach, and it runs less often (docs/decisions/garbage-collection.md)."""
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
 
@@ -109,7 +109,8 @@ def run() -> None:
 
 @main.command()
 def serve() -> None:
-    """Serve the public API's fielding operations over HTTP on API_PORT (see README.md)."""
+    """Serve the public API's fielding operations over HTTP on API_PORT (see
+    docs/concepts/http-api.md)."""
     from worker.bootstrap import run_api
 
     _until_signalled(run_api, "fielding-worker-serve")

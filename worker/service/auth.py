@@ -1,8 +1,9 @@
 """Bearer tokens: the verifier that turns a command's `authorization` header into a principal
 (or a 401), and the issuer that mints tokens for tools, tests and the worker's own scheduler.
 
-PyJWT's decode costs about 60 µs; upstream services reuse one token for many commands, so a
-verified token is cached (bounded) and only its expiry is checked again per command.
+Decoding a token is too costly to repeat per command, and upstream services reuse one token for
+many commands, so a verified token is cached (bounded) and only its expiry is checked again per
+command (docs/decisions/outputs-serialisation.md).
 Whatever a header holds, `verify` returns: a hostile token is a 401, never an exception.
 """
 

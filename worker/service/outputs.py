@@ -87,7 +87,7 @@ class Emission:
 
 
 # Event and error ids need uniqueness, not secrecy: 122 random bits from a generator seeded
-# from os.urandom, without uuid4's system call per id (a tenth of the worker's CPU in a profile).
+# from os.urandom, without uuid4's system call per id (docs/decisions/outputs-serialisation.md).
 _ids = random.Random()
 
 
@@ -109,8 +109,8 @@ ERROR_OBJECTS: dict[Status, ErrorObjectName] = {
 
 def to_json(model: type[BaseModel], fields: dict[str, Any]) -> bytes:
     """`model(**fields).model_dump_json().encode()`, by pydantic's core validator and serializer
-    directly: the Python wrappers around them were 40% of the cost, on the two outputs of
-    every command."""
+    directly, without the Python wrappers around them: this runs for the two outputs of every
+    command (docs/decisions/outputs-serialisation.md)."""
     instance = model.__pydantic_validator__.validate_python(fields)
     return model.__pydantic_serializer__.to_json(instance)
 

@@ -52,7 +52,8 @@ def parent_context(command_headers: Headers) -> Context:
 def continue_trace(command_headers: Headers) -> tuple[list[tuple[str, bytes]], str]:
     """Headers for an output of this command, and its trace id (hex) for logs. The parent is
     read and validated by OpenTelemetry's propagator; the child's `traceparent` is written
-    directly in W3C's format (the propagator's inject cost a third of this, per command)."""
+    directly in W3C's format, without the propagator's inject, on every command
+    (docs/decisions/outputs-serialisation.md)."""
     parent = trace.get_current_span(parent_context(command_headers)).get_span_context()
     if parent.is_valid:
         trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state

@@ -160,8 +160,8 @@ class CommandConsumer:
             heartbeat_interval_ms=max(500, c.session_timeout_ms // 5),
             max_poll_interval_ms=c.max_poll_interval_ms,
             rebalance_timeout_ms=c.max_poll_interval_ms,
-            # What the fetcher may hold unread, whatever the backlog: with aiokafka's 50 MB per
-            # fetch, the worker's memory depended on how far ahead it had happened to read.
+            # What the fetcher may hold unread, whatever the backlog: at aiokafka's 50 MB per
+            # fetch, the worker's memory would depend on how far ahead it happened to read.
             # A partition's fetch returns a batch as large as the topic's default limit
             # (1,048,588 bytes) whichever partition comes first in the fetch.
             max_partition_fetch_bytes=(1 << 20) + (64 << 10),

@@ -1,9 +1,10 @@
 """Which partition a keyed record goes to: Kafka's default, murmur2 of the key, as every Kafka
 client computes it, so a record lands where any producer would have put it.
 
-aiokafka's own murmur2 is a byte-by-byte port of the Java client's and was a tenth of the
-worker's CPU; this one unpacks the key's 32-bit words at once and folds them with fewer
-masks. It is the same function: a unit test compares the two on random keys of every length.
+aiokafka's own murmur2 is a byte-by-byte port of the Java client's, too slow for every output
+of every command (docs/decisions/batch-per-partition.md); this one unpacks the key's 32-bit
+words at once and folds them with fewer masks. It must stay the same function: a unit test
+compares the two on random keys of every length.
 """
 
 from __future__ import annotations

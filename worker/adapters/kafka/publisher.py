@@ -35,14 +35,9 @@ from worker.service.replies import origin_text, reply_headers
 
 log = logging.getLogger(__name__)
 
-# Transactions take turns between three producers. A commit returns once the coordinator has
-# decided it, before it has written the markers; a new transaction of the same producer in
-# that window is refused (CONCURRENT_TRANSACTIONS) and retried 20 ms later. With one producer
-# one batch in five met that; with two, a batch is prepared as soon as the batch two back has
-# committed on the same producer, and one in six met it; with three, that commit is a whole
-# round older. Outputs are written only after the previous transaction committed, offset
-# commits reach the group coordinator in batch order, and the coordinator keeps the offset
-# commit appended last, so the order in which the producers' markers land does not matter.
+# Transactions take turns between three producers, so that a producer's next transaction does
+# not start while its last commit's markers are still being written (CONCURRENT_TRANSACTIONS).
+# Why the order in which their markers land does not matter: docs/decisions/three-producers.md.
 PRODUCERS_PER_OWNER = 3
 
 
@@ -200,7 +195,7 @@ class TransactionalPublisher:
     ) -> list[asyncio.Future[Any]]:
         """Hands the records to the producer one batch per partition, and returns the batches'
         delivery futures. Per-record `send()` costs a future, a metadata check and a partitioner
-        call each, which was a fifth of the worker's CPU. Partitions are Kafka's default for the
+        call each (docs/decisions/batch-per-partition.md). Partitions are Kafka's default for the
         key (murmur2), so keys land where any Kafka client would put them; a result's copy for
         `serve` goes to the replies partition its command named."""
         emissions = [self._fit(emission) for emission in emissions]
