@@ -444,7 +444,7 @@ async def drop_bench_topics(bootstrap_servers: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    base = Settings(jwt_secret=SECRET, rate_limit_per_account=0)
+    base = Settings(jwt_secret=SECRET, system_jwt_secret=SECRET[::-1], rate_limit_per_account=0)
     if args.smoke:  # several batches even at tiny sizes, so that a drain can be timed
         base = base.model_copy(update={"max_batch": 50})
     try:
