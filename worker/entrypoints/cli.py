@@ -116,7 +116,7 @@ def run() -> None:
 
 @main.command()
 def serve() -> None:
-    """Serve the public API's fielding operations over HTTP on API_PORT (see README.md)."""
+    """Serve the public API's fielding operations over HTTP on API_HOST:API_PORT (see README.md)."""
     from worker.bootstrap import run_api
 
     _until_signalled(run_api, "serve", "fielding-worker-serve")
