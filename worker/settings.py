@@ -59,9 +59,9 @@ class Settings(BaseSettings):
     environment: Literal["production", "development"] = Field(
         "production",
         validation_alias=_env("FIELDING_ENVIRONMENT"),
-        description="`development` (set by the Makefile and docker-compose.yml) lets `run` and "
+        description="`development` (set by `make run` and docker-compose.yml) lets `run` and "
         "`serve` take the development secret, and the system key default to "
-        "FIELDING_JWT_SECRET; elsewhere they refuse to start (see `startup_refusal`).",
+        "FIELDING_JWT_SECRET; in `production`, `run` and `serve` refuse to start with either.",
     )
     jwt_audience: str | None = Field(
         None,

@@ -19,7 +19,7 @@ from tests.support.commands import encode, system_headers, timer_headers, timer_
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.http import ApiStarter, headers, run_path
 from tests.support.kafka import Outgoing, TopicReader, produce
-from worker.adapters.postgres.runs import get_run
+from worker.adapters.postgres.runs import FieldingRunRecord, get_run
 from worker.service.auth import SYSTEM_ACTOR, TIMER_SIGNATURE
 from worker.settings import Settings
 
@@ -108,17 +108,26 @@ async def test_a_timer_record_carries_no_token_and_a_copy_is_good_for_that_comma
     assert untouched is not None and (untouched.status, untouched.version) == (S.LIVE, 3)
 
 
+async def ended_run_and_its_timer(
+    settings: Settings, workers: WorkerFactory, make_run: RunMaker
+) -> tuple[FieldingRunRecord, dict[str, Any]]:
+    """A live run at version 3 whose end has passed, its end timer as the scheduler would
+    send it (no scheduler runs: these tests send it), and a worker."""
+    run = await make_run(
+        S.LIVE, version=3, end_fielding_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    await workers.start(settings)
+    kind = "end_fielding_run"
+    return run, for_run(run, kind, command_id=timer_id(run.id, 3, kind))
+
+
 async def test_an_older_schedulers_token_still_sends_its_own_timer_during_an_upgrade(
     settings: Settings,
     outputs: Outputs,
     workers: WorkerFactory,
     make_run: RunMaker,
 ) -> None:
-    run = await make_run(
-        S.LIVE, version=3, end_fielding_at=datetime.now(UTC) - timedelta(seconds=1)
-    )
-    await workers.start(settings)
-    legacy = for_run(run, "end_fielding_run", command_id=timer_id(run.id, 3, "end_fielding_run"))
+    run, legacy = await ended_run_and_its_timer(settings, workers, make_run)
     await send(settings, legacy, system_headers())
     # With that token, anything but that timer: 403.
     await send(settings, for_run(run, "pause_fielding_run", if_match='W/"4"'), system_headers())
@@ -132,11 +141,7 @@ async def test_a_signed_timer_is_accepted_and_its_copy_replayed(
     workers: WorkerFactory,
     make_run: RunMaker,
 ) -> None:
-    run = await make_run(
-        S.LIVE, version=3, end_fielding_at=datetime.now(UTC) - timedelta(seconds=1)
-    )
-    await workers.start(settings)
-    timer = for_run(run, "end_fielding_run", command_id=timer_id(run.id, 3, "end_fielding_run"))
+    _, timer = await ended_run_and_its_timer(settings, workers, make_run)
     await send(settings, timer, timer_headers(timer))
     await send(settings, timer, timer_headers(timer))
     first, again = (json.loads(r.value) for r in await outputs.results.read(at_least=2))
