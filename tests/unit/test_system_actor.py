@@ -105,6 +105,13 @@ def test_a_timer_signature_proves_no_user_command() -> None:
     assert isinstance(result, Rejected) and "timer commands only" in result.detail
 
 
+@pytest.mark.parametrize(
+    "signature", [b"", b"\xff" * 100_000, b"0" * 64, b"\x00"], ids=["empty", "huge", "zeros", "nul"]
+)
+def test_any_other_signature_is_a_401_never_an_exception(signature: bytes) -> None:
+    assert status(triaged(timer(), [(TIMER_SIGNATURE, signature)])) == 401
+
+
 def test_a_signature_made_with_the_user_secret_is_refused() -> None:
     body = timer()
     assert status(triaged(body, timer_headers(body, secret=SECRET))) == 401

@@ -71,7 +71,7 @@ class AuthFailure:
 def timer_command_id(secret: str, fielding_run_id: str, version: int, command_type: str) -> str:
     """The `command_id` of the timer the scheduler sends for a run at a version: the same for
     every replica, unknowable without the system key (so no one can take the id first), and
-    the only id a system token may use."""
+    the only id the system actor may use."""
     message = f"{fielding_run_id}:{version}:{command_type}".encode()
     return "timer-" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:40]
 
@@ -103,7 +103,8 @@ class SystemKey:
                 command.command_id,  # last: the only field of free text
             )
         )
-        return hmac.new(self._key, identity.encode(), hashlib.sha256).hexdigest().encode()
+        message = identity.encode("utf-8", "surrogatepass")  # whatever a command_id holds
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest().encode()
 
     def signed(self, command: RunCommand, signature: bytes) -> bool:
         return hmac.compare_digest(self.sign(command), signature)
