@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Local development only; production sets its own secret.
+# Local development only; production sets its own secrets (FIELDING_JWT_SECRET and
+# FIELDING_SYSTEM_JWT_SECRET): `run` and `serve` refuse this one outside development.
 export FIELDING_JWT_SECRET ?= local-development-secret-change-me-0123456789
 
 .PHONY: run test services-up services-down bench schemas chaos docs
@@ -21,7 +22,9 @@ services-up: $(VENV)/.installed
 services-down: $(VENV)/.installed
 	$(BIN)/python scripts/services.py down
 
-# The worker and the HTTP API (on API_PORT, 8080) together; Ctrl-C stops both.
+# The worker and the HTTP API (on API_PORT, 8080) together; Ctrl-C stops both. In development:
+# the secret above is taken, and the system key defaults to it.
+run: export FIELDING_ENVIRONMENT ?= development
 run: services-up
 	$(BIN)/fielding-worker migrate
 	METRICS_PORT=9465 $(BIN)/fielding-worker serve & serve=$$!; trap "kill $$serve 2>/dev/null" EXIT; \

@@ -17,7 +17,7 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
-from tests.support.commands import SECRET
+from tests.support.commands import SECRET, SYSTEM_SECRET
 from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.http import ApiStarter, serving
 from tests.support.kafka import TopicReader
@@ -75,6 +75,8 @@ async def settings(services: Services, database_url: str) -> AsyncIterator[Setti
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
         database_url=database_url,
         jwt_secret=SECRET,
+        system_jwt_secret=SYSTEM_SECRET,
+        environment="production",  # whatever the shell says: as a deployment runs
         commands_topic=f"commands-{suffix}",
         results_topic=f"results-{suffix}",
         events_topic=f"events-{suffix}",

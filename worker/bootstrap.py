@@ -29,7 +29,7 @@ from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
 from worker.observability.health import Health, ServeHealth
 from worker.observability.tracing import BatchTracer, TracedStore, Tracing
-from worker.service.auth import TokenIssuer, TokenVerifier
+from worker.service.auth import SystemKey, TokenVerifier
 from worker.service.handler import CommandHandler
 from worker.service.outputs import Channel
 from worker.service.ports import CommandStore
@@ -62,13 +62,16 @@ async def create_topics(settings: Settings) -> list[str]:
     )
 
 
-def build_verifier(settings: Settings) -> TokenVerifier:
+def build_verifier(settings: Settings, *, system: bool = True) -> TokenVerifier:
+    """The worker's verifier; with `system=False` (serve's), one that holds no system key and
+    so refuses the system actor whatever it is shown."""
     return TokenVerifier(
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         settings.jwt_public_key,
-        system_secret=settings.system_secret,
+        system_secret=settings.system_secret if system else None,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
+        leeway_seconds=settings.jwt_leeway_seconds,
     )
 
 
@@ -177,16 +180,14 @@ async def _timers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -
     secret = settings.system_secret
     if settings.scheduler_interval_seconds <= 0:
         return
-    if secret is None:
-        log.warning("no FIELDING_SYSTEM_JWT_SECRET or FIELDING_JWT_SECRET: timers are off")
+    if secret is None:  # `fielding-worker run` refuses to start so (`startup_refusal`)
+        log.warning("no FIELDING_SYSTEM_JWT_SECRET: timers are off")
         return
     sink = KafkaCommandSink(settings.kafka_bootstrap_servers, settings.commands_topic)
-    issuer = TokenIssuer(secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     scheduler = TimerScheduler(
         PostgresDueRuns(pool),
         sink,
-        issuer,
-        secret,
+        SystemKey(secret),
         holder=f"{settings.consumer_group}-{uuid.uuid4().hex[:12]}",
         interval_seconds=settings.scheduler_interval_seconds,
     )
@@ -296,7 +297,7 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
     except BaseException:
         await pool.close()
         raise
-    verifier = build_verifier(settings)
+    verifier = build_verifier(settings, system=False)
     app = create_app(
         ApiContext(
             verifier,
@@ -316,7 +317,7 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
         )
     server = http_server(
         app,
-        "0.0.0.0",
+        settings.api_host,
         settings.api_port,
         EdgeLimits(
             header_seconds=settings.http_header_timeout_seconds,

@@ -7,10 +7,15 @@ wrong, rather than failing later in a way that names neither.
 
 from __future__ import annotations
 
-from typing import Self
+import ipaddress
+from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The secret the Makefile and docker-compose.yml give a local run: public, so `run` and `serve`
+# take it only in development (or `serve` bound to loopback).
+DEVELOPMENT_SECRET = "local-development-secret-change-me-0123456789"
 
 
 def _env(name: str) -> AliasChoices:
@@ -38,8 +43,25 @@ class Settings(BaseSettings):
     system_jwt_secret: SecretStr | None = Field(
         None,
         validation_alias=_env("FIELDING_SYSTEM_JWT_SECRET"),
-        description="Signs and verifies the scheduler's timer commands (default: "
-        "FIELDING_JWT_SECRET). A key of its own keeps user token issuers from minting them.",
+        description="The system key: derives the ids of the scheduler's timer commands and "
+        "signs each of them (and verifies the tokens older schedulers sent). `run` needs it, "
+        "different from FIELDING_JWT_SECRET; only in development does it default to "
+        "FIELDING_JWT_SECRET. `serve` never uses it.",
+    )
+    jwt_leeway_seconds: float = Field(
+        30,
+        ge=0,
+        le=300,
+        validation_alias=_env("FIELDING_JWT_LEEWAY_SECONDS"),
+        description="Clock skew allowed between token issuers and the worker: a token is taken "
+        "this long after its `exp`, and this long before its `nbf` or `iat`.",
+    )
+    environment: Literal["production", "development"] = Field(
+        "production",
+        validation_alias=_env("FIELDING_ENVIRONMENT"),
+        description="`development` (set by `make run` and docker-compose.yml) lets `run` and "
+        "`serve` take the development secret, and the system key default to "
+        "FIELDING_JWT_SECRET; in `production`, `run` and `serve` refuse to start with either.",
     )
     jwt_audience: str | None = Field(
         None,
@@ -86,6 +108,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
     api_port: int = Field(
         8080, ge=0, le=65535, validation_alias=_env("API_PORT"), description="`serve`'s port."
+    )
+    api_host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        validation_alias=_env("API_HOST"),
+        description="The address `serve` binds; a loopback one (127.0.0.1, ::1, localhost) "
+        "lets it take the development secret outside development.",
     )
     http_deadline_seconds: float = Field(
         10,
@@ -293,6 +322,51 @@ class Settings(BaseSettings):
 
     @property
     def system_secret(self) -> str | None:
-        """The key of the scheduler's tokens."""
-        secret = self.system_jwt_secret or self.jwt_secret
+        """The system key (see `system_jwt_secret`): FIELDING_JWT_SECRET stands in for it only
+        in development."""
+        secret = self.system_jwt_secret
+        if secret is None and self.environment == "development":
+            secret = self.jwt_secret
         return secret.get_secret_value() if secret else None
+
+    def startup_refusal(self, command: Literal["run", "serve"]) -> str | None:
+        """Why `command` must not start with these settings, if it must not: the development
+        secret outside development (for `serve`, unless it binds loopback only); for `run`, no
+        system key of its own."""
+        if self.environment == "development":
+            return None
+        development = "FIELDING_ENVIRONMENT=development"
+        given = {
+            "FIELDING_JWT_SECRET": self.jwt_secret,
+            "FIELDING_SYSTEM_JWT_SECRET": self.system_jwt_secret,
+        }
+        loopback = " or API_HOST=127.0.0.1" if command == "serve" else ""
+        for name, secret in given.items():
+            public = secret is not None and secret.get_secret_value() == DEVELOPMENT_SECRET
+            if public and not (command == "serve" and _loopback(self.api_host)):
+                return (
+                    f"{name} is the development secret, which anyone can read: set a secret "
+                    f"of your own (on a development machine: {development}{loopback})"
+                )
+        if command == "run":
+            if self.system_jwt_secret is None:
+                return (
+                    "FIELDING_SYSTEM_JWT_SECRET is not set: the worker signs and checks its "
+                    "timer commands with a key of its own, never FIELDING_JWT_SECRET (on a "
+                    f"development machine, {development} lets it use FIELDING_JWT_SECRET)"
+                )
+            if self.system_jwt_secret == self.jwt_secret:
+                return (
+                    "FIELDING_SYSTEM_JWT_SECRET must differ from FIELDING_JWT_SECRET: whoever "
+                    "issues user tokens could otherwise sign timer commands"
+                )
+        return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -17,13 +17,19 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from schemas.types import etag_of, new_ulid
-from tests.support.commands import SECRET, auth_headers, command, encode, system_headers
+from tests.support.commands import (
+    auth_headers,
+    command,
+    encode,
+    timer_headers,
+    timer_id,
+)
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from tests.support.processes import WorkerProcess
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import get_run
-from worker.service.auth import SYSTEM_ACTOR, timer_command_id
+from worker.service.auth import SYSTEM_ACTOR
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -282,8 +288,8 @@ async def test_a_timer_that_loses_a_race_to_a_command_is_412_and_the_next_one_ap
     await workers.start(quiet)
     # A pause and the end timer, both for version 3: the pause is first, the timer loses.
     await send(quiet, for_run(run, "pause_fielding_run"))
-    timer = timer_command_id(SECRET, run.id, 3, "end_fielding_run")
-    await send(quiet, for_run(run, "end_fielding_run", command_id=timer), headers=system_headers())
+    timer = for_run(run, "end_fielding_run", command_id=timer_id(run.id, 3, "end_fielding_run"))
+    await send(quiet, timer, headers=timer_headers(timer))
     paused, stale = (json.loads(r.value) for r in await outputs.results.read(at_least=2))
     assert (paused["status"], stale["status"]) == (204, 412)
     # A replica with its scheduler on: the timer for version 4.

@@ -12,9 +12,11 @@ from typing import Any
 
 from schemas.command import COMPLETE_FIELDING_RUN, MODELS, BulkCommand, RunCommand, new_command
 from schemas.types import new_ulid
-from worker.service.auth import SYSTEM_ACTOR, TokenIssuer
+from worker.service.auth import SYSTEM_ACTOR, TIMER_SIGNATURE, SystemKey, TokenIssuer
 
 SECRET = "test-secret-for-hs256-at-least-32-bytes-long"
+# The worker's system key in the tests: a key of its own, as `run` requires outside development.
+SYSTEM_SECRET = "test-system-key-for-timer-commands-0123456789"
 USER = uuid.UUID("5b0f8c7e-1d2a-4e3b-9c4d-5e6f7a8b9c0d")
 
 
@@ -36,9 +38,21 @@ def auth_headers(account_ids: list[int], **kwargs: Any) -> list[tuple[str, bytes
     return [("authorization", f"Bearer {token(account_ids, **kwargs)}".encode())]
 
 
-def system_headers(secret: str = SECRET) -> list[tuple[str, bytes]]:
-    """The worker's own scheduler's token."""
+def system_headers(secret: str = SYSTEM_SECRET) -> list[tuple[str, bytes]]:
+    """The token an older scheduler sent with its timer commands (the system actor's)."""
     return [("authorization", TokenIssuer(secret).bearer([], user_id=SYSTEM_ACTOR))]
+
+
+def timer_id(fielding_run_id: str, version: int, kind: str, secret: str = SYSTEM_SECRET) -> str:
+    """The `command_id` the scheduler gives the timer `kind` of a run at `version`."""
+    return SystemKey(secret).timer_command_id(fielding_run_id, version, kind)
+
+
+def timer_headers(body: dict[str, Any], secret: str = SYSTEM_SECRET) -> list[tuple[str, bytes]]:
+    """The headers the scheduler gives the timer command `body`: its signature, no token."""
+    timer = MODELS[body["type"]].model_validate_json(json.dumps(body))
+    assert isinstance(timer, RunCommand)
+    return [(TIMER_SIGNATURE, SystemKey(secret).sign(timer))]
 
 
 def _fields(type: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 
 from schemas.command import Command
 from schemas.types import new_ulid
-from tests.support.commands import SECRET, token
+from tests.support.commands import SECRET, SYSTEM_SECRET, system_headers, token
 from worker.adapters.http.answers import ApiContext
 from worker.adapters.http.app import create_app
 from worker.adapters.http.limits import MAX_BODY_BYTES
@@ -177,3 +177,25 @@ async def test_the_command_carries_the_callers_token_and_trace(
     }
     assert command.fielding_run_id == RUN.rsplit("/", 1)[1] and command.expected_version == 1  # type: ignore[union-attr]
     assert new_ulid() != command.command_id
+
+
+@pytest.mark.parametrize("verifier", ["serve's", "one holding the system key"])
+async def test_the_system_actor_is_401_on_every_route_whatever_verifier_serve_has(
+    worker: Worker, verifier: str
+) -> None:
+    held = SYSTEM_SECRET if verifier != "serve's" else None
+    app = create_app(
+        ApiContext(TokenVerifier(SECRET, system_secret=held), worker, DownStore(), 1.0)  # type: ignore[arg-type]
+    )
+    [(_, authorization)] = system_headers()
+    system = {"Authorization": authorization.decode(), "Cint-API-Version": "2025-12-18"}
+    other_account = RUN.replace("/accounts/101/", "/accounts/555/")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        for response in (
+            await client.get(other_account, headers=system),
+            await client.get(GROUP + "/fielding-runs", headers=system),
+            await client.post(other_account + "/complete", headers={**system, "If-Match": 'W/"1"'}),
+        ):
+            assert_api_error(response, 401, "authorization_error")
+    assert worker.sent == [], "nothing reaches the commands topic"

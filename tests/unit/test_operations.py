@@ -12,9 +12,19 @@ import pytest
 
 from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
-from tests.support.commands import SECRET, USER, auth_headers, command, encode, system_headers
+from tests.support.commands import (
+    SECRET,
+    SYSTEM_SECRET,
+    USER,
+    auth_headers,
+    command,
+    encode,
+    system_headers,
+    timer_headers,
+    timer_id,
+)
 from tests.support.fakes import InMemoryStore
-from worker.service.auth import SYSTEM_ACTOR, TokenVerifier, timer_command_id
+from worker.service.auth import SYSTEM_ACTOR, TokenVerifier
 from worker.service.catalogue import SYSTEM_COMMAND_TYPES
 from worker.service.handler import CommandHandler
 from worker.service.intake import CommandRecord
@@ -75,7 +85,8 @@ class Harness:
         self.store = InMemoryStore(clock=lambda: now)
         for run in runs:
             self.store.put(run)
-        self.handler = CommandHandler(self.store, TokenVerifier(SECRET), 0, clock=lambda: now)
+        verifier = TokenVerifier(SECRET, system_secret=SYSTEM_SECRET)
+        self.handler = CommandHandler(self.store, verifier, 0, clock=lambda: now)
         self.offset = 0
 
     async def send(
@@ -120,7 +131,7 @@ def addressed(kind: str, **overrides: Any) -> dict[str, Any]:
     if kind == "update_fielding_run":
         fields |= {"start_fielding_at": NOW + HOUR, "end_fielding_at": NOW + 2 * HOUR}
     if kind in SYSTEM_COMMAND_TYPES:
-        fields["command_id"] = timer_command_id(SECRET, KEY.fielding_run_id, 5, kind)
+        fields["command_id"] = timer_id(KEY.fielding_run_id, 5, kind)
     return command(kind, **{**fields, **overrides})
 
 
@@ -128,10 +139,9 @@ def addressed(kind: str, **overrides: Any) -> dict[str, Any]:
 async def test_every_command_in_every_status(kind: str, status: RunStatus) -> None:
     expected_status, event_type, reason = EXPECTED[(kind, status)]
     h = Harness(run_in(status, kind))
-    headers = (
-        system_headers() if kind in ("start_scheduled_fielding_run", "end_fielding_run") else None
-    )
-    out = await h.send(addressed(kind), headers)
+    body = addressed(kind)
+    headers = timer_headers(body) if kind in SYSTEM_COMMAND_TYPES else None
+    out = await h.send(body, headers)
     [result] = results(out)
     assert result["status"] == expected_status, result
     stored = h.store.runs[KEY.fielding_run_id]
@@ -204,7 +214,7 @@ async def test_a_timer_from_a_users_token_is_403_and_changes_nothing() -> None:
     ],
     ids=["a user command", "a timer id it did not derive", "another version's id"],
 )
-async def test_a_system_token_sends_only_the_timers_the_scheduler_derives(
+async def test_an_older_schedulers_token_sends_only_the_timers_the_scheduler_derives(
     body: dict[str, Any],
 ) -> None:
     h = Harness(run_in(S.LIVE, "end_fielding_run"))
@@ -217,10 +227,10 @@ async def test_a_timer_before_its_time_is_422_and_not_remembered() -> None:
     early = run_in(S.LIVE, end=NOW + HOUR)
     h = Harness(early)
     body = addressed("end_fielding_run")
-    [first] = results(await h.send(body, system_headers()))
+    [first] = results(await h.send(body, timer_headers(body)))
     assert first["status"] == 422 and h.store.outcomes == {}
     h.store.clock = lambda: NOW + 2 * HOUR  # its time has come: the same timer now applies
-    [again] = results(await h.send(body, system_headers()))
+    [again] = results(await h.send(body, timer_headers(body)))
     assert again["status"] == 204
 
 

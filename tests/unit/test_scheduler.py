@@ -1,5 +1,6 @@
 """The timer scheduler without services: which commands it sends for due runs, how often it
-sends them again, how a burst is sent in chunks, and that its tokens pass the verifier."""
+sends them again, how a burst is sent in chunks, and that they carry a signature the worker
+accepts and no token."""
 
 from __future__ import annotations
 
@@ -7,10 +8,22 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.command import Command
-from tests.support.commands import SECRET
-from worker.service.auth import Principal, TokenIssuer, TokenVerifier, timer_command_id
-from worker.service.scheduler import RESEND_AFTER_SECONDS, DueRun, TimerKind, TimerScheduler
+from schemas.command import Command, RunCommand
+from tests.support.commands import SECRET, SYSTEM_SECRET
+from worker.service.auth import (
+    SYSTEM_PRINCIPAL,
+    TIMER_SIGNATURE,
+    SystemKey,
+    TokenVerifier,
+    timer_command_id,
+)
+from worker.service.scheduler import (
+    RESEND_AFTER_SECONDS,
+    DueRun,
+    Headers,
+    TimerKind,
+    TimerScheduler,
+)
 
 DUE_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -47,10 +60,10 @@ class Store:
 
 class Sink:
     def __init__(self) -> None:
-        self.sent: list[tuple[Command, bytes]] = []
+        self.sent: list[tuple[Command, Headers]] = []
 
-    async def send(self, commands: list[Command], authorization: bytes) -> None:
-        self.sent.extend((c, authorization) for c in commands)
+    async def send(self, commands: list[tuple[Command, Headers]]) -> None:
+        self.sent.extend(commands)
 
 
 class Clock:
@@ -66,37 +79,36 @@ def scheduler(
     sink: Sink,
     clock: Clock | None = None,
     chunk: int = 100,
-    issuer: TokenIssuer | None = None,
 ) -> TimerScheduler:
     return TimerScheduler(
         store,
         sink,
-        issuer or TokenIssuer(SECRET),
-        SECRET,
+        SystemKey(SYSTEM_SECRET),
         "replica-1",
         chunk=chunk,
         clock=clock or Clock(),
     )
 
 
-async def test_each_due_run_becomes_the_timer_the_verifier_accepts() -> None:
+async def test_each_due_run_becomes_the_timer_the_worker_accepts() -> None:
     store, sink = Store(due("start", 1), due("end", 2)), Sink()
     assert await scheduler(store, sink).scan() == 2
-    (start, auth), (end, _) = sink.sent
+    (start, headers), (end, _) = sink.sent
     assert (start.type, end.type) == ("start_scheduled_fielding_run", "end_fielding_run")
     assert start.fielding_run_id == store.runs[0].fielding_run_id and start.if_match == 'W/"3"'
-    verifier = TokenVerifier(SECRET)
-    principal = verifier.verify(auth)
-    assert isinstance(principal, Principal) and principal.system
+    verifier = TokenVerifier(SECRET, system_secret=SYSTEM_SECRET)
     assert start.command_id == verifier.timer_command_id(start.fielding_run_id, 3, start.type)
+    assert isinstance(start, RunCommand)
+    [(name, signature)] = headers
+    assert name == TIMER_SIGNATURE
+    assert verifier.verify_timer(start, signature) == SYSTEM_PRINCIPAL
 
 
-async def test_its_tokens_carry_the_audience_and_issuer_the_verifier_asks_for() -> None:
-    store, sink = Store(due("end", 1)), Sink()
-    issuer = TokenIssuer(SECRET, audience="fielding", issuer="https://issuer.example")
-    await scheduler(store, sink, issuer=issuer).scan()
-    verifier = TokenVerifier(SECRET, audience="fielding", issuer="https://issuer.example")
-    assert isinstance(verifier.verify(sink.sent[0][1]), Principal)
+async def test_its_commands_carry_no_token() -> None:
+    store, sink = Store(*(due("end", n) for n in range(5))), Sink()
+    await scheduler(store, sink).scan()
+    names = {name for _, headers in sink.sent for name, _ in headers}
+    assert names == {TIMER_SIGNATURE}, "no authorization header, nothing good for another command"
 
 
 async def test_a_due_run_is_sent_again_only_after_a_while_and_less_often_each_time() -> None:
@@ -110,6 +122,7 @@ async def test_a_due_run_is_sent_again_only_after_a_while_and_less_often_each_ti
     clock.now += RESEND_AFTER_SECONDS
     assert await timers.scan() == 1
     assert len({c.command_id for c, _ in sink.sent}) == 1, "always the same command"
+    assert len({h[0][1] for _, h in sink.sent}) == 1, "with the same signature"
 
 
 async def test_a_burst_is_sent_a_chunk_per_scan_going_on_from_where_it_stopped() -> None:
@@ -134,11 +147,11 @@ async def test_a_failed_send_is_tried_again_at_the_next_scan() -> None:
     class Failing(Sink):
         failures = 1
 
-        async def send(self, commands: list[Command], authorization: bytes) -> None:
+        async def send(self, commands: list[tuple[Command, Headers]]) -> None:
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("broker away")
-            await super().send(commands, authorization)
+            await super().send(commands)
 
     store, sink = Store(due("end", 1)), Failing()
     timers = scheduler(store, sink)
@@ -151,7 +164,7 @@ async def test_only_the_lease_holder_sends_and_ids_need_the_key() -> None:
     run = due("start", 7)
     ids = {
         timer_command_id(key, run.fielding_run_id, 3, "start_scheduled_fielding_run")
-        for key in (SECRET, "another-secret-of-32-bytes-or-more!!")
+        for key in (SYSTEM_SECRET, "another-secret-of-32-bytes-or-more!!")
     }
     assert len(ids) == 2
     sink = Sink()

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import click
@@ -65,16 +65,23 @@ def _tune_garbage_collection() -> None:
 
 
 def _until_signalled(
-    entry: Callable[..., Awaitable[None]], service_name: str, tune: bool = False
+    entry: Callable[..., Awaitable[None]],
+    command: Literal["run", "serve"],
+    service_name: str,
+    tune: bool = False,
 ) -> None:
     """Runs `entry(settings, stop, tracing=...)` until SIGTERM or SIGINT sets its stop event;
-    tracing as the OTEL_* variables say (off by default), flushed at the end."""
+    tracing as the OTEL_* variables say (off by default), flushed at the end. Settings that
+    `command` must not start with (a public secret, no system key) stop it first."""
     from worker.adapters.kafka.request_reply import RepliesTopicMissing
     from worker.adapters.postgres.pool import DatabaseMisconfigured
     from worker.observability.logs import configure_logging
     from worker.observability.tracing import TracingConfigurationError, configure_tracing
 
     settings = _settings()
+    refusal = settings.startup_refusal(command)
+    if refusal is not None:
+        raise click.UsageError(f"{command} refuses to start: {refusal}")
     configure_logging(settings.log_level)
     try:
         tracing = configure_tracing(service_name)
@@ -104,16 +111,16 @@ def run() -> None:
     """Run the worker until SIGTERM or SIGINT, then drain and commit."""
     from worker.bootstrap import run_worker
 
-    _until_signalled(run_worker, "fielding-worker", tune=True)
+    _until_signalled(run_worker, "run", "fielding-worker", tune=True)
 
 
 @main.command()
 def serve() -> None:
-    """Serve the public API's fielding operations over HTTP on API_PORT (see
+    """Serve the public API's fielding operations over HTTP on API_HOST:API_PORT (see
     docs/concepts/http-api.md)."""
     from worker.bootstrap import run_api
 
-    _until_signalled(run_api, "fielding-worker-serve")
+    _until_signalled(run_api, "serve", "fielding-worker-serve")
 
 
 @main.command()

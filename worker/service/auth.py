@@ -1,16 +1,23 @@
-"""Bearer tokens: the verifier that turns a command's `authorization` header into a principal
-(or a 401), and the issuer that mints tokens for tools, tests and the worker's own scheduler.
+"""Who sent a command: the verifier that turns a command's `authorization` header into a
+principal (or a 401), the issuer that mints tokens for tools and tests, and the system key that
+derives and signs the worker's own timer commands.
 
 Decoding a token is too costly to repeat per command, and upstream services reuse one token for
 many commands, so a verified token is cached (bounded) and only its expiry is checked again per
 command (docs/decisions/outputs-serialisation.md).
 Whatever a header holds, `verify` returns: a hostile token is a 401, never an exception.
+
+Timer commands carry no token: a token of the system actor would be good for any account, and
+anyone who can read the commands topic could copy it. They carry a signature of their own
+exact identity instead (`SystemKey.sign`, about 2 µs to check): a copy is good for that one
+command and nothing else, and sending it again is what the scheduler does anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -22,6 +29,8 @@ from uuid import UUID
 import jwt
 import jwt.types
 
+from schemas.command import RunCommand
+
 # Tokens longer than this are refused unread: they would be cached, and echoed nowhere.
 MAX_TOKEN_BYTES = 8192
 # A 401's detail names what was wrong, never more than this much of what the token said.
@@ -29,9 +38,12 @@ MAX_ECHO = 80
 
 
 # Who the worker's own scheduler acts as (`last_changed_by` of time-driven changes), and the
-# `kid` its tokens carry: such a token is checked with the system key and nothing else.
+# `kid` the tokens of older schedulers carry: such a token is checked with the system key and
+# nothing else, and only a worker holding that key (never `serve`) accepts it.
 SYSTEM_ACTOR = UUID("00000000-0000-4000-8000-00000000f1e1")
 SYSTEM_KEY_ID = "fielding-worker-system"
+# The header of a timer command that proves it: the hex HMAC of its identity (`SystemKey.sign`).
+TIMER_SIGNATURE = "fielding-timer-signature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +51,17 @@ class Principal:
     user_id: UUID
     account_ids: frozenset[int]
     expires_at: float
-    # The scheduler, verified with the system key: it may send timer commands (and only
-    # those, and only the ones it would derive itself) for any account.
+    # The scheduler, proved with the system key: it sends timer commands (and only those, and
+    # only the ones it derives itself) for the runs of any account, and may act on no account
+    # otherwise.
     system: bool = False
 
     def may_act_on(self, account_id: int) -> bool:
-        return self.system or account_id in self.account_ids
+        return account_id in self.account_ids
+
+
+# A timer command proved by its signature: the scheduler, with no token and so no expiry.
+SYSTEM_PRINCIPAL = Principal(SYSTEM_ACTOR, frozenset(), math.inf, system=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +72,43 @@ class AuthFailure:
 def timer_command_id(secret: str, fielding_run_id: str, version: int, command_type: str) -> str:
     """The `command_id` of the timer the scheduler sends for a run at a version: the same for
     every replica, unknowable without the system key (so no one can take the id first), and
-    the only id a system token may use."""
+    the only id the system actor may use."""
     message = f"{fielding_run_id}:{version}:{command_type}".encode()
     return "timer-" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:40]
+
+
+class SystemKey:
+    """The worker's own key (`FIELDING_SYSTEM_JWT_SECRET`): it derives the ids of timer
+    commands and signs each timer command the scheduler sends."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self._key = secret.encode()
+
+    def timer_command_id(self, fielding_run_id: str, version: int, command_type: str) -> str:
+        return timer_command_id(self.secret, fielding_run_id, version, command_type)
+
+    def sign(self, command: RunCommand) -> bytes:
+        """The value of the command's TIMER_SIGNATURE header: an HMAC of its type, ids,
+        version and `command_id` (not `issued_at`: a timer sent again is the same command).
+        The version pins the run's times, so the due time needs no place of its own."""
+        identity = "\x1f".join(
+            (
+                "fielding-timer/v1",
+                command.type,
+                str(command.account_id),
+                command.project_id,
+                command.target_group_id,
+                command.fielding_run_id,
+                str(command.expected_version),
+                command.command_id,  # last: the only field of free text
+            )
+        )
+        message = identity.encode("utf-8", "surrogatepass")  # whatever a command_id holds
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest().encode()
+
+    def signed(self, command: RunCommand, signature: bytes) -> bool:
+        return hmac.compare_digest(self.sign(command), signature)
 
 
 def _short(value: object) -> str:
@@ -74,6 +125,7 @@ class TokenVerifier:
         system_secret: str | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        leeway_seconds: float = 0.0,
         cache_size: int = 4096,
     ) -> None:
         self._keys: list[tuple[str, str]] = []
@@ -81,12 +133,13 @@ class TokenVerifier:
             self._keys.append((hs256_secret, "HS256"))
         if rs256_public_key:
             self._keys.append((rs256_public_key, "RS256"))
-        # The system actor's tokens are checked with the system key only (by default the
-        # HS256 secret; a key of its own keeps user token issuers from minting them). With
-        # neither, there is no system actor.
-        self._system_secret = system_secret or hs256_secret
+        # The system actor is proved with the system key only, never with a user secret; with
+        # none (as in `serve`), there is no system actor.
+        self.system_key = SystemKey(system_secret) if system_secret else None
         self._audience = audience
         self._issuer = issuer
+        # Clock skew allowed on `exp`, `nbf` and `iat` (PyJWT refuses an `iat` in the future).
+        self._leeway = leeway_seconds
         required = ["exp", "sub"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
         self._options: jwt.types.Options = {"require": required, "verify_aud": audience is not None}
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
@@ -94,9 +147,17 @@ class TokenVerifier:
 
     def timer_command_id(self, fielding_run_id: str, version: int, command_type: str) -> str | None:
         """The id a genuine timer command for this run and version has (None: no system key)."""
-        if self._system_secret is None:
+        if self.system_key is None:
             return None
-        return timer_command_id(self._system_secret, fielding_run_id, version, command_type)
+        return self.system_key.timer_command_id(fielding_run_id, version, command_type)
+
+    def verify_timer(self, command: RunCommand, signature: bytes) -> Principal | AuthFailure:
+        """A timer command proved by its TIMER_SIGNATURE header rather than a token."""
+        if self.system_key is None:
+            return AuthFailure("timer signatures are not accepted: no system key is configured")
+        if not self.system_key.signed(command, signature):
+            return AuthFailure("the timer signature is invalid")
+        return SYSTEM_PRINCIPAL
 
     def verify(
         self, authorization: bytes | None, now: float | None = None
@@ -119,7 +180,7 @@ class TokenVerifier:
             self._cache[token] = principal
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        if principal.expires_at <= now:
+        if principal.expires_at + self._leeway <= now:
             return AuthFailure("the token has expired")
         return principal
 
@@ -134,9 +195,9 @@ class TokenVerifier:
         system = header.get("kid") == SYSTEM_KEY_ID
         keys = self._keys
         if system:
-            if self._system_secret is None:
-                return AuthFailure("system tokens are not accepted: no system key is configured")
-            keys = [(self._system_secret, "HS256")]
+            if self.system_key is None:
+                return AuthFailure("the worker's system tokens are not accepted here")
+            keys = [(self.system_key.secret, "HS256")]
         found = next(((key, alg) for key, alg in keys if alg == algorithm), None)
         if found is None:
             return AuthFailure(f"tokens signed with {_short(algorithm)} are not accepted")
@@ -149,6 +210,7 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 options=self._options,
+                leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:
             return AuthFailure("the token has expired")
@@ -190,8 +252,8 @@ def _principal(claims: dict[str, Any], system: bool) -> Principal | AuthFailure:
 
 
 class TokenIssuer:
-    """Signs HS256 tokens with the claims the verifier expects: for the `send` tool, the bench,
-    the tests, and the worker's own timer commands (signed with the system key)."""
+    """Signs HS256 tokens with the claims the verifier expects: for the `send` tool, the bench
+    and the tests (a token with the system actor's `sub` is one as older schedulers sent)."""
 
     def __init__(
         self, secret: str, *, audience: str | None = None, issuer: str | None = None

@@ -97,7 +97,7 @@ class CommandType:
     send: str | None  # the name `fielding-worker send` takes; None: not sent by hand
     route: Route | None = None  # None: not served over HTTP
     body: ResultBody | None = None  # run commands only; jobs answer with their job
-    system_only: bool = False  # sent by the worker's scheduler alone, with the system token
+    system_only: bool = False  # sent by the worker's scheduler alone, signed with the system key
     name: str = field(init=False)
     family: Family = field(init=False)
 

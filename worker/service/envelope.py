@@ -1,6 +1,6 @@
 """What intake reads from a command record, once, for the rest of the service: its envelope
-(the record's key and what its headers say: token, trace context, reply address) and the
-fields of the command that its result repeats back (`Echo`).
+(the record's key and what its headers say: token or timer signature, trace context, reply
+address) and the fields of the command that its result repeats back (`Echo`).
 
 Nothing after intake reads a command record's headers again; outputs are built from these
 values.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.command import COMMAND_TYPES, Command, RunCommand
+from worker.service.auth import TIMER_SIGNATURE
 from worker.service.replies import reply_address
 from worker.service.trace_context import Headers, continue_trace
 
@@ -29,6 +30,7 @@ class RecordEnvelope:
     trace_headers: list[tuple[str, bytes]]
     trace_id: str  # hex, for logs
     reply_to: tuple[int, bytes] | None = None  # where `serve` waits for the result
+    timer_signature: bytes | None = None  # the scheduler's proof of a timer command
 
 
 def header(headers: Headers, name: str) -> bytes | None:
@@ -42,7 +44,12 @@ def header(headers: Headers, name: str) -> bytes | None:
 def read_envelope(key: bytes | None, headers: Headers) -> RecordEnvelope:
     trace_headers, trace_id = continue_trace(headers)
     return RecordEnvelope(
-        key, header(headers, "authorization"), trace_headers, trace_id, reply_address(headers)
+        key,
+        header(headers, "authorization"),
+        trace_headers,
+        trace_id,
+        reply_address(headers),
+        header(headers, TIMER_SIGNATURE),
     )
 
 

@@ -9,6 +9,7 @@ here, once, into its envelope (`envelope.py`); everything after works from that 
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -90,10 +91,25 @@ def invalid_params(error: ValidationError) -> tuple[InvalidParam, ...]:
     return tuple(params)
 
 
-def _system_refusal(command: Command, principal: Principal, verifier: TokenVerifier) -> str | None:
-    """Timers are the scheduler's alone, and the scheduler's token sends nothing but the very
-    timers it derives: a leaked system token can do no more than the scheduler would."""
+def _authenticate(
+    command: Command, envelope: RecordEnvelope, verifier: TokenVerifier
+) -> Principal | AuthFailure:
+    """The record's token; or, on a record without one, the timer signature of a timer."""
+    signature = envelope.timer_signature
+    if envelope.authorization or signature is None:
+        return verifier.verify(envelope.authorization)
+    if not isinstance(command, RunCommand) or command.type not in SYSTEM_COMMAND_TYPES:
+        return AuthFailure("a timer signature proves the scheduler's timer commands only")
+    return verifier.verify_timer(command, signature)
+
+
+def _refusal(command: Command, principal: Principal, verifier: TokenVerifier) -> str | None:
+    """403: a user acts on the accounts of its token, and never sends a timer; the scheduler
+    sends nothing but the very timers it derives, for any account (a leaked signature or an
+    older scheduler's token can do no more than the scheduler would)."""
     if not principal.system:
+        if not principal.may_act_on(command.account_id):
+            return f"the token does not grant access to account {command.account_id}"
         if command.type in SYSTEM_COMMAND_TYPES:
             return f"only the worker's scheduler sends {command.type}"
         return None
@@ -102,7 +118,8 @@ def _system_refusal(command: Command, principal: Principal, verifier: TokenVerif
     expected = verifier.timer_command_id(
         command.fielding_run_id, command.expected_version, command.type
     )
-    if command.command_id != expected:
+    given = command.command_id.encode("utf-8", "surrogatepass")
+    if expected is None or not hmac.compare_digest(given, expected.encode()):
         return "not a timer command the worker's scheduler would send"
     return None
 
@@ -121,13 +138,10 @@ def triage(record: CommandRecord, verifier: TokenVerifier) -> Triaged:
         return _triage_invalid(record, record.value, verifier, error)
     envelope = read_envelope(record.key, record.headers)
     echo = Echo.of_command(command)
-    principal = verifier.verify(envelope.authorization)
+    principal = _authenticate(command, envelope, verifier)
     if isinstance(principal, AuthFailure):
         return Rejected(record, envelope, echo, 401, principal.detail, None)
-    if not principal.may_act_on(command.account_id):
-        detail = f"the token does not grant access to account {command.account_id}"
-        return Rejected(record, envelope, echo, 403, detail, None)
-    refusal = _system_refusal(command, principal, verifier)
+    refusal = _refusal(command, principal, verifier)
     if refusal is not None:
         return Rejected(record, envelope, echo, 403, refusal, None)
     return Admitted(record, envelope, command, principal, echo)

@@ -6,7 +6,9 @@ A scheduler in each replica turns due runs into commands on the commands topic
 checks and exactly-once publishing as every other command. A timer command's `command_id` is
 derived from the run, its version and its type with the system key (`timer_command_id`), so
 replicas that both see a due run send the same command, idempotency makes it one change and
-one event, and no one else can take the id first. It carries the run's version as `if_match`,
+one event, and no one else can take the id first. It carries no token, only a signature of
+itself made with the same key (`SystemKey.sign`): nothing on the topic is good for any other
+command. It carries the run's version as `if_match`,
 so it loses to a concurrent command the way commands lose to each other, and a later scan
 sends the timer for the new version if the run is still due.
 
@@ -30,9 +32,9 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from fielding_statemachine.transitions import RunEvent
-from schemas.command import Command, new_command
+from schemas.command import Command, RunCommand, new_command
 from schemas.types import etag_of
-from worker.service.auth import SYSTEM_ACTOR, TokenIssuer, timer_command_id
+from worker.service.auth import TIMER_SIGNATURE, SystemKey
 from worker.service.catalogue import system_command_for
 from worker.service.cooperative import take_turn
 
@@ -46,7 +48,6 @@ TIMER_TYPES: dict[TimerKind, str] = {
 CHUNK = 10_000
 RESEND_AFTER_SECONDS = 30.0
 RESEND_AT_MOST_EVERY_SECONDS = 600.0
-TOKEN_LIFETIME_SECONDS = 300.0
 LEASE_SECONDS = 5.0
 
 
@@ -79,9 +80,13 @@ class DueRuns(Protocol):
         ...
 
 
+Headers = list[tuple[str, bytes]]
+
+
 class CommandSink(Protocol):
-    async def send(self, commands: list[Command], authorization: bytes) -> None:
-        """Produces the commands to the commands topic (each keyed by its run)."""
+    async def send(self, commands: list[tuple[Command, Headers]]) -> None:
+        """Produces the commands, each with its headers, to the commands topic (each keyed by
+        its run)."""
         ...
 
 
@@ -96,8 +101,7 @@ class TimerScheduler:
         self,
         due_runs: DueRuns,
         sink: CommandSink,
-        issuer: TokenIssuer,
-        system_secret: str,
+        key: SystemKey,
         holder: str,
         *,
         interval_seconds: float = 1.0,
@@ -106,15 +110,13 @@ class TimerScheduler:
     ) -> None:
         self._due_runs = due_runs
         self._sink = sink
-        self._issuer = issuer
-        self._secret = system_secret
+        self._key = key
         self._holder = holder
         self._interval = interval_seconds
         self._chunk = chunk
         self._clock = clock
         self._sent: dict[str, _Sent] = {}
         self._after: dict[TimerKind, tuple[datetime, str] | None] = {"start": None, "end": None}
-        self._token: tuple[bytes, float] | None = None
         self._holding = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -153,14 +155,12 @@ class TimerScheduler:
         return sent
 
     async def _send_due(self, due: list[DueRun], now: float) -> int:
-        commands: list[Command] = []
+        commands: list[tuple[Command, Headers]] = []
         resent: dict[str, _Sent] = {}
         for done, run in enumerate(due):
             await take_turn(done)
             command_type = TIMER_TYPES[run.kind]
-            command_id = timer_command_id(
-                self._secret, run.fielding_run_id, run.version, command_type
-            )
+            command_id = self._key.timer_command_id(run.fielding_run_id, run.version, command_type)
             before = self._sent.get(command_id)
             if before is not None and before.next_at > now:
                 continue
@@ -169,10 +169,12 @@ class TimerScheduler:
                 if before
                 else RESEND_AFTER_SECONDS
             )
-            commands.append(self._command(run, command_type, command_id))
+            command = self._command(run, command_type, command_id)
+            assert isinstance(command, RunCommand)  # a timer addresses one run
+            commands.append((command, [(TIMER_SIGNATURE, self._key.sign(command))]))
             resent[command_id] = _Sent(now + interval, interval)
         if commands:
-            await self._sink.send(commands, self._authorization(now))
+            await self._sink.send(commands)
             self._sent.update(resent)  # only once sent: a failed send is tried next round
             log.info("timer commands sent", extra={"count": len(commands)})
         return len(commands)
@@ -198,11 +200,3 @@ class TimerScheduler:
             fielding_run_id=run.fielding_run_id,
             if_match=etag_of(run.version),
         )
-
-    def _authorization(self, now: float) -> bytes:
-        if self._token is None or self._token[1] <= now:
-            bearer = self._issuer.bearer(
-                [], user_id=SYSTEM_ACTOR, lifetime_seconds=TOKEN_LIFETIME_SECONDS
-            )
-            self._token = (bearer, now + TOKEN_LIFETIME_SECONDS / 2)
-        return self._token[0]

@@ -47,6 +47,8 @@ def verified_caller(request: Request) -> Principal:
     )
     if isinstance(verified, AuthFailure):
         raise error(Status.UNAUTHORIZED, verified.detail)
+    if verified.system:  # serve's verifier holds no system key; this holds whatever it is given
+        raise error(Status.UNAUTHORIZED, "the worker's system tokens are not accepted here")
     return verified
 
 

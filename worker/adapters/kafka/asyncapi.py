@@ -27,6 +27,7 @@ from schemas.event import (
 from schemas.result import CommandResult
 from schemas.types import ULID_PATTERN
 from worker.service import outputs
+from worker.service.auth import TIMER_SIGNATURE
 from worker.service.catalogue import SYSTEM_COMMAND_TYPES
 from worker.service.hanging import COMMAND_ORIGIN
 from worker.service.replies import REPLY_ID, REPLY_ORIGIN, REPLY_TO
@@ -123,6 +124,21 @@ def asyncapi_document() -> dict[str, Any]:
             },
         },
     }
+    trace = {k: v for k, v in schemas["CommandHeaders"]["properties"].items() if "trace" in k}
+    schemas["TimerCommandHeaders"] = {
+        "type": "object",
+        "required": [TIMER_SIGNATURE],
+        "properties": {
+            TIMER_SIGNATURE: {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "The scheduler's proof of this one command, in place of a token: "
+                "the hex HMAC-SHA256, with the system key, of its type, ids, version and "
+                "command_id. Good for no other command.",
+            },
+            **trace,
+        },
+    }
     schemas["OutputHeaders"] = {
         "type": "object",
         "properties": {
@@ -172,14 +188,16 @@ def asyncapi_document() -> dict[str, Any]:
             else "project_id"
         )
         summary = _doc(model)
+        headers = "CommandHeaders"
         if kind in SYSTEM_COMMAND_TYPES:
-            summary += " Sent by the worker's own scheduler, with the system actor's token."
+            summary += f" It carries no token: {TIMER_SIGNATURE} proves it."
+            headers = "TimerCommandHeaders"
         messages[kind] = _message(
             kind,
             kind,
             summary,
             payload_of[model],
-            "CommandHeaders",
+            headers,
             _key(f"{keyed_by}: one run's commands keep their order"),
         )
     messages["command_result"] = _message(

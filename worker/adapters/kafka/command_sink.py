@@ -17,7 +17,7 @@ class KafkaCommandSink:
         # unstarted producer still complains when collected.
         self._producer: AIOKafkaProducer | None = None
 
-    async def send(self, commands: list[Command], authorization: bytes) -> None:
+    async def send(self, commands: list[tuple[Command, list[tuple[str, bytes]]]]) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap_servers, enable_idempotence=True, linger_ms=5
@@ -28,12 +28,11 @@ class KafkaCommandSink:
                 await producer.stop()
                 raise
             self._producer = producer
-        headers = [("authorization", authorization)]
         deliveries = [
             await self._producer.send(
                 self._topic, c.model_dump_json().encode(), key=c.key, headers=headers
             )
-            for c in commands
+            for c, headers in commands
         ]
         await asyncio.gather(*deliveries)
 
