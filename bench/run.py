@@ -45,7 +45,12 @@ RESULTS = Path(__file__).parent / "results"
 
 
 async def main(args: argparse.Namespace) -> Report:
-    base = Settings(jwt_secret=SECRET, system_jwt_secret=SECRET[::-1], rate_limit_per_account=0)
+    base = Settings(
+        jwt_secret=SECRET,
+        system_jwt_secret=SECRET[::-1],
+        rate_limit_per_account=0,
+        read_rate_limit_per_account=0,
+    )
     if args.smoke:  # several batches even at tiny sizes, so that a drain can be timed
         base = base.model_copy(update={"max_batch": 50})
     try:

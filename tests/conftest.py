@@ -87,6 +87,7 @@ async def settings(services: Services, database_url: str) -> AsyncIterator[Setti
         commands_partitions=3,
         output_partitions=3,
         rate_limit_per_account=0,
+        read_rate_limit_per_account=0,
         # Tests share one database: a scheduler would send timers for other tests' runs into
         # this test's topic. The timer tests turn it on.
         scheduler_interval_seconds=0,

@@ -306,6 +306,8 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
             settings.http_deadline_seconds,
             settings.http_max_waiting,
             settings.http_body_timeout_seconds,
+            settings.read_rate_limit_per_account,
+            settings.rate_limit_window_seconds,
         )
     )
     if tracing is not None:

@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         validation_alias=_env("FIELDING_RATE_LIMIT"),
         description="Commands an account may send per window, across all replicas; 0 is no limit.",
     )
+    read_rate_limit_per_account: int = Field(
+        100,
+        ge=0,
+        validation_alias=_env("FIELDING_READ_RATE_LIMIT"),
+        description="Reads (GET) an account may make per window in each serve process (429 "
+        "with retry-after over it); 0 is no limit.",
+    )
     rate_limit_window_seconds: int = Field(
         1, ge=1, validation_alias=_env("FIELDING_RATE_LIMIT_WINDOW_SECONDS")
     )

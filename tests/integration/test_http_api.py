@@ -238,6 +238,20 @@ async def test_429_carries_retry_after(
     assert answers[1].json()["object"] == "too_many_requests_problem_details"
 
 
+async def test_reads_over_the_accounts_limit_get_429_with_retry_after(
+    api: ApiStarter, make_run: RunMaker
+) -> None:
+    client = await api(read_rate_limit_per_account=2, rate_limit_window_seconds=30)
+    run = await make_run(S.LIVE, account_id=4243)
+    other = await make_run(S.LIVE, account_id=4244)
+    reads = [await client.get(run_path(run), headers=headers([4243])) for _ in range(3)]
+    assert [r.status_code for r in reads] == [200, 200, 429]
+    assert 1 <= int(reads[2].headers["retry-after"]) <= 30
+    assert reads[2].json()["object"] == "too_many_requests_problem_details"
+    # Another account's reads are not held back by it.
+    assert (await client.get(run_path(other), headers=headers([4244]))).status_code == 200
+
+
 async def test_two_serve_replicas_each_get_their_own_results(
     settings: Settings,
     api: ApiStarter,

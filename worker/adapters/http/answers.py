@@ -43,6 +43,8 @@ class ApiContext:
     deadline_seconds: float
     max_waiting: int = 500  # change requests waiting for replies (`waits.py`)
     body_seconds: float = 10.0  # a request's body arrives within this (`limits.py`)
+    reads_per_window: int = 0  # reads per account per window in this process (`read_limit.py`)
+    read_window_seconds: float = 1.0
 
 
 class ApiProblem(Exception):

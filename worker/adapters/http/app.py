@@ -19,6 +19,7 @@ from worker.adapters.http.answers import ApiContext
 from worker.adapters.http.documents import DESCRIPTION, TITLE, openapi_document
 from worker.adapters.http.errors import HANDLERS
 from worker.adapters.http.limits import BodyLimit
+from worker.adapters.http.read_limit import ReadLimit
 from worker.adapters.http.request_metrics import RequestMetrics
 from worker.adapters.http.routes import batch, router
 from worker.adapters.http.waits import Waits
@@ -39,6 +40,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_middleware(RequestMetrics)  # outermost: it sees every answer, 413 and 408 too
     app.state.context = context
     app.state.waits = Waits(context.max_waiting)
+    app.state.read_limit = ReadLimit(context.reads_per_window, context.read_window_seconds)
     for exception, handler in HANDLERS.items():
         app.add_exception_handler(exception, handler)
     app.include_router(router)

@@ -44,6 +44,7 @@ from worker.adapters.http.params import (
     allowed,
     context_of,
 )
+from worker.adapters.http.read_limit import read_limit_of
 from worker.adapters.http.waits import ClientGone, waits_of
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import get_run, runs_of_target_group
@@ -65,7 +66,7 @@ batch = APIRouter(tags=["Fielding (Batch)"])
     GROUP + "/fielding-runs",
     operation_id="get_fielding_runs_by_target_group_id",
     response_model=FieldingRunList,
-    responses=documented(200, 400, 401, 403, 500),
+    responses=documented(200, 400, 401, 403, 429, 500),
 )
 async def list_runs(
     request: Request,
@@ -76,6 +77,7 @@ async def list_runs(
     version: ApiVersion,
 ) -> Response:
     allowed(user, account_id)
+    read_limit_of(request).take(account_id)
     runs = await runs_of_target_group(
         context_of(request).pool, account_id, project_id, target_group_id
     )
@@ -87,7 +89,7 @@ async def list_runs(
     RUN,
     operation_id="get_fielding_run",
     response_model=FieldingRunItem,
-    responses=documented(200, 400, 401, 403, 404, 500, etag=200),
+    responses=documented(200, 400, 401, 403, 404, 429, 500, etag=200),
 )
 async def get_fielding_run(
     request: Request,
@@ -99,6 +101,7 @@ async def get_fielding_run(
     version: ApiVersion,
 ) -> Response:
     allowed(user, account_id)
+    read_limit_of(request).take(account_id)
     run = await get_run(context_of(request).pool, fielding_run_id)
     if run is None or (run.account_id, run.project_id, run.target_group_id) != (
         account_id,
@@ -120,6 +123,7 @@ async def read_job(
     target_group_id: str | None = None,
 ) -> Response:
     allowed(user, account_id)
+    read_limit_of(request).take(account_id)
     job = await get_job(context_of(request).pool, job_id)
     if job is None or (job.account_id, job.project_id, job.target_group_id, job.command_type) != (
         account_id,
@@ -354,7 +358,7 @@ def _add_job_routes(entry: CommandType) -> None:
         methods=["GET"],
         operation_id="get_" + route.operation_id.removeprefix("create_"),
         response_model=job_model,
-        responses=documented(200, 400, 401, 403, 404, 500),
+        responses=documented(200, 400, 401, 403, 404, 429, 500),
     )
 
 
