@@ -158,7 +158,8 @@ class Settings(BaseSettings):
         100,
         ge=0,
         validation_alias=_env("FIELDING_RATE_LIMIT"),
-        description="Commands an account may send per window, across all replicas; 0 is no limit.",
+        description="Units of work an account may ask for per window, across all replicas (a "
+        "bulk job costs one per target group, any other command one); 0 is no limit.",
     )
     read_rate_limit_per_account: int = Field(
         100,

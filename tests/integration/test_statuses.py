@@ -6,6 +6,8 @@ and the event topic after it.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -13,7 +15,8 @@ import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
-from tests.support.commands import auth_headers, encode
+from schemas.types import new_ulid
+from tests.support.commands import auth_headers, command, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from worker.adapters.postgres.runs import FieldingRunRecord, get_run
@@ -206,6 +209,41 @@ async def test_429_beyond_the_accounts_rate_across_the_window(
     assert sum(1 for r in completed if r and r.status is RunStatus.COMPLETED) == 2
     await outputs.events.read(at_least=2)
     assert len(outputs.events.values()) == 2
+
+
+async def test_a_bulk_job_larger_than_the_limit_is_paid_for_in_the_windows_after_it(
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+) -> None:
+    account = 4_000_000 + uuid.uuid4().int % 1_000_000  # a fresh account: its own counter
+    window = 2
+    runs = [await make_run(RunStatus.LIVE, account_id=account) for _ in range(2)]
+    limited = settings.model_copy(
+        update={"rate_limit_per_account": 5, "rate_limit_window_seconds": window}
+    )
+    await workers.start(limited)
+    bulk = command(
+        "complete_fielding_runs_by_target_group_ids",
+        account_id=account,
+        target_group_ids=[new_ulid() for _ in range(12)],  # 12 units of 5 a window
+    )
+    await send(settings, bulk, headers=auth_headers([account]))
+    await outputs.results.read(at_least=1)
+
+    async def at_next_window(run: FieldingRunRecord, at_least: int) -> dict[str, Any]:
+        await asyncio.sleep(window - time.time() % window + 0.2)
+        await send(settings, for_run(run), headers=auth_headers([account]))
+        await outputs.results.read(at_least=at_least)
+        return outputs.results.values()[-1]
+
+    # The next window opens with the 7 units taken beyond the limit: refused.
+    refused = await at_next_window(runs[0], 2)
+    assert refused["status"] == 429
+    # The one after opens with 8 - 5 = 3 (the refused command counted too): allowed.
+    allowed = await at_next_window(runs[1], 3)
+    assert allowed["status"] == 204, allowed
 
 
 async def test_500_for_a_command_that_keeps_failing_with_a_dlq_copy_and_the_partition_moves_on(

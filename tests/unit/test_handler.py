@@ -8,6 +8,7 @@ from typing import Any
 
 from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
+from schemas.types import new_ulid
 from tests.support.commands import SECRET, auth_headers, command, encode
 from tests.support.fakes import InMemoryStore
 from worker.service.auth import TokenVerifier
@@ -159,6 +160,30 @@ async def test_over_the_rate_limit_is_429_with_retry_after_and_is_not_remembered
     }
     assert second["retry_after_seconds"] >= 1
     assert (101, other_run["command_id"]) not in h.store.outcomes
+
+
+async def test_a_bulk_job_costs_its_target_groups_against_the_rate_limit() -> None:
+    h = Harness(rate_limit=3)
+    bulk = command(
+        "complete_fielding_runs_by_target_group_ids",
+        account_id=101,
+        target_group_ids=[new_ulid() for _ in range(5)],
+    )
+    out = await h.handle(h.record(bulk), h.record(for_run()))
+    first, second = results(out)
+    assert first["status"] != 429  # the account had quota left when it came
+    assert second["status"] == 429  # the job took 5 units of 3
+    assert h.store.used[101] == 6
+
+
+async def test_a_repeated_command_is_replayed_whatever_the_quota_and_counts_one_unit() -> None:
+    h = Harness(rate_limit=2)
+    body = for_run()
+    [first] = results(await h.handle(h.record(body)))
+    again, other = results(await h.handle(h.record(body), h.record(command(account_id=101))))
+    assert first["status"] == again["status"] == 204
+    assert other["status"] == 429  # the repeat took the second unit
+    assert h.store.used[101] == 3
 
 
 async def test_outputs_keep_the_records_order_and_carry_trace_headers() -> None:

@@ -45,6 +45,12 @@ class QuotaLedger:
     verdicts: dict[RecordOrigin, int | None] = field(default_factory=dict)
 
 
+def cost(command: object) -> int:
+    """The quota units a command takes: the runs it asks to change (a bulk job one per target
+    group, anything else one)."""
+    return len(command.target_group_ids) if isinstance(command, BulkCommand) else 1
+
+
 def rejected(item: Rejected, processed_at: datetime) -> Emission:
     status = Status(item.status)
     value = outputs.result_value(
@@ -207,30 +213,34 @@ class CommandHandler:
     async def _charge(
         self, admitted: list[Admitted], snapshot: Snapshot, ledger: QuotaLedger
     ) -> None:
-        """Takes quota for the fresh commands not charged in an earlier try of this batch."""
+        """Takes quota for the commands not charged in an earlier try of this batch, by the work
+        each asks for (`cost`). A repeat of a remembered command, or of one earlier in the
+        batch, is replayed whatever the quota, and counts one unit."""
         if not self._rate_limited:
             return
-        unseen: list[Admitted] = []
+        charged: list[tuple[Admitted, bool]] = []  # (item, fresh)
+        units: Counter[int] = Counter()
         keys: set[tuple[int, str]] = set(snapshot.outcomes)
         for item in admitted:
-            key = (item.command.account_id, item.command.command_id)
-            # A repeat of a command earlier in the batch is a replay of it: no quota. The
-            # scheduler's timers take none either: they are due, not asked for.
-            if item.principal.system:
+            # The scheduler's timers take no quota: they are due, not asked for.
+            if item.principal.system or item.record.origin in ledger.verdicts:
                 continue
-            if item.record.origin not in ledger.verdicts and key not in keys:
-                unseen.append(item)
-                keys.add(key)
-        if not unseen:
+            key = (item.command.account_id, item.command.command_id)
+            fresh = key not in keys
+            keys.add(key)
+            charged.append((item, fresh))
+            units[item.command.account_id] += cost(item.command) if fresh else 1
+        if not charged:
             return
-        quotas: dict[int, Quota] = await self._store.take_quota(
-            Counter(a.command.account_id for a in unseen)
-        )
+        quotas: dict[int, Quota] = await self._store.take_quota(units)
         allowance = {account: quota.allowed for account, quota in quotas.items()}
-        for item in unseen:
+        for item, fresh in charged:
             account = item.command.account_id
-            if allowance[account] > 0:
+            if not fresh:
                 allowance[account] -= 1
+                ledger.verdicts[item.record.origin] = None
+            elif allowance[account] > 0:
+                allowance[account] -= cost(item.command)
                 ledger.verdicts[item.record.origin] = None
             else:
                 ledger.verdicts[item.record.origin] = quotas[account].retry_after_seconds

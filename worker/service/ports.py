@@ -117,7 +117,9 @@ class CommandStore(Protocol):
         ...
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
-        """Counts `requested` commands per account against the shared rate limit."""
+        """Counts `requested` units per account against the shared rate limit. `allowed`: the
+        units left to the account before this charge (at most `requested`); what an account
+        takes beyond its limit in one window is carried into the next ones."""
         ...
 
 

@@ -40,14 +40,26 @@ SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 35)) + ")"
 
 # Counters in one window per account, shared by every replica. The table is UNLOGGED and
 # written with synchronous_commit off: a counter lost in a crash costs nothing that matters,
-# and the limit must not cost an fsync per batch.
-TAKE_QUOTA = """
+# and the limit must not cost an fsync per batch. A window opens with what the account took
+# beyond the limit ($4) and has not yet paid off, one limit per window since: a bulk job larger
+# than the limit is paid for in the windows after it.
+CARRIED = """coalesce((
+    SELECT greatest(0, p.used - $4 * round(extract(epoch FROM {start} - p.window_start) / $3))
+      FROM account_command_rates AS p
+     WHERE p.account_id = {account} AND p.window_start < {start}
+     ORDER BY p.window_start DESC LIMIT 1), 0)"""
+WINDOW = "make_interval(secs => $3)"
+TAKE_QUOTA = f"""
 INSERT INTO account_command_rates AS r (account_id, window_start, used)
-SELECT k.account_id, to_timestamp(floor(extract(epoch FROM now()) / $3) * $3), k.requested
-FROM unnest($1::int[], $2::int[]) AS k(account_id, requested)
-ON CONFLICT (account_id, window_start) DO UPDATE SET used = r.used + excluded.used
+SELECT k.account_id, w.start,
+       k.requested + {CARRIED.format(account="k.account_id", start="w.start")}
+FROM unnest($1::int[], $2::int[]) AS k(account_id, requested),
+     (SELECT to_timestamp(floor(extract(epoch FROM now()) / $3) * $3) AS start) AS w
+ON CONFLICT (account_id, window_start) DO UPDATE
+   SET used = r.used + excluded.used
+              - {CARRIED.format(account="r.account_id", start="r.window_start")}
 RETURNING r.account_id, r.used,
-          extract(epoch FROM r.window_start + make_interval(secs => $3) - now())::float8
+          extract(epoch FROM r.window_start + {WINDOW} - now())::float8
 """
 
 
@@ -171,12 +183,17 @@ class PostgresCommandStore:
                     accounts,
                     [requested[a] for a in accounts],
                     self._rate_window_seconds,
+                    self._rate_limit,
                 )
         quotas = {}
         for account_id, used, seconds_left in rows:
             before = used - requested[account_id]
+            # Overdrawn: the windows that start above the limit pass first.
+            windows_owed = max(0, used // self._rate_limit - 1) if self._rate_limit else 0
             quotas[account_id] = Quota(
                 allowed=max(0, min(requested[account_id], self._rate_limit - before)),
-                retry_after_seconds=max(1, math.ceil(seconds_left)),
+                retry_after_seconds=max(
+                    1, math.ceil(seconds_left + windows_owed * self._rate_window_seconds)
+                ),
             )
         return quotas
