@@ -16,7 +16,7 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
-from tests.support.harness import RunMaker, WorkerFactory
+from tests.support.harness import Outputs, RunMaker, WorkerFactory
 from tests.support.http import ApiStarter, headers, run_path
 from worker.adapters.postgres.runs import get_run
 from worker.entrypoints.api_documents import DOCS_DIR
@@ -236,6 +236,34 @@ async def test_429_carries_retry_after(
     assert [a.status_code for a in answers] == [204, 429]
     assert int(answers[1].headers["retry-after"]) >= 1
     assert answers[1].json()["object"] == "too_many_requests_problem_details"
+
+
+async def test_a_commands_result_is_read_back_by_its_id_exactly_as_published(
+    settings: Settings,
+    api: ApiStarter,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+    outputs: Outputs,
+) -> None:
+    await workers.start(settings)
+    client = await api()
+    run = await make_run(S.LIVE)
+    key = new_ulid()
+    done = await client.post(
+        run_path(run) + "/complete",
+        headers=headers(**{"If-Match": 'W/"1"', "idempotency-key": key}),
+    )
+    assert done.status_code == 204
+    [published] = await outputs.results.read(at_least=1)
+    path = f"/demand/accounts/{run.account_id}/command-results/{key}"
+
+    read = await client.get(path, headers=headers())
+    assert read.status_code == 200
+    assert read.json() == json.loads(published.value)
+    unknown = await client.get(path.replace(key, new_ulid()), headers=headers())
+    assert unknown.status_code == 404 and unknown.json()["object"] == "not_found_error"
+    other = await client.get(path, headers=headers([999]))
+    assert other.status_code == 403
 
 
 async def test_reads_over_the_accounts_limit_get_429_with_retry_after(

@@ -130,14 +130,15 @@ async def test_a_command_takes_quota_once_however_often_its_batch_is_tried() -> 
     assert store.used == {101: 3}, "three commands charged once each, over three tries"
 
 
-async def test_a_repeat_within_a_batch_takes_no_quota() -> None:
+async def test_a_repeat_within_a_batch_is_replayed_and_takes_one_unit_once() -> None:
     store = InMemoryStore(rate_limit=5)
     body = command()
     out = await BatchProcessor(FlakyHandler(store=store, rate_limit=5), 3, NO_WAIT).process(
         [record(0, body), record(1, body)]
     )
     assert statuses(out) == [404, 404]
-    assert store.used == {101: 1}
+    # One unit each: the second is a replay of the first, and counts too.
+    assert store.used == {101: 2}
 
 
 async def test_one_command_that_keeps_timing_out_is_answered_500_not_retried_forever() -> None:

@@ -327,6 +327,28 @@ def jobs_get(job_id: str) -> None:
 
 
 @main.group()
+def results() -> None:
+    """Read remembered command results."""
+
+
+@results.command("get")
+@click.option("--account-id", type=int, required=True)
+@click.argument("command_id")
+def results_get(account_id: int, command_id: str) -> None:
+    """Print a command's result as it was published on the results topic (exit 1 when it is
+    not remembered: unknown, expired, or a status that is not kept)."""
+    from worker.adapters.postgres.outcomes import get_result
+
+    result = asyncio.run(_with_pool(lambda pool: get_result(pool, account_id, command_id)))
+    if result is None:
+        click.echo(
+            f"no remembered result for command {command_id} of account {account_id}", err=True
+        )
+        sys.exit(1)
+    click.echo(result.decode())
+
+
+@main.group()
 def transactions() -> None:
     """Find and heal hanging transactions on the output topics (see the operations docs)."""
 

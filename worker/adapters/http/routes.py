@@ -35,6 +35,7 @@ from worker.adapters.http.answers import (
 from worker.adapters.http.params import (
     AccountId,
     ApiVersion,
+    CommandIdPath,
     IfMatch,
     JobId,
     OptionalKey,
@@ -47,6 +48,7 @@ from worker.adapters.http.params import (
 from worker.adapters.http.read_limit import read_limit_of
 from worker.adapters.http.waits import ClientGone, waits_of
 from worker.adapters.postgres.jobs import get_job
+from worker.adapters.postgres.outcomes import get_result
 from worker.adapters.postgres.runs import get_run, runs_of_target_group
 from worker.service.auth import Principal
 from worker.service.catalogue import CATALOGUE, GROUP, RUN, CommandType, Family
@@ -111,6 +113,33 @@ async def get_fielding_run(
         raise error(Status.NOT_FOUND, NOT_FOUND_DETAIL)
     headers = {**trace_headers(request), "ETag": etag_of(run.version)}
     return JSONResponse(run_item(run).model_dump(mode="json"), headers=headers)
+
+
+@router.get(
+    "/v1/demand/accounts/{account_id}/command-results/{command_id}",
+    operation_id="get_command_result",
+    tags=["Extensions"],
+    summary="A command's result",
+    description="This service's extension of the public API: the result of a command sent "
+    "over HTTP or Kafka, exactly as it was published on the results topic. 404 when the "
+    "account has no such command, its outcome has expired, or its status is not remembered "
+    "(400, 401, 403, 429, 500).",
+    responses=documented(200, 400, 401, 403, 404, 429, 500),
+    openapi_extra={"x-fielding-extension": True},
+)
+async def get_command_result(
+    request: Request,
+    user: User,
+    account_id: AccountId,
+    command_id: CommandIdPath,
+    version: ApiVersion,
+) -> Response:
+    allowed(user, account_id)
+    read_limit_of(request).take(account_id)
+    result = await get_result(context_of(request).pool, account_id, command_id)
+    if result is None:
+        raise error(Status.NOT_FOUND, "no remembered result for this command under this account")
+    return Response(result, media_type="application/json", headers=trace_headers(request))
 
 
 async def read_job(
