@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -75,9 +74,14 @@ class InMemoryStore:
         self.saves += 1
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
+        """One window that never ends, 0.5 s of it left."""
         quotas = {}
         for account, count in requested.items():
             before = self.used.get(account, 0)
             self.used[account] = before + count
-            quotas[account] = Quota(max(0, min(count, self.rate_limit - before)), math.ceil(0.5))
+            quotas[account] = Quota(self.rate_limit - before, 0.5, self.rate_limit, 1.0)
         return quotas
+
+    async def give_back(self, units: Mapping[int, int], quotas: Mapping[int, Quota]) -> None:
+        for account, count in units.items():
+            self.used[account] -= count

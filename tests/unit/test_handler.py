@@ -173,7 +173,7 @@ async def test_a_bulk_job_costs_its_target_groups_against_the_rate_limit() -> No
     first, second = results(out)
     assert first["status"] != 429  # the account had quota left when it came
     assert second["status"] == 429  # the job took 5 units of 3
-    assert h.store.used[101] == 6
+    assert h.store.used[101] == 5  # a refused command takes none
 
 
 async def test_a_repeated_command_is_replayed_whatever_the_quota_and_counts_one_unit() -> None:
@@ -183,7 +183,21 @@ async def test_a_repeated_command_is_replayed_whatever_the_quota_and_counts_one_
     again, other = results(await h.handle(h.record(body), h.record(command(account_id=101))))
     assert first["status"] == again["status"] == 204
     assert other["status"] == 429  # the repeat took the second unit
-    assert h.store.used[101] == 3
+    assert h.store.used[101] == 2
+
+
+async def test_a_repeat_of_a_refused_command_in_the_same_batch_is_refused_too() -> None:
+    h = Harness(rate_limit=1)
+    await h.handle(h.record(command(account_id=101)))  # the account's one unit
+    bulk = command(
+        "complete_fielding_runs_by_target_group_ids",
+        account_id=101,
+        target_group_ids=[KEY.target_group_id],
+    )
+    out = await h.handle(h.record(bulk), h.record(bulk))
+    assert [r["status"] for r in results(out)] == [429, 429]
+    assert h.store.runs[KEY.fielding_run_id].status is RunStatus.LIVE
+    assert h.store.used[101] == 1
 
 
 async def test_outputs_keep_the_records_order_and_carry_trace_headers() -> None:

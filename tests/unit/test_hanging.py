@@ -11,6 +11,7 @@ from worker.service.hanging import (
     HangingWatch,
     LogRecord,
     OpenTransaction,
+    ended,
     to_publish_again,
 )
 
@@ -151,3 +152,11 @@ def test_dlq_copies_are_told_apart_by_the_record_they_copy() -> None:
         marker(13, OTHER_PID, commit=True),
     ]
     assert [r.offset for r in to_publish_again(log, OPEN)] == [11]
+
+
+def test_a_transaction_whose_marker_came_meanwhile_has_ended() -> None:
+    assert ended([result(10, HANGING_PID, "a", "0:1"), marker(11, HANGING_PID, commit=True)], OPEN)
+    assert not ended([result(10, HANGING_PID, "a", "0:1"), marker(11, OTHER_PID, True)], OPEN)
+    assert not ended(
+        [marker(9, HANGING_PID, commit=True), result(10, HANGING_PID, "a", "0:1")], OPEN
+    )

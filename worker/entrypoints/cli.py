@@ -468,8 +468,9 @@ def transactions_abort(
         )
         return
     healed = asyncio.run(heal(server, transaction, publish_again=publish_again))
+    outcome = "aborted" if healed.aborted else "found ended meanwhile, not aborted:"
     click.echo(
-        f"published again {healed.published_again} records; aborted {transaction.describe()}"
+        f"published again {healed.published_again} records; {outcome} {transaction.describe()}"
     )
 
 

@@ -300,5 +300,9 @@ class TracedStore:
         with self._span("take_quota"):
             return await self._store.take_quota(*args)
 
+    async def give_back(self, *args: Any) -> Any:
+        with self._span("give_back"):
+            return await self._store.give_back(*args)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -218,32 +218,45 @@ class CommandHandler:
         batch, is replayed whatever the quota, and counts one unit."""
         if not self._rate_limited:
             return
-        charged: list[tuple[Admitted, bool]] = []  # (item, fresh)
+        charged: list[tuple[Admitted, Admitted | None]] = []  # (item, what it repeats)
         units: Counter[int] = Counter()
-        keys: set[tuple[int, str]] = set(snapshot.outcomes)
+        remembered = set(snapshot.outcomes)
+        first: dict[tuple[int, str], Admitted] = {}
         for item in admitted:
             # The scheduler's timers take no quota: they are due, not asked for.
             if item.principal.system or item.record.origin in ledger.verdicts:
                 continue
             key = (item.command.account_id, item.command.command_id)
-            fresh = key not in keys
-            keys.add(key)
-            charged.append((item, fresh))
-            units[item.command.account_id] += cost(item.command) if fresh else 1
+            repeats = item if key in remembered else first.get(key)
+            first.setdefault(key, item)
+            charged.append((item, repeats))
+            units[item.command.account_id] += 1 if repeats else cost(item.command)
         if not charged:
             return
         quotas: dict[int, Quota] = await self._store.take_quota(units)
-        allowance = {account: quota.allowed for account, quota in quotas.items()}
-        for item, fresh in charged:
+        left = {account: quota.left for account, quota in quotas.items()}
+        taken: Counter[int] = Counter()
+        refused: list[Admitted] = []
+        for item, repeats in charged:
             account = item.command.account_id
-            if not fresh:
-                allowance[account] -= 1
-                ledger.verdicts[item.record.origin] = None
-            elif allowance[account] > 0:
-                allowance[account] -= cost(item.command)
-                ledger.verdicts[item.record.origin] = None
-            else:
-                ledger.verdicts[item.record.origin] = quotas[account].retry_after_seconds
+            # A repeat of a refused command in this batch is refused with it: it would
+            # otherwise be decided as if it had been allowed.
+            if (repeats is None and left[account] <= 0) or (
+                repeats is not None and any(r is repeats for r in refused)
+            ):
+                refused.append(item)
+                continue
+            spent = 1 if repeats else cost(item.command)
+            left[account] -= spent
+            taken[account] += spent
+            ledger.verdicts[item.record.origin] = None
+        for item in refused:
+            quota = quotas[item.command.account_id]
+            used = quota.limit - quota.left + taken[item.command.account_id]
+            ledger.verdicts[item.record.origin] = quota.retry_after(used)
+        unused = {a: units[a] - taken[a] for a in units if units[a] > taken[a]}
+        if unused:  # a refused command takes no quota
+            await self._store.give_back(unused, quotas)
 
     async def _apply(
         self, admitted: list[Admitted], snapshot: Snapshot, ledger: QuotaLedger, now: datetime

@@ -118,6 +118,17 @@ def visible_after_abort(records: Sequence[LogRecord], hanging: OpenTransaction) 
     return sorted(visible, key=lambda record: record.offset)
 
 
+def ended(records: Sequence[LogRecord], transaction: OpenTransaction) -> bool:
+    """Whether a marker of the transaction's producer stands after its first offset: it ended
+    after it was found hanging (its coordinator was slow, not gone), and needs no healing."""
+    return any(
+        record.producer_id == transaction.producer_id
+        and record.offset >= transaction.start_offset
+        and record.control is not None
+        for record in records
+    )
+
+
 def hidden_by_abort(records: Sequence[LogRecord], hanging: OpenTransaction) -> list[LogRecord]:
     """The hanging transaction's own data records: everything its producer wrote to the
     partition from the transaction's first offset (a later transaction of that producer on

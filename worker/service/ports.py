@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,8 +77,21 @@ class RunChange:
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    allowed: int
-    retry_after_seconds: int
+    """An account's rate window as a charge found it: the units it had `left` before the
+    charge (0 or less when spent), the window's length and what remains of it, and the store's
+    handle of the window (for `give_back`)."""
+
+    left: int
+    seconds_left: float
+    limit: int
+    window_seconds: float
+    window: object = None
+
+    def retry_after(self, used: int) -> int:
+        """Seconds until a window opens with quota left, when this one holds `used` units:
+        what is taken beyond the limit is carried into the windows after it."""
+        owed = max(0, used // self.limit - 1) if self.limit > 0 else 0
+        return max(1, math.ceil(self.seconds_left + owed * self.window_seconds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +131,13 @@ class CommandStore(Protocol):
         ...
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
-        """Counts `requested` units per account against the shared rate limit. `allowed`: the
-        units left to the account before this charge (at most `requested`); what an account
-        takes beyond its limit in one window is carried into the next ones."""
+        """Counts `requested` units per account against the shared rate limit; what an account
+        takes beyond its limit in one window is carried into the windows after it."""
+        ...
+
+    async def give_back(self, units: Mapping[int, int], quotas: Mapping[int, Quota]) -> None:
+        """Returns `units` per account to the windows `quotas` charged: refused commands take
+        no quota."""
         ...
 
 

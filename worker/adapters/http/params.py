@@ -60,7 +60,7 @@ def allowed(user: Principal, account_id: int) -> None:
 User = Annotated[Principal, Depends(principal)]
 AccountId = Annotated[int, Path(gt=0, le=INT32_MAX), BeforeValidator(decimal_digits)]
 UlidPath = Annotated[str, Path(pattern=ULID_PATTERN)]
-CommandIdPath = Annotated[str, Path(min_length=1, max_length=255)]
+CommandIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
 JobId = Annotated[str, Path(pattern=ULID_PATTERN)]  # job ids are derived ULIDs
 ApiVersion = Annotated[
     str,

@@ -71,6 +71,7 @@ class BoundedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -108,6 +109,9 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._headers_arrived()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
         if not self._refused:
             super().connection_lost(exc)
 
@@ -132,10 +136,34 @@ class BoundedH11Protocol(H11Protocol):
             metrics.HTTP_REFUSED.labels("header_timeout").inc()
             self._close()
 
+    def pause_writing(self) -> None:
+        """The client has stopped reading: it gets as long to start again as it gets to send
+        its headers, else the connection is dropped (a busy connection is never evicted)."""
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(
+                self.limits.header_seconds, self._reads_late
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _reads_late(self) -> None:
+        self._write_deadline = None
+        metrics.HTTP_REFUSED.labels("write_timeout").inc()
+        self._close()
+
     def _close(self) -> None:
+        """Drops the connection at once: `close()` would wait for a client that does not read
+        to take what is buffered, and keep its descriptor meanwhile."""
         self._headers_arrived()
-        if not self.transport.is_closing():
-            self.transport.close()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        self.transport.abort()
 
 
 def connection_cap(wanted: int) -> int:
@@ -175,5 +203,8 @@ def server(app: Any, host: str, port: int, limits: EdgeLimits) -> uvicorn.Server
             access_log=False,
             timeout_keep_alive=max(1, round(limits.keep_alive_seconds)),
             timeout_graceful_shutdown=max(1, round(limits.shutdown_seconds)),
+            # asyncio accepts up to `backlog` connections in one go, before any is counted:
+            # fewer than the descriptors held in reserve.
+            backlog=RESERVED_FILES // 2,
         )
     )

@@ -68,9 +68,13 @@ class Waits:
 
 async def _disconnected(request: Request) -> None:
     """Returns when the client disconnects. The body has been read whole by now, so the
-    server's next message is the disconnect."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    server's next message is the disconnect; where reading fails instead (a body the route did
+    not read, refused by `BodyLimit`), it never returns: the client may still be there."""
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:
+        await asyncio.Event().wait()
 
 
 def waits_of(request: Request) -> Waits:

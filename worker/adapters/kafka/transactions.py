@@ -28,7 +28,13 @@ from kafka.admin import KafkaAdminClient
 from kafka.admin._transactions import AbortTransactionSpec
 
 from worker.observability import metrics
-from worker.service.hanging import HangingWatch, LogRecord, OpenTransaction, to_publish_again
+from worker.service.hanging import (
+    HangingWatch,
+    LogRecord,
+    OpenTransaction,
+    ended,
+    to_publish_again,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,13 @@ log = logging.getLogger(__name__)
 OPEN_STATES = ("Ongoing", "PrepareCommit", "PrepareAbort", "PrepareEpochFence")
 READ_UNCOMMITTED = 0
 FETCH_BYTES = 8 << 20
+# What a heal reads of a partition at most: more is left to an operator (`transactions abort`
+# with `--no-publish-again` after a look at the log), not held in the worker's memory.
+MAX_READ_BYTES = 256 << 20
+
+
+class TooMuchToRead(Exception):
+    """The partition holds more behind the hanging transaction than a heal reads."""
 
 
 def _admin(bootstrap_servers: str) -> KafkaAdminClient:
@@ -132,16 +145,19 @@ async def abort(bootstrap_servers: str, transaction: OpenTransaction) -> None:
     await asyncio.to_thread(_abort, bootstrap_servers, transaction)
 
 
-async def read_log(bootstrap_servers: str, tp: TopicPartition, start: int) -> list[LogRecord]:
+async def read_log(
+    bootstrap_servers: str, tp: TopicPartition, start: int, max_bytes: int = MAX_READ_BYTES
+) -> list[LogRecord]:
     """The partition's records from `start` to its high watermark as the fetch found it,
-    uncommitted, each with its producer; control records say whether they commit."""
+    uncommitted, each with its producer; control records say whether they commit. Raises
+    TooMuchToRead past `max_bytes` of keys and values."""
     client = AIOKafkaClient(bootstrap_servers=bootstrap_servers)
     await client.bootstrap()
     try:
         await client._wait_on_metadata(tp.topic)
         leader = client.cluster.leader_for_partition(tp)
         records: list[LogRecord] = []
-        position, end = start, None
+        position, end, held = start, None, 0
         while end is None or position < end:
             request = FetchRequest(
                 0,
@@ -169,6 +185,9 @@ async def read_log(bootstrap_servers: str, tp: TopicPartition, start: int) -> li
                         if batch.is_control_batch
                         else None
                     )
+                    held += len(record.key or b"") + len(record.value or b"")
+                    if held > max_bytes:
+                        raise TooMuchToRead(f"{tp} holds over {max_bytes} bytes from {start}")
                     records.append(
                         LogRecord(
                             record.offset,
@@ -193,6 +212,16 @@ async def read_log(bootstrap_servers: str, tp: TopicPartition, start: int) -> li
 class Healed:
     transaction: OpenTransaction
     published_again: int
+    aborted: bool = True  # False: it had ended meanwhile, or was no longer open
+
+
+async def still_open(bootstrap_servers: str, transaction: OpenTransaction) -> bool:
+    """Whether the partition's leader still holds `transaction` open, as it was found: the
+    last look before an abort marker is written."""
+    return any(
+        t.where == transaction.where and t.producer_epoch == transaction.producer_epoch
+        for t in await open_at_leaders(bootstrap_servers, [transaction.topic])
+    )
 
 
 def healer_id(transaction: OpenTransaction) -> str:
@@ -218,9 +247,14 @@ async def heal(
     try:
         due: list[LogRecord] = []
         if publish_again:
-            due = to_publish_again(
-                await read_log(bootstrap_servers, tp, transaction.start_offset), transaction
-            )
+            records = await read_log(bootstrap_servers, tp, transaction.start_offset)
+            if ended(records, transaction):
+                log.info(
+                    "transaction ended before it was healed",
+                    extra={"transaction": transaction.describe()},
+                )
+                return Healed(transaction, 0, aborted=False)
+            due = await asyncio.to_thread(to_publish_again, records, transaction)
         if due:
             async with producer.transaction():
                 sent = [
@@ -234,6 +268,15 @@ async def heal(
                     for record in due
                 ]
                 await asyncio.gather(*sent)
+        if not await still_open(bootstrap_servers, transaction):
+            # Its marker came while the copies were written: where it was a commit, the
+            # copies stand twice (a window of milliseconds, for a transaction no coordinator
+            # held for over the transaction timeout).
+            log.warning(
+                "hanging transaction ended while it was healed",
+                extra={"transaction": transaction.describe(), "published_again": len(due)},
+            )
+            return Healed(transaction, len(due), aborted=False)
         await abort(bootstrap_servers, transaction)
     finally:
         await producer.stop()
@@ -279,12 +322,21 @@ class TransactionWatch:
         hanging = self._watch.observe(self._clock(), opened, at_coordinator)
         self._report(hanging)
         for transaction in hanging if self._heal else ():
-            healed = await heal(
-                self._bootstrap_servers,
-                transaction,
-                publish_again=transaction.topic not in self._copies_only,
-            )
-            metrics.HANGING_ABORTED.labels(transaction.topic).inc()
+            try:  # one that cannot be healed holds no other back
+                healed = await heal(
+                    self._bootstrap_servers,
+                    transaction,
+                    publish_again=transaction.topic not in self._copies_only,
+                )
+            except Exception as error:
+                log.warning(
+                    "could not heal a hanging transaction: %r",
+                    error,
+                    extra={"transaction": transaction.describe()},
+                )
+                continue
+            if healed.aborted:
+                metrics.HANGING_ABORTED.labels(transaction.topic).inc()
             metrics.PUBLISHED_AGAIN.labels(transaction.topic).inc(healed.published_again)
         return hanging
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import asyncpg
@@ -59,7 +58,12 @@ ON CONFLICT (account_id, window_start) DO UPDATE
    SET used = r.used + excluded.used
               - {CARRIED.format(account="r.account_id", start="r.window_start")}
 RETURNING r.account_id, r.used,
-          extract(epoch FROM r.window_start + {WINDOW} - now())::float8
+          extract(epoch FROM r.window_start + {WINDOW} - now())::float8, r.window_start
+"""
+GIVE_BACK = """
+UPDATE account_command_rates AS r SET used = r.used - k.units
+  FROM unnest($1::int[], $2::int[], $3::timestamptz[]) AS k(account_id, units, window_start)
+ WHERE r.account_id = k.account_id AND r.window_start = k.window_start
 """
 
 
@@ -186,14 +190,24 @@ class PostgresCommandStore:
                     self._rate_limit,
                 )
         quotas = {}
-        for account_id, used, seconds_left in rows:
-            before = used - requested[account_id]
-            # Overdrawn: the windows that start above the limit pass first.
-            windows_owed = max(0, used // self._rate_limit - 1) if self._rate_limit else 0
+        for account_id, used, seconds_left, window in rows:
             quotas[account_id] = Quota(
-                allowed=max(0, min(requested[account_id], self._rate_limit - before)),
-                retry_after_seconds=max(
-                    1, math.ceil(seconds_left + windows_owed * self._rate_window_seconds)
-                ),
+                left=self._rate_limit - (used - requested[account_id]),
+                seconds_left=seconds_left,
+                limit=self._rate_limit,
+                window_seconds=self._rate_window_seconds,
+                window=window,
             )
         return quotas
+
+    async def give_back(self, units: Mapping[int, int], quotas: Mapping[int, Quota]) -> None:
+        accounts = list(units)
+        with translate_transient():
+            async with self._pool.acquire() as connection, connection.transaction():
+                await connection.execute("SET LOCAL synchronous_commit = off")
+                await connection.execute(
+                    GIVE_BACK,
+                    accounts,
+                    [units[a] for a in accounts],
+                    [quotas[a].window for a in accounts],
+                )
