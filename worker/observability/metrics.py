@@ -85,8 +85,9 @@ HTTP_REFUSED = Counter(
     "fielding_serve_refused",
     "Connections and requests serve refused or closed at its edge, by why: connections (503, "
     "every connection busy), evicted (waited longest for its headers when the cap was met), "
-    "header_timeout, body_timeout, waiting (503, too many requests waiting for replies), "
-    "client_gone (the client left while its request waited).",
+    "header_timeout, write_timeout (the client stopped reading), body_timeout, waiting (503, "
+    "too many requests waiting for replies), read_limit (429 on a read), client_gone (the "
+    "client left while its request waited).",
     ["reason"],
 )
 HTTP_REPLY_SECONDS = Histogram(
