@@ -24,6 +24,7 @@ from worker.adapters.postgres.housekeeping import (
     forget_expired,
     forget_jobs,
 )
+from worker.adapters.postgres.overdue import overdue_counts
 from worker.adapters.postgres.pool import create_pool, first_contact
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 60.0
 DATABASE_CHECK_SECONDS = 5.0
+OVERDUE_SECONDS = 30.0  # how often overdue runs are counted
 
 
 async def create_topics(settings: Settings) -> list[str]:
@@ -261,8 +263,16 @@ async def _chores(pool: asyncpg.Pool, settings: Settings, health: Health) -> Non
 async def _check_and_keep_house(pool: asyncpg.Pool, settings: Settings, health: Health) -> None:
     loop = asyncio.get_running_loop()
     next_housekeeping = loop.time() + HOUSEKEEPING_SECONDS
+    next_overdue = loop.time()
     while True:
         health.database_ok = await database_reachable(pool)
+        if loop.time() >= next_overdue and health.database_ok:
+            next_overdue = loop.time() + OVERDUE_SECONDS
+            try:
+                for (kind, late), count in (await overdue_counts(pool)).items():
+                    metrics.OVERDUE_RUNS.labels(kind, late).set(count)
+            except Exception:
+                log.warning("could not count overdue runs", exc_info=True)
         if loop.time() >= next_housekeeping and health.database_ok:
             try:
                 forgotten = await housekeeping(pool, settings)

@@ -3,15 +3,21 @@ runs by triggers, whoever writes them), in order, page by page, and the lease.""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
-from tests.support.harness import RunMaker
+from tests.support.harness import RunMaker, WorkerFactory
+from tests.support.processes import environment
 from worker.adapters.postgres.runs import put_run
 from worker.adapters.postgres.timers import PostgresDueRuns
+from worker.observability import metrics
+from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 S = RunStatus
@@ -75,3 +81,31 @@ async def test_the_lease_is_one_holders_until_it_expires(pool: asyncpg.Pool) -> 
     assert await due.hold_lease("a", 0.5), "its holder renews it"
     await pool.execute("UPDATE scheduler_leases SET expires_at = now() - interval '1 second'")
     assert await due.hold_lease("b", 5)
+
+
+async def test_a_run_left_past_its_end_with_no_scheduler_shows_as_overdue(
+    settings: Settings, workers: WorkerFactory, make_run: RunMaker
+) -> None:
+    twenty_minutes_ago = datetime.now(UTC) - timedelta(minutes=20)
+    run = await make_run(
+        S.LIVE, start_fielding_at=twenty_minutes_ago, end_fielding_at=twenty_minutes_ago
+    )
+    await workers.start(settings)  # no scheduler: FIELDING_SCHEDULER_INTERVAL_SECONDS is 0
+    gauge = metrics.OVERDUE_RUNS.labels("end", "10m")
+    deadline = asyncio.get_running_loop().time() + 30
+    while gauge._value.get() < 1:
+        assert asyncio.get_running_loop().time() < deadline, "no overdue run counted"
+        await asyncio.sleep(0.2)
+
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "worker.entrypoints.cli", "runs", "list", "--overdue"],
+        env=environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 1, listed.stderr
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith(run.id)]
+    assert f"account {run.account_id} live: end was due" in line

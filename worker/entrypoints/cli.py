@@ -238,6 +238,25 @@ def runs_get(fielding_run_id: str) -> None:
     click.echo(json.dumps(run.as_json()))
 
 
+@runs.command("list")
+@click.option("--overdue", is_flag=True, required=True, help="Runs past their due time.")
+@click.option("--late-seconds", type=float, default=60.0, show_default=True)
+@click.option("--limit", type=int, default=1000, show_default=True)
+def runs_list(overdue: bool, late_seconds: float, limit: int) -> None:
+    """List the runs past their start or end time by more than --late-seconds that have not
+    moved, most overdue first: one line each (run, account, status, start or end, due at, late
+    by). Exits 1 when there is one."""
+    from worker.adapters.postgres.overdue import overdue_runs
+
+    found = asyncio.run(_with_pool(lambda pool: overdue_runs(pool, late_seconds, limit)))
+    for run in found:
+        click.echo(
+            f"{run.fielding_run_id} account {run.account_id} {run.status}: {run.kind} was due "
+            f"{run.due_at.isoformat()}, {run.late_seconds:.0f}s late"
+        )
+    sys.exit(1 if found else 0)
+
+
 @main.command("send")
 @click.argument(
     "operation", type=click.Choice(sorted(OPERATIONS)), required=False, default="complete"

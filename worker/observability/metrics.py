@@ -95,3 +95,9 @@ HTTP_REPLY_SECONDS = Histogram(
     "From a change request's command sent to its reply read (504s not included).",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+OVERDUE_RUNS = Gauge(
+    "fielding_worker_overdue_runs",
+    "Runs past their start (kind=start) or end (kind=end) time that have not moved, by how "
+    "late at least (late=1m, 10m, 1h).",
+    ["kind", "late"],
+)
