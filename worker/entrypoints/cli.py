@@ -405,7 +405,10 @@ def transactions_find_hanging(as_json: bool) -> None:
     Exits 1 when one hangs."""
     settings = _settings()
     found = False
-    for transaction, at_coordinator, idle in _open_transactions(settings):
+    opened = _open_transactions(settings)
+    if not opened and not as_json:
+        click.echo("no transaction is open on the output partitions")
+    for transaction, at_coordinator, idle in opened:
         hanging = not at_coordinator and idle >= settings.hanging_after_seconds
         found |= hanging
         if as_json:
