@@ -218,35 +218,35 @@ class CommandHandler:
         batch, is replayed whatever the quota, and counts one unit."""
         if not self._rate_limited:
             return
-        charged: list[tuple[Admitted, Admitted | None]] = []  # (item, what it repeats)
+        charged: list[tuple[Admitted, bool]] = []  # (item, a repeat?)
         units: Counter[int] = Counter()
-        remembered = set(snapshot.outcomes)
-        first: dict[tuple[int, str], Admitted] = {}
+        seen = set(snapshot.outcomes)
         for item in admitted:
             # The scheduler's timers take no quota: they are due, not asked for.
             if item.principal.system or item.record.origin in ledger.verdicts:
                 continue
             key = (item.command.account_id, item.command.command_id)
-            repeats = item if key in remembered else first.get(key)
-            first.setdefault(key, item)
-            charged.append((item, repeats))
-            units[item.command.account_id] += 1 if repeats else cost(item.command)
+            repeat = key in seen
+            seen.add(key)
+            charged.append((item, repeat))
+            units[item.command.account_id] += 1 if repeat else cost(item.command)
         if not charged:
             return
         quotas: dict[int, Quota] = await self._store.take_quota(units)
         left = {account: quota.left for account, quota in quotas.items()}
         taken: Counter[int] = Counter()
         refused: list[Admitted] = []
-        for item, repeats in charged:
+        refused_keys: set[tuple[int, str]] = set()
+        for item, repeat in charged:
             account = item.command.account_id
-            # A repeat of a refused command in this batch is refused with it: it would
+            key = (account, item.command.command_id)
+            # A repeat of a command refused earlier in this batch is refused with it: it would
             # otherwise be decided as if it had been allowed.
-            if (repeats is None and left[account] <= 0) or (
-                repeats is not None and any(r is repeats for r in refused)
-            ):
+            if key in refused_keys if repeat else left[account] <= 0:
                 refused.append(item)
+                refused_keys.add(key)
                 continue
-            spent = 1 if repeats else cost(item.command)
+            spent = 1 if repeat else cost(item.command)
             left[account] -= spent
             taken[account] += spent
             ledger.verdicts[item.record.origin] = None
