@@ -258,8 +258,8 @@ async def bench_due_scale(
             timings = []
             for _ in range(rounds):
                 started = time.perf_counter()
-                found = len(await due_runs.due("start", None, 100_000)) + len(
-                    await due_runs.due("end", None, 100_000)
+                found = len(await due_runs.due("start", 100_000)) + len(
+                    await due_runs.due("end", 100_000)
                 )
                 timings.append(time.perf_counter() - started)
             assert found == 2 * due, f"found {found} due runs, expected {2 * due}"

@@ -4,17 +4,23 @@ runs by triggers, whoever writes them), in order, page by page, and the lease.""
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from fielding_statemachine.status import RunStatus
+from schemas.types import new_ulid
 from tests.support.harness import RunMaker, WorkerFactory
-from tests.support.processes import environment
-from worker.adapters.postgres.runs import put_run
+from tests.support.processes import WorkerProcess, environment
+from tests.support.services import Services
+from worker.adapters.postgres.migrate import upgrade
+from worker.adapters.postgres.runs import get_run, put_run
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import metrics
 from worker.settings import Settings
@@ -24,7 +30,7 @@ S = RunStatus
 
 
 async def due_ids(pool: asyncpg.Pool, kind: str) -> list[str]:
-    return [r.fielding_run_id for r in await PostgresDueRuns(pool).due(kind, None, 100_000)]  # type: ignore[arg-type]
+    return [r.fielding_run_id for r in await PostgresDueRuns(pool).due(kind, 100_000)]  # type: ignore[arg-type]
 
 
 async def test_due_runs_are_the_ones_whose_time_came_in_their_status(
@@ -60,17 +66,90 @@ async def test_due_runs_are_the_ones_whose_time_came_in_their_status(
     assert starting.id not in await due_ids(pool, "start")
 
 
-async def test_due_runs_come_in_time_order_page_after_page(
+async def test_accounts_take_turns_each_earliest_first(
     pool: asyncpg.Pool, make_run: RunMaker
 ) -> None:
     base = datetime(2001, 1, 1, tzinfo=UTC)  # before anything other tests make
-    runs = [
-        await make_run(S.SCHEDULED, start_fielding_at=base + timedelta(seconds=n)) for n in range(5)
+    many = random.randrange(10**6, 2 * 10**6)
+    burst = [
+        await make_run(S.SCHEDULED, account_id=many, start_fielding_at=base + timedelta(seconds=n))
+        for n in range(5)
     ]
+    later = await make_run(
+        S.SCHEDULED, account_id=many + 1, start_fielding_at=base + timedelta(hours=1)
+    )
+    order = await due_ids(pool, "start")
+    ours = [run_id for run_id in order if run_id in {r.id for r in [*burst, later]}]
+    assert ours[:3] == [burst[0].id, later.id, burst[1].id], (
+        "the other account's first comes second"
+    )
+    assert ours[2:] == [r.id for r in burst[1:]], "an account's own runs in time order"
+
     due = PostgresDueRuns(pool)
-    first = await due.due("start", None, 2)
-    second = await due.due("start", first[-1].position, 2)
-    assert [r.fielding_run_id for r in first + second] == [r.id for r in runs[:4]]
+    accounts = await pool.fetchval(
+        "SELECT count(DISTINCT account_id) FROM fielding_run_timers"
+        " WHERE kind = 'start' AND due_at <= now()"
+    )
+    page = await due.due("start", 2 * accounts)
+    assert len(page) <= 2 * accounts
+    assert sum(r.account_id == many for r in page) == 2, "an even share each"
+
+
+async def test_one_accounts_hundred_thousand_due_runs_hold_back_another_accounts_by_seconds(
+    services: Services, settings: Settings, tmp_path: Path
+) -> None:
+    """The flood and the other account share the scheduler: the other's run, due a second after
+    the flood, goes live within 5 s of its time while the flood is still being applied."""
+    name = f"fielding_fair_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(services.postgres_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{services.postgres_url.rpartition('/')[0]}/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        store = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        flood_at = datetime.now(UTC) + timedelta(seconds=20)  # the worker up and assigned by then
+        project = new_ulid()
+        flood = [new_ulid() for _ in range(100_000)]
+        await store.execute(
+            """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status,
+                                          version, start_fielding_at)
+               SELECT id, 555, $2, id, 'scheduled', 1, $3 FROM unnest($1::text[]) AS u(id)""",
+            flood,
+            project,
+            flood_at,
+        )
+        other = await put_run(
+            store,
+            account_id=777,
+            project_id=project,
+            target_group_id=new_ulid(),
+            fielding_run_id=new_ulid(),
+            status=S.SCHEDULED,
+            start_fielding_at=flood_at + timedelta(seconds=1),
+        )
+        worker = WorkerProcess(
+            settings.model_copy(update={"database_url": url}),
+            tmp_path,
+            "fair-timers",
+            FIELDING_SCHEDULER_INTERVAL_SECONDS="1",
+        )
+        worker.start()
+        try:
+            while (await get_run(store, other.id)).status is S.SCHEDULED:  # type: ignore[union-attr]
+                assert worker.alive(), worker.log()[-3000:]
+                late = datetime.now(UTC) - (flood_at + timedelta(seconds=1))
+                assert late < timedelta(seconds=5), f"still scheduled {late} after its time"
+                await asyncio.sleep(0.1)
+            flood_live = await store.fetchval(
+                "SELECT count(*) FROM fielding_runs WHERE account_id = 555 AND status = 'live'"
+            )
+            assert flood_live < len(flood), "the flood was still being applied"
+        finally:
+            worker.terminate()
+            await store.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 async def test_the_lease_is_one_holders_until_it_expires(pool: asyncpg.Pool) -> None:

@@ -28,10 +28,10 @@ from worker.service.scheduler import (
 DUE_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-def due(kind: TimerKind, n: int, version: int = 3) -> DueRun:
+def due(kind: TimerKind, n: int, version: int = 3, account_id: int = 101) -> DueRun:
     return DueRun(
         kind,
-        101,
+        account_id,
         "01BTGNYV6HRNK8K8VKZASZCFP0",
         f"01BTGNYV6HRNK8K8VKZASZCG{n:04d}"[-26:],
         f"01BTGNYV6HRNK8K8VKZASZCR{n:04d}"[-26:],
@@ -46,13 +46,24 @@ class Store:
         self.lease_free = lease_free
         self.reads: list[int] = []
 
-    async def due(
-        self, kind: TimerKind, after: tuple[datetime, str] | None, limit: int
-    ) -> list[DueRun]:
-        ordered = sorted((r for r in self.runs if r.kind == kind), key=lambda r: r.position)
-        page = [r for r in ordered if after is None or r.position > after][:limit]
+    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
+        """What PostgresDueRuns answers: an even share per account, earliest first, in turns."""
+        by_account: dict[int, list[DueRun]] = {}
+        for run in sorted(self.runs, key=lambda r: (r.due_at, r.fielding_run_id)):
+            if run.kind == kind:
+                by_account.setdefault(run.account_id, []).append(run)
+        share = max(1, limit // len(by_account)) if by_account else 0
+        turns = [
+            (turn, run) for runs in by_account.values() for turn, run in enumerate(runs[:share])
+        ]
+        page = [run for _, run in sorted(turns, key=lambda t: (t[0], t[1].due_at))][:limit]
         self.reads.append(len(page))
         return page
+
+    def apply(self, sent: list[tuple[Command, Headers]]) -> None:
+        """The worker applied these timers: their runs are no longer due."""
+        applied = {command.fielding_run_id for command, _ in sent}  # type: ignore[union-attr]
+        self.runs = [r for r in self.runs if r.fielding_run_id not in applied]
 
     async def hold_lease(self, holder: str, seconds: float) -> bool:
         return self.lease_free
@@ -125,12 +136,33 @@ async def test_a_due_run_is_sent_again_only_after_a_while_and_less_often_each_ti
     assert len({h[0][1] for _, h in sink.sent}) == 1, "with the same signature"
 
 
-async def test_a_burst_is_sent_a_chunk_per_scan_going_on_from_where_it_stopped() -> None:
+async def test_a_burst_goes_out_as_fast_as_the_worker_applies_it_a_chunk_at_most() -> None:
     store, sink = Store(*(due("start", n) for n in range(250))), Sink()
     timers = scheduler(store, sink, chunk=100)
-    assert [await timers.scan() for _ in range(4)] == [100, 100, 50, 0]
+    assert await timers.scan() == 100
+    assert await timers.scan() == 0, "the first hundred are in the pipeline, not yet applied"
+    sent_per_scan = []
+    while store.runs:
+        store.apply(sink.sent)
+        sent_per_scan.append(await timers.scan())
+    assert sent_per_scan == [100, 50, 0]
     assert len({c.fielding_run_id for c, _ in sink.sent}) == 250
     assert max(store.reads) <= 100, "never more than a chunk read at once"
+
+
+async def test_one_accounts_burst_leaves_another_account_its_share_of_each_scan() -> None:
+    burst = [due("end", n, account_id=101) for n in range(1000)]
+    other = due("end", 5000, account_id=202)  # due after every run of the burst
+    store, sink = Store(*burst), Sink()
+    timers = scheduler(store, sink, chunk=100)
+    assert await timers.scan() == 100
+    store.runs.append(other)
+    assert await timers.scan() == 1, "the other account's run, while the burst's are in flight"
+    assert sink.sent[-1][0].fielding_run_id == other.fielding_run_id  # type: ignore[union-attr]
+    store.apply(sink.sent)
+    assert await timers.scan() == 100
+    in_pipeline = {c.fielding_run_id for c, _ in sink.sent[-100:]}  # type: ignore[union-attr]
+    assert len(in_pipeline) == 100 and other.fielding_run_id not in in_pipeline
 
 
 async def test_a_new_version_of_a_due_run_is_a_new_timer() -> None:

@@ -14,11 +14,16 @@ sends the timer for the new version if the run is still due.
 
 One replica at a time scans (a lease in the store, renewed as it goes): others stand by. A
 replica that freezes holding it loses it when it expires; should it wake and send too, the
-duplicate is replayed, not applied. Each scan sends at most CHUNK timers, going on from where
-the last one stopped and starting over once it reaches the last due run, so a burst of
-100,000 due runs is sent in steady chunks rather than read whole every second. A timer not yet
-applied (the pipeline is behind) is sent again after 30 s, then 60 s, and so on up to every 10
-minutes.
+duplicate is replayed, not applied.
+
+Accounts share each scan: it reads at most CHUNK due runs of each kind, split evenly among the
+accounts that have some, each account's earliest first. A timer sent and not yet applied stays
+in its account's share until the worker applies it, so an account has at most its share in the
+pipeline at once: a burst of 100,000 due runs of one account goes out as fast as the worker
+applies them, and another account's due run waits behind at most a share, not behind the burst
+(docs/decisions/fair-timers.md). While scans find timers to send they come every
+BUSY_INTERVAL_SECONDS. A timer not yet applied is sent again after 30 s, then 60 s, and so on
+up to every 10 minutes.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ TIMER_TYPES: dict[TimerKind, str] = {
     "start": system_command_for(RunEvent.START_TIME_REACHED),
     "end": system_command_for(RunEvent.END_TIME_REACHED),
 }
-CHUNK = 10_000
+CHUNK = 4_000
+BUSY_INTERVAL_SECONDS = 0.2
 RESEND_AFTER_SECONDS = 30.0
 RESEND_AT_MOST_EVERY_SECONDS = 600.0
 LEASE_SECONDS = 5.0
@@ -62,17 +68,16 @@ class DueRun:
     due_at: datetime
 
     @property
-    def position(self) -> tuple[datetime, str]:
-        """Where a scan that stopped at this run goes on from."""
-        return self.due_at, self.fielding_run_id
+    def timer(self) -> tuple[TimerKind, str, int]:
+        """The timer this due run needs: one per kind, run and version."""
+        return self.kind, self.fielding_run_id, self.version
 
 
 class DueRuns(Protocol):
-    async def due(
-        self, kind: TimerKind, after: tuple[datetime, str] | None, limit: int
-    ) -> list[DueRun]:
-        """Runs whose `kind` time has come (in the store's clock), in (time, id) order,
-        from after `after`."""
+    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
+        """At most `limit` runs whose `kind` time has come (in the store's clock), split evenly
+        among the accounts that have some (at least one each), each account's earliest first,
+        in turns: every account's first, then every account's second, and so on."""
         ...
 
     async def hold_lease(self, holder: str, seconds: float) -> bool:
@@ -115,18 +120,20 @@ class TimerScheduler:
         self._interval = interval_seconds
         self._chunk = chunk
         self._clock = clock
-        self._sent: dict[str, _Sent] = {}
-        self._after: dict[TimerKind, tuple[datetime, str] | None] = {"start": None, "end": None}
+        self._sent: dict[tuple[TimerKind, str, int], _Sent] = {}
         self._holding = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            sent = 0
             try:
-                await self.scan()
+                sent = await self.scan()
             except Exception:  # the store or the broker away: try again next round
                 log.warning("timer scan failed", exc_info=True)
+            # Timers went out: more may follow as soon as the worker applies them.
+            wait = min(self._interval, BUSY_INTERVAL_SECONDS) if sent else self._interval
             try:
-                await asyncio.wait_for(stop.wait(), self._interval)
+                await asyncio.wait_for(stop.wait(), wait)
             except TimeoutError:
                 pass
 
@@ -139,7 +146,6 @@ class TimerScheduler:
                 log.info("timer scheduler lost its lease", extra={"holder": self._holder})
             self._holding = False
             self._sent.clear()  # another replica scans; start afresh should this one take over
-            self._after = {"start": None, "end": None}
             return 0
         if not self._holding:
             log.info("timer scheduler took the lease", extra={"holder": self._holder})
@@ -148,22 +154,19 @@ class TimerScheduler:
         self._forget_old(now)
         sent = 0
         for kind in TIMER_TYPES:
-            due = await self._due_runs.due(kind, self._after[kind], self._chunk)
-            # A short page reached the last due run: the next scan starts over.
-            self._after[kind] = due[-1].position if len(due) == self._chunk else None
-            sent += await self._send_due(due, now)
+            sent += await self._send_due(await self._due_runs.due(kind, self._chunk), now)
         return sent
 
     async def _send_due(self, due: list[DueRun], now: float) -> int:
         commands: list[tuple[Command, Headers]] = []
-        resent: dict[str, _Sent] = {}
+        resent: dict[tuple[TimerKind, str, int], _Sent] = {}
         for done, run in enumerate(due):
             await take_turn(done)
+            before = self._sent.get(run.timer)
+            if before is not None and before.next_at > now:
+                continue  # in the pipeline: not sent again until its resend time
             command_type = TIMER_TYPES[run.kind]
             command_id = self._key.timer_command_id(run.fielding_run_id, run.version, command_type)
-            before = self._sent.get(command_id)
-            if before is not None and before.next_at > now:
-                continue
             interval = (
                 min(RESEND_AT_MOST_EVERY_SECONDS, before.interval * 2)
                 if before
@@ -172,7 +175,7 @@ class TimerScheduler:
             command = self._command(run, command_type, command_id)
             assert isinstance(command, RunCommand)  # a timer addresses one run
             commands.append((command, [(TIMER_SIGNATURE, self._key.sign(command))]))
-            resent[command_id] = _Sent(now + interval, interval)
+            resent[run.timer] = _Sent(now + interval, interval)
         if commands:
             await self._sink.send(commands)
             self._sent.update(resent)  # only once sent: a failed send is tried next round
@@ -182,7 +185,7 @@ class TimerScheduler:
     def _forget_old(self, now: float) -> None:
         """Timers whose resend time is long past are of runs no longer due (or whose timer was
         applied): they are dropped, so memory follows the runs that are due."""
-        if len(self._sent) > self._chunk:
+        if len(self._sent) > 2 * self._chunk:
             self._sent = {
                 k: v
                 for k, v in self._sent.items()
