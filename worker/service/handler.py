@@ -123,8 +123,11 @@ class BatchDecision:
     outcomes: list[RememberedOutcome] = field(default_factory=list)
 
 
-def _reads(admitted: list[Admitted]) -> tuple[set[str], set[str], set[tuple[int, str]]]:
-    """The runs (by id and by target group) and remembered outcomes a batch may need."""
+def _reads(
+    admitted: list[Admitted], with_bulk: bool = True
+) -> tuple[set[str], set[str], set[tuple[int, str]]]:
+    """The runs (by id and by target group) and remembered outcomes a batch may need; the
+    target groups of bulk jobs only `with_bulk`."""
     run_ids: set[str] = set()
     target_groups: set[str] = set()
     keys: set[tuple[int, str]] = set()
@@ -134,10 +137,27 @@ def _reads(admitted: list[Admitted]) -> tuple[set[str], set[str], set[tuple[int,
         if isinstance(command, RunCommand):
             run_ids.add(command.fielding_run_id)
         elif isinstance(command, BulkCommand):
-            target_groups.update(command.target_group_ids)
+            if with_bulk:
+                target_groups.update(command.target_group_ids)
         else:  # a run from a draft: the target group must not have one yet
             target_groups.add(command.target_group_id)
     return run_ids, target_groups, keys
+
+
+def _allowed_bulk_groups(
+    admitted: list[Admitted], snapshot: Snapshot, ledger: QuotaLedger
+) -> set[str]:
+    """The target groups of the bulk jobs that the quota allowed and that are not replays."""
+    groups: set[str] = set()
+    for item in admitted:
+        command = item.command
+        if (
+            isinstance(command, BulkCommand)
+            and ledger.verdicts.get(item.record.origin) is None
+            and (command.account_id, command.command_id) not in snapshot.outcomes
+        ):
+            groups.update(command.target_group_ids)
+    return groups
 
 
 class CommandHandler:
@@ -202,9 +222,16 @@ class CommandHandler:
     async def _decide(self, admitted: list[Admitted], ledger: QuotaLedger) -> list[list[Emission]]:
         """One read, the quota, the decisions in memory, one write; outputs in `admitted`'s order.
         Times are judged by the store's clock at the read, as the scheduler judges them."""
-        run_ids, target_groups, keys = _reads(admitted)
+        # Under a quota, a bulk job's runs are read once it is allowed: a refused job of a
+        # thousand target groups costs no read of a thousand runs (a flood stays cheap).
+        run_ids, target_groups, keys = _reads(admitted, with_bulk=not self._rate_limited)
         snapshot = await self._store.load(list(run_ids), list(target_groups), list(keys))
         await self._charge(admitted, snapshot, ledger)
+        if self._rate_limited and (
+            bulk := _allowed_bulk_groups(admitted, snapshot, ledger) - target_groups
+        ):
+            more = await self._store.load([], list(bulk), [])
+            snapshot = Snapshot({**more.runs, **snapshot.runs}, snapshot.outcomes, snapshot.now)
         decision = await self._apply(admitted, snapshot, ledger, snapshot.now)
         workspace = decision.workspace
         await self._store.save(list(workspace.changes.values()), decision.outcomes, workspace.jobs)
