@@ -7,7 +7,7 @@ come. Kafka's remedy is an abort marker written by an administrator. An abort hi
 transaction's records; where the coordinator had in fact committed the transaction, those are
 results and events of commands whose offsets are committed, and nothing would ever publish
 them again. So before the abort, every hidden record that no visible record stands for is
-published again (`to_publish_again`); a run state only where no later state of its run stands.
+published again (`to_publish_again`); a run state only where no later state of its run follows.
 
 Pure rules, no I/O: the adapter (`worker.adapters.kafka.transactions`) feeds them what the
 brokers say.
@@ -192,13 +192,15 @@ def to_publish_again(records: Sequence[LogRecord], hanging: OpenTransaction) -> 
     it, no redelivery happened: every record is due. `records` is the partition's log from the
     transaction's first offset, read uncommitted.
 
-    A run state is not due where a later state of its run stands: its copy would land after
-    that one and become the run's last record, an older state than the store's."""
-    visible = visible_after_abort(records, hanging)
-    standing = Counter(identity(record) for record in visible)
+    A run state is not due where the log holds a later state of its run, whatever its
+    transaction's fate: its copy would land after that one and become the run's last record, an
+    older state than the store's. The later one is visible, or will be (an open transaction
+    commits, or aborts and its command is delivered again and republishes it; a hidden one of
+    this transaction is due itself)."""
+    standing = Counter(identity(record) for record in visible_after_abort(records, hanging))
     newest: dict[str, int] = {}
-    for record in visible:
-        state = run_version(record)
+    for record in records:
+        state = run_version(record) if record.control is None else None
         if state is not None:
             newest[state[0]] = max(state[1], newest.get(state[0], state[1]))
     due = []
