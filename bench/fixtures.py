@@ -103,6 +103,8 @@ def scenario_settings(base: Settings, database_url: str, name: str) -> Settings:
             "results_topic": f"bench-results-{suffix}",
             "events_topic": f"bench-events-{suffix}",
             "dlq_topic": f"bench-dlq-{suffix}",
+            # Off stays off: the states scenario compares a drain without them.
+            "states_topic": f"bench-states-{suffix}" if base.states_topic else "",
             "consumer_group": f"bench-{suffix}",
         }
     )

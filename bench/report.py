@@ -125,6 +125,39 @@ class Tracing:
     otlp_bytes_per_sampled_command: float
 
 
+# The most a complete drain may lose to run states: within 10% of the same drain without them.
+STATES_BOUND = 0.9
+
+
+@dataclass(frozen=True)
+class RunStatesCost:
+    """The same drain with run states published and without (FIELDING_STATES_TOPIC empty):
+    medians of the rounds."""
+
+    commands_per_drain: int
+    rounds: int
+    off: DrainMedians
+    on: DrainMedians
+    on_vs_off_throughput: float
+    on_vs_off_cpu_per_command: float
+    within_bound: bool  # on's throughput at least STATES_BOUND of off's
+
+    @classmethod
+    def of(
+        cls, commands_per_drain: int, rounds: int, *, on: DrainMedians, off: DrainMedians
+    ) -> RunStatesCost:
+        throughput = on.commands_per_second / off.commands_per_second
+        return cls(
+            commands_per_drain=commands_per_drain,
+            rounds=rounds,
+            off=off,
+            on=on,
+            on_vs_off_throughput=throughput,
+            on_vs_off_cpu_per_command=on.cpu_us_per_command / off.cpu_us_per_command,
+            within_bound=throughput >= STATES_BOUND,
+        )
+
+
 @dataclass(frozen=True)
 class ScaleRounds:
     """One table size's rounds, in the order they ran."""
@@ -206,6 +239,7 @@ class Report:
     http: HttpLatency
     tracing: Tracing
     timers: TimerBurst
+    states: RunStatesCost
     scale: Scale | None = None
     due_scale: DueScale | None = None
     memory: Memory | None = None
@@ -237,6 +271,7 @@ class Report:
             "http": asdict(self.http),
             "tracing": asdict(self.tracing),
             "timers": asdict(self.timers),
+            "states": asdict(self.states),
         }
         if self.scale is not None:
             out["scale"] = self.scale.to_json()
@@ -312,6 +347,12 @@ def table(report: Report) -> str:
         f"{tracing.on_10_vs_off_throughput:.2f}, CPU per command "
         f"{tracing.on_10_vs_off_cpu_per_command:.2f} "
         f"({tracing.off.cpu_us_per_command:.0f} µs CPU per command off)"
+    )
+    states = report.states
+    lines.append(
+        f"run states, against off: throughput {states.on_vs_off_throughput:.2f}, CPU per command "
+        f"{states.on_vs_off_cpu_per_command:.2f} "
+        f"({'within' if states.within_bound else 'NOT within'} 10% of the drain without them)"
     )
     if report.due_scale is not None:
         lines.append(

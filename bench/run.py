@@ -7,8 +7,8 @@
 3. two ceilings: Kafka consume -> produce without a database, and the database work alone
    (bench/ceilings.py);
 4. a mixed backlog of every command type, a burst of timers (bench/lifecycle.py), HTTP
-   requests beside Kafka commands at one rate (bench/http.py), and tracing's cost
-   (bench/tracing.py).
+   requests beside Kafka commands at one rate (bench/http.py), tracing's cost
+   (bench/tracing.py), and run states' cost (bench/states.py).
 
 Reports sustained commands/s, p50/p99 latency (command produced -> result visible to a
 read_committed consumer) at half and at a tenth of the worker's throughput, peak memory,
@@ -38,6 +38,7 @@ from bench.http import measure_http
 from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import bench_naive
 from bench.report import Report, table
+from bench.states import measure_states
 from bench.tracing import measure_tracing
 from worker.settings import Settings
 
@@ -78,6 +79,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> Report:
     )
     http = await measure_http(base, args.http_requests, args.http_rate)
     tracing = await measure_tracing(base, args.tracing_commands)
+    states = await measure_states(base, args.states_commands)
     timers_url = await fresh_database(base.database_url, "fielding_bench_timers")
     timers = await bench_timer_burst(
         scenario_settings(base, timers_url, "timers"), timers_url, args.timer_runs
@@ -103,6 +105,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> Report:
         http=http,
         tracing=tracing,
         timers=timers,
+        states=states,
         scale=scale,
         due_scale=due_scale,
         memory=memory,
@@ -152,6 +155,12 @@ def cli() -> None:
     parser.add_argument(
         "--tracing-commands", type=int, default=20_000, help="commands per drain, tracing on or off"
     )
+    parser.add_argument(
+        "--states-commands",
+        type=int,
+        default=20_000,
+        help="commands per drain, run states on or off",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
@@ -161,9 +170,11 @@ def cli() -> None:
         args.memory = [300, 900]
         args.mixed_commands, args.timer_runs, args.due_runs = 200, 300, 20
         args.http_requests, args.http_rate = 60, 50.0
-        args.tracing_commands = 200
+        args.tracing_commands = args.states_commands = 200
     if args.tracing_commands < 200:  # shorter drains read no CPU time at all
         parser.error("--tracing-commands: at least 200")
+    if args.states_commands < 200:
+        parser.error("--states-commands: at least 200")
     report = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")

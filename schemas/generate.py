@@ -23,6 +23,7 @@ from schemas.event import (
 )
 from schemas.job import BulkJob, FieldingRunJob
 from schemas.result import CommandResult
+from schemas.run_state import FieldingRunState
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -42,6 +43,7 @@ MESSAGES: dict[str, tuple[type[BaseModel], Mode]] = {
     "fielding_run_job.schema.json": (FieldingRunJob, "serialization"),
     "bulk_job.schema.json": (BulkJob, "serialization"),
     "dead_letter_stub.schema.json": (DeadLetterStub, "serialization"),
+    "fielding_run_state.schema.json": (FieldingRunState, "serialization"),
 }
 
 

@@ -82,6 +82,7 @@ async def settings(services: Services, database_url: str) -> AsyncIterator[Setti
         events_topic=f"events-{suffix}",
         dlq_topic=f"dlq-{suffix}",
         replies_topic=f"replies-{suffix}",
+        states_topic=f"states-{suffix}",
         reply_partitions=3,
         consumer_group=f"group-{suffix}",
         commands_partitions=3,
@@ -107,9 +108,10 @@ async def outputs(settings: Settings) -> AsyncIterator[Outputs]:
         TopicReader(settings.kafka_bootstrap_servers, settings.results_topic),
         TopicReader(settings.kafka_bootstrap_servers, settings.events_topic),
         TopicReader(settings.kafka_bootstrap_servers, settings.dlq_topic),
+        TopicReader(settings.kafka_bootstrap_servers, settings.states_topic),
     )
     yield readers
-    for reader in (readers.results, readers.events, readers.dlq):
+    for reader in (readers.results, readers.events, readers.dlq, readers.states):
         await reader.close()
 
 

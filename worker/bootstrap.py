@@ -54,12 +54,15 @@ async def create_topics(settings: Settings) -> list[str]:
         settings.dlq_topic: settings.commands_partitions,  # copies keep their key's partition
         settings.replies_topic: settings.reply_partitions,
     }
+    if settings.states_topic:  # partitioned as the events: one run's changes in one partition
+        partitions[settings.states_topic] = settings.output_partitions
     return await ensure_topics(
         settings.kafka_bootstrap_servers,
         partitions,
         commands_topic=settings.commands_topic,
         dlq_topic=settings.dlq_topic,
         replies_topic=settings.replies_topic,
+        states_topic=settings.states_topic or None,
         replication_factor=settings.replication_factor,
     )
 
@@ -79,7 +82,12 @@ def build_verifier(settings: Settings, *, system: bool = True) -> TokenVerifier:
 
 def build_processor(settings: Settings, store: CommandStore) -> BatchProcessor:
     verifier = build_verifier(settings)
-    handler = CommandHandler(store, verifier, settings.rate_limit_per_account)
+    handler = CommandHandler(
+        store,
+        verifier,
+        settings.rate_limit_per_account,
+        run_states=bool(settings.states_topic),
+    )
     return BatchProcessor(
         handler,
         settings.unexpected_error_attempts,
@@ -95,11 +103,7 @@ def build_consumer(
     tracer: BatchTracer | None = None,
 ) -> CommandConsumer:
     claims = PostgresPartitionClaims(pool)
-    topics = {
-        Channel.RESULT: settings.results_topic,
-        Channel.EVENT: settings.events_topic,
-        Channel.DLQ: settings.dlq_topic,
-    }
+    topics = output_channels(settings)
     limits = Limits(
         settings.max_batch,
         settings.max_batch_bytes,
@@ -206,14 +210,21 @@ async def _watch_transactions(settings: Settings) -> None:
     await transaction_watch(settings).run(settings.hanging_check_seconds)
 
 
+def output_channels(settings: Settings) -> dict[Channel, str]:
+    """The topic of each kind of output a batch publishes (states only when their topic is set)."""
+    topics = {
+        Channel.RESULT: settings.results_topic,
+        Channel.EVENT: settings.events_topic,
+        Channel.DLQ: settings.dlq_topic,
+    }
+    if settings.states_topic:
+        topics[Channel.STATE] = settings.states_topic
+    return topics
+
+
 def output_topics(settings: Settings) -> list[str]:
     """Every topic the workers write in their transactions."""
-    return [
-        settings.results_topic,
-        settings.events_topic,
-        settings.dlq_topic,
-        settings.replies_topic,
-    ]
+    return [*output_channels(settings).values(), settings.replies_topic]
 
 
 def transaction_watch(settings: Settings) -> TransactionWatch:

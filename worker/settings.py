@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         description="Where results of commands sent by `serve` are copied for the HTTP process "
         "that waits for them (the partition its command names).",
     )
+    states_topic: str = Field(
+        "fielding-run-states",
+        validation_alias=_env("FIELDING_STATES_TOPIC"),
+        description="The compacted topic of run states, keyed by fielding_run_id: after each "
+        "change, the run as it then is, in the change's transaction. Empty: no states are "
+        "built, kept or published (changes decided meanwhile never get theirs).",
+    )
     reply_partitions: int = Field(12, ge=1, validation_alias=_env("FIELDING_REPLY_PARTITIONS"))
     consumer_group: str = Field(
         "fielding-worker", min_length=1, validation_alias=_env("FIELDING_CONSUMER_GROUP")
@@ -301,10 +308,11 @@ class Settings(BaseSettings):
             self.events_topic,
             self.dlq_topic,
             self.replies_topic,
+            *([self.states_topic] if self.states_topic else []),
         ]
         if len(set(topics)) != len(topics):
             raise ValueError(
-                "the commands, results, events, DLQ and replies topics must all differ"
+                "the commands, results, events, DLQ, replies and states topics must all differ"
             )
         if self.session_timeout_ms > self.max_poll_interval_ms:
             raise ValueError(

@@ -18,10 +18,10 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from tests.support.commands import auth_headers, encode
-from tests.support.harness import Outputs, for_run
+from tests.support.harness import Outputs, expected_state, for_run
 from tests.support.kafka import Outgoing, TopicReader
 from tests.support.processes import WorkerProcess
-from worker.adapters.postgres.runs import FieldingRunRecord
+from worker.adapters.postgres.runs import FieldingRunRecord, get_run
 
 # What each run is sent, by its index: a lifecycle of one to three commands, each at the
 # version the one before leaves (so they succeed when they come in order).
@@ -41,6 +41,9 @@ class Load:
     runs: list[FieldingRunRecord]
     records: list[Outgoing] = field(default_factory=list)
     sent_command_ids: Counter[str] = field(default_factory=Counter)
+    # Runs also sent a command on another key: their changes may be decided on two command
+    # partitions, whose transactions commit in either order.
+    miskeyed: set[str] = field(default_factory=set)
 
     @classmethod
     def build(
@@ -68,6 +71,7 @@ class Load:
                     group.append((body, run.id.encode()))
             if i % conflict_every == 0:
                 group.append((for_run(run), f"elsewhere-{rng.random()}".encode()))
+                load.miskeyed.add(run.id)
             groups.append(group)
         rng.shuffle(groups)  # runs in any order, each run's commands in theirs
         for group in groups:
@@ -135,11 +139,12 @@ class Tally:
     events: int
     lost: int
     duplicated: int
+    states: int = 0
 
     def __str__(self) -> str:
         return (
             f"commands={self.commands} results={self.results} events={self.events} "
-            f"lost={self.lost} duplicated={self.duplicated}"
+            f"states={self.states} lost={self.lost} duplicated={self.duplicated}"
         )
 
 
@@ -151,7 +156,9 @@ async def check_invariants(
 ) -> Tally:
     """No command without its result, nothing twice, and for every run: its version rose
     exactly once per successful command, with exactly one event per rise (versions in order,
-    none missing), and its status is what its last event says."""
+    none missing), and its status is what its last event says; and the states topic, read from
+    the beginning, holds one state per rise, the latest equal to the store's row
+    (`check_states`)."""
     total = sum(load.sent_command_ids.values())
     results_records = await outputs.results.read(at_least=total, timeout=timeout, settle=3)
     events_records = await outputs.events.read(at_least=0, settle=1)
@@ -197,13 +204,40 @@ async def check_invariants(
             last = max(announced, key=lambda e: e["fielding_run_version"])
             assert last["status"] == row["status"]
     assert len(events_records) == sum(successes.values())
+    states = await check_states(load, outputs, pool)
     return Tally(
         total,
         len(results_records),
         len(events_records),
         lost,
         duplicated_results + duplicated_events,
+        states,
     )
+
+
+async def check_states(load: Load, outputs: Outputs, pool: asyncpg.Pool) -> int:
+    """The states topic read from the beginning (read_committed) against the store: for every
+    run, exactly one state per version rise (none twice, none missing), and the latest equal
+    to the store's row; for a run whose commands were all keyed by it, also the last in the
+    log, so that compaction keeps it. Returns the number of state records."""
+    records = await outputs.states.read(at_least=0, settle=1)
+    states_of: dict[str, list[dict[str, Any]]] = {}
+    for state in outputs.states.values():  # one run's states are in one partition, in order
+        states_of.setdefault(state["id"], []).append(state)
+    for run in load.runs:
+        stored = await get_run(pool, run.id)
+        assert stored is not None
+        states = states_of.get(run.id, [])
+        versions = [s["version"] for s in states]
+        assert sorted(versions) == list(range(run.version + 1, stored.version + 1)), (
+            f"run {run.id}: states {versions}, store at {stored.version}"
+        )
+        if states:
+            latest = max(states, key=lambda s: s["version"])
+            assert latest == expected_state(stored), f"run {run.id}: {latest} vs the store"
+            if run.id not in load.miskeyed:
+                assert versions == sorted(versions), f"run {run.id}: states out of order"
+    return len(records)
 
 
 @pytest.fixture

@@ -180,6 +180,7 @@ async def test_conflicting_commands_for_one_run_across_partitions_win_once(
     for run in runs:
         for copy in range(4):  # four different commands, all with the current If-Match
             load.add(for_run(run), f"{run.id}-{copy}".encode())  # mis-keyed: several partitions
+    load.miskeyed.update(run.id for run in runs)
     random.Random(8).shuffle(load.records)
     start_workers(2, settings, fault_log_dir, worker_processes)
     await load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 200)

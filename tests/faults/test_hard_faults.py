@@ -201,7 +201,7 @@ async def test_the_broker_sigkilled_three_times_under_load(
     ]
     print(f"\nHANGING transactions seen and healed: {len(healed)} {healed}")
     if healed:  # what the healing left in the logs, for the mechanism's record
-        for topic in (settings.results_topic, settings.events_topic):
+        for topic in (settings.results_topic, settings.events_topic, settings.states_topic):
             kept = await asyncio.to_thread(
                 evidence.capture,
                 services,

@@ -65,6 +65,8 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
         report["tracing"]["on_100_vs_off_cpu_per_command"],
         report["tracing"]["on_10_vs_off_throughput"],
         report["tracing"]["otlp_bytes_per_sampled_command"],
+        report["states"]["on_vs_off_throughput"],
+        report["states"]["on_vs_off_cpu_per_command"],
     ]
     assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures
     assert "worker_vs_naive" in report["ratios"] and "commands/s" in ran.stdout

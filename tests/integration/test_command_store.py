@@ -101,6 +101,24 @@ async def test_what_is_saved_is_loaded_back_as_it_was(
     assert await get_job(pool, job.job_id) == job
 
 
+async def test_an_outcomes_run_states_are_loaded_back_in_order_byte_for_byte(
+    pool: asyncpg.Pool, make_run: RunMaker
+) -> None:
+    run = await make_run(RunStatus.LIVE, version=4)
+    states = (
+        Output(b"run-1", b'{"id":  "run-1", "v": 5}'),
+        Output(b"run-2", b'{"c": "caf\xc3\xa9"}'),
+    )
+    with_states, without = replace(outcome(), states=states), outcome()
+    await store(pool).save([completed(run, 4)], [with_states, without], [])
+    snapshot = await store(pool).load(
+        [], [], [(101, with_states.command_id), (101, without.command_id)]
+    )
+    assert snapshot.outcomes[(101, with_states.command_id)].states == states
+    assert snapshot.outcomes[(101, without.command_id)].states == ()
+    assert snapshot.outcomes[(101, with_states.command_id)].events == TWO_EVENTS
+
+
 async def test_a_run_created_meanwhile_for_the_target_group_fails_the_whole_batch(
     pool: asyncpg.Pool, make_run: RunMaker
 ) -> None:

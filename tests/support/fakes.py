@@ -26,6 +26,7 @@ class InMemoryStore:
         self.outcomes: dict[tuple[int, str], RememberedOutcome] = {}
         self.jobs: dict[str, JobRecord] = {}
         self.changed_by: dict[str, UUID] = {}  # run id -> who changed it last
+        self.changed_at: dict[str, datetime] = {}  # run id -> when it changed last
         self.rate_limit = rate_limit
         self.used: dict[int, int] = {}
         self.saves = 0
@@ -67,6 +68,7 @@ class InMemoryStore:
         for change in changes:
             self.runs[change.run.key.fielding_run_id] = change.run
             self.changed_by[change.run.key.fielding_run_id] = change.changed_by
+            self.changed_at[change.run.key.fielding_run_id] = change.changed_at
         for outcome in outcomes:
             self.outcomes[(outcome.account_id, outcome.command_id)] = outcome
         for job in jobs:

@@ -19,6 +19,13 @@ class Outputs:
     results: TopicReader
     events: TopicReader
     dlq: TopicReader
+    states: TopicReader
+
+
+def expected_state(run: FieldingRunRecord) -> dict[str, Any]:
+    """A run's record on the states topic, as the store's row says it must read: the run as
+    GET shows it, with its ids."""
+    return {name: value for name, value in run.as_json().items() if name != "etag"}
 
 
 @dataclass

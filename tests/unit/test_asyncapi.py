@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
+from fielding_statemachine.decisions import Change, RunKey, RunState
+from fielding_statemachine.status import RunStatus
+from fielding_statemachine.transitions import RunEvent
 from schemas.command import COMMAND_TYPES
 from schemas.result import Status
 from schemas.types import new_ulid
@@ -65,9 +69,28 @@ def test_the_topics_are_the_settings_defaults() -> None:
         "events": settings.events_topic,
         "deadLetters": settings.dlq_topic,
         "replies": settings.replies_topic,
+        "runStates": settings.states_topic,
     }
     assert addresses["commands"] == "fielding-run-commands"  # the contract's default names
     assert addresses["events"] == "target-group-events"
+    assert addresses["runStates"] == "fielding-run-states"
+
+
+def test_the_states_topic_is_described_as_compacted_and_sent_by_the_worker() -> None:
+    kafka = DOCUMENT["channels"]["runStates"]["bindings"]["kafka"]
+    assert kafka["topicConfiguration"] == {"cleanup.policy": ["compact"]}
+    assert kafka["partitions"] == DOCUMENT["channels"]["events"]["bindings"]["kafka"]["partitions"]
+    sent = DOCUMENT["operations"]["sendRunStates"]
+    assert sent["action"] == "send" and sent["channel"] == {"$ref": "#/channels/runStates"}
+
+
+def test_a_run_state_as_the_worker_writes_it_fits_its_payload() -> None:
+    key = RunKey(101, new_ulid(), new_ulid(), new_ulid())
+    before = RunState(key, RunStatus.LIVE, 4)
+    change = Change(RunEvent.PAUSE, before, RunState(key, RunStatus.PAUSED, 5))
+    value = json.loads(outputs.state_value(change, datetime.now(UTC), uuid.uuid4()))
+    assert payload_validator("fielding_run_state").is_valid(value), value
+    assert not payload_validator("fielding_run_state").is_valid({**value, "status": "draft"})
 
 
 def test_every_command_and_event_type_has_its_message() -> None:

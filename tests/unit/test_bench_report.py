@@ -14,6 +14,7 @@ from bench.report import (
     Memory,
     Mixed,
     Report,
+    RunStatesCost,
     Scale,
     ScaleRounds,
     Throughput,
@@ -89,6 +90,12 @@ def a_report(cores: int = 2) -> Report:
         timers=TimerBurst(
             runs=100_000, seconds_until_all_opened=35.2, events=100_000, runs_with_one_event=100_000
         ),
+        states=RunStatesCost.of(
+            20_000,
+            3,
+            on=DrainMedians(commands_per_second=3_800.0, cpu_us_per_command=129.15),
+            off=DrainMedians(commands_per_second=4_000.0, cpu_us_per_command=123.0),
+        ),
         scale=Scale(
             commands_per_round=9_988,
             rounds=3,
@@ -137,6 +144,7 @@ mixed backlog of every command type: 2,354 commands/s, 249 µs CPU per command (
 100,000 runs due in one second: all opened 35.2 s after it; 100,000 events, 100,000 runs with exactly one
 HTTP complete at 100/s: p50 41.9 ms, p99 75.9 ms; Kafka at the same rate, same worker: p50 26.6 ms, p99 89.2 ms (HTTP/Kafka p50 1.57, p99 0.85)
 tracing, against off: on at 100% throughput 0.55, CPU per command 2.46; on at 10% throughput 0.78, CPU per command 1.47 (123 µs CPU per command off)
+run states, against off: throughput 0.95, CPU per command 1.05 (within 10% of the drain without them)
 finding 1000 due runs of each kind: large/small table time 1.25
 memory: rss_mb_after_100000 107.40, rss_mb_after_1000000 119.90, rss_last_vs_first 1.12"""
 )
@@ -182,6 +190,7 @@ def test_the_json_keeps_the_keys_the_smoke_test_and_earlier_results_read() -> No
         "http",
         "tracing",
         "timers",
+        "states",
         "scale",
         "due_scale",
         "memory",
@@ -226,3 +235,20 @@ def test_the_json_keeps_the_keys_the_smoke_test_and_earlier_results_read() -> No
         "cpu_us_per_command": 123.0,
     }
     assert figures["ratios"]["worker_vs_naive"] == 10_300.4 / 301.2
+
+
+def test_run_states_are_within_the_bound_only_at_90_percent_of_the_drain_without_them() -> None:
+    off = DrainMedians(commands_per_second=4_000.0, cpu_us_per_command=100.0)
+
+    def at(rate: float) -> RunStatesCost:
+        on = DrainMedians(commands_per_second=rate, cpu_us_per_command=110.0)
+        return RunStatesCost.of(20_000, 3, on=on, off=off)
+
+    assert at(3_600.0).within_bound and at(3_600.0).on_vs_off_throughput == 0.9
+    assert not at(3_599.0).within_bound
+    assert at(3_599.0).on_vs_off_cpu_per_command == 1.1
+    assert "NOT within 10%" in table(replace(a_report(), states=at(3_000.0)))
+    assert a_report().to_json()["states"]["off"] == {
+        "commands_per_second": 4_000.0,
+        "cpu_us_per_command": 123.0,
+    }

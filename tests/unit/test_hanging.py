@@ -1,6 +1,6 @@
 """The rules for hanging transactions: when an open transaction is hanging, and what its abort
-must publish again so that every command keeps exactly one visible result and every change
-exactly one visible event."""
+must publish again so that every command keeps exactly one visible result, every change
+exactly one visible event, and every run its latest state last."""
 
 from __future__ import annotations
 
@@ -65,6 +65,14 @@ def result(
 def event(offset: int, pid: int, event_id: str) -> LogRecord:
     value = json.dumps({"event_id": event_id}).encode()
     return LogRecord(offset, pid, True, b"tg", value, ((COMMAND_ORIGIN, b"0:1"),))
+
+
+def state(offset: int, pid: int, run_id: str, version: int, origin: str = "0:1") -> LogRecord:
+    """A run state as the worker writes it: the run (`id`) at `version`, the command's origin."""
+    value = json.dumps({"id": run_id, "version": version, "status": "live"}).encode()
+    return LogRecord(
+        offset, pid, True, run_id.encode(), value, ((COMMAND_ORIGIN, origin.encode()),)
+    )
 
 
 def marker(offset: int, pid: int, commit: bool) -> LogRecord:
@@ -160,3 +168,55 @@ def test_a_transaction_whose_marker_came_meanwhile_has_ended() -> None:
     assert not ended(
         [marker(9, HANGING_PID, commit=True), result(10, HANGING_PID, "a", "0:1")], OPEN
     )
+
+
+def test_states_of_one_bulk_command_are_told_apart_by_run_and_version() -> None:
+    """They share the command's origin header; one of them standing stands for no other."""
+    log = [
+        state(10, HANGING_PID, "R1", 4),
+        state(11, HANGING_PID, "R2", 4),
+        state(12, OTHER_PID, "R1", 4),  # R1's state delivered again; R2's not
+        marker(13, OTHER_PID, commit=True),
+    ]
+    assert [r.offset for r in to_publish_again(log, OPEN)] == [11]
+
+
+def test_a_transaction_its_coordinator_committed_has_its_states_published_again() -> None:
+    log = [
+        result(10, HANGING_PID, "a", "0:1"),
+        state(11, HANGING_PID, "R1", 4),
+        state(12, OTHER_PID, "R2", 9, origin="0:2"),
+        marker(13, OTHER_PID, commit=True),
+    ]
+    assert [r.offset for r in to_publish_again(log, OPEN)] == [10, 11]
+
+
+def test_a_state_a_later_state_of_its_run_stands_for_is_not_published_again() -> None:
+    """Its copy would land after the later state and become the run's last record."""
+    log = [
+        state(10, HANGING_PID, "R1", 4),
+        state(11, HANGING_PID, "R2", 7),
+        state(12, OTHER_PID, "R1", 5, origin="0:2"),  # R1 changed again since
+        state(13, OTHER_PID, "R2", 6, origin="0:3"),  # an older state of R2 stands
+        marker(14, OTHER_PID, commit=True),
+    ]
+    assert [r.offset for r in to_publish_again(log, OPEN)] == [11]
+
+
+def test_a_later_state_of_its_run_supersedes_it_whatever_that_transactions_fate() -> None:
+    """An open one commits, or aborts and its command's redelivery publishes it again; either
+    way it ends up after the copy, which would then be the run's last record."""
+    for fate in (True, False, None):
+        log = [
+            state(10, HANGING_PID, "R1", 4),
+            state(11, HANGING_PID, "R2", 2),
+            state(12, OTHER_PID, "R1", 5, origin="0:2"),
+        ]
+        if fate is not None:
+            log.append(marker(13, OTHER_PID, commit=fate))
+        assert [r.offset for r in to_publish_again(log, OPEN)] == [11], fate
+
+
+def test_of_two_states_of_a_run_in_the_hanging_transaction_only_the_later_is_due() -> None:
+    log = [state(10, HANGING_PID, "R1", 4), state(11, HANGING_PID, "R1", 5, origin="0:2")]
+    assert [r.offset for r in to_publish_again(log, OPEN)] == [11]

@@ -20,6 +20,9 @@ COMMANDS = Counter(
     ["type", "status"],
 )
 EVENTS = Counter("fielding_worker_events", "Events published, of every type.")
+RUN_STATES = Counter(
+    "fielding_worker_run_states", "Run states published on the states topic, one per change."
+)
 DLQ_RECORDS = Counter("fielding_worker_dlq_records", "Records copied to the DLQ.")
 LATENCY = Histogram(
     "fielding_worker_command_latency_seconds",

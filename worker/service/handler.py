@@ -70,22 +70,31 @@ def _result(item: Admitted | Rejected, value: bytes, status: Status) -> Emission
     return outputs.result(item.echo, value, status, item.envelope, item.record.origin)
 
 
-def _emit(item: Admitted, outcome: RememberedOutcome, with_events: bool) -> list[Emission]:
+def _emit(
+    item: Admitted, outcome: RememberedOutcome, with_events: bool, with_states: bool
+) -> list[Emission]:
     emissions = [_result(item, outcome.result, Status(outcome.status))]
     if with_events:
+        trace_headers, origin = item.envelope.trace_headers, item.record.origin
         emissions.extend(
-            outputs.event(
-                e.key, e.value, trace_headers=item.envelope.trace_headers, origin=item.record.origin
-            )
+            outputs.event(e.key, e.value, trace_headers=trace_headers, origin=origin)
             for e in outcome.events
         )
+        if with_states:
+            emissions.extend(
+                outputs.state(s.key, s.value, trace_headers=trace_headers, origin=origin)
+                for s in outcome.states
+            )
     return emissions
 
 
-def replay(item: Admitted, prior: RememberedOutcome, now: datetime) -> list[Emission]:
+def replay(
+    item: Admitted, prior: RememberedOutcome, now: datetime, with_states: bool = False
+) -> list[Emission]:
     """A remembered command answered again. The same record again (a redelivery after a
-    crash) re-emits its events too, since the earlier attempt's outputs never committed; a new
-    record with the same command only gets the result again."""
+    crash) re-emits its events and run states too, as they were decided, since the earlier
+    attempt's outputs never committed; a new record with the same command only gets the result
+    again."""
     if prior.fingerprint != item.command.fingerprint():
         value = outputs.result_value(
             item.echo,
@@ -95,7 +104,9 @@ def replay(item: Admitted, prior: RememberedOutcome, now: datetime) -> list[Emis
             invalid_params=(IDEMPOTENCY_CONFLICT,),
         )
         return [_result(item, value, Status.BAD_REQUEST)]
-    return _emit(item, prior, with_events=prior.origin == item.record.origin)
+    return _emit(
+        item, prior, with_events=prior.origin == item.record.origin, with_states=with_states
+    )
 
 
 def throttled(item: Admitted, retry_after_seconds: int, now: datetime) -> list[Emission]:
@@ -167,11 +178,16 @@ class CommandHandler:
         verifier: TokenVerifier,
         rate_limit_per_account: int,
         clock: Callable[[], datetime] = utc_now,
+        *,
+        run_states: bool = False,
     ) -> None:
+        """With `run_states`, every change publishes the run's state besides its event (the
+        states topic is set)."""
         self._store = store
         self._verifier = verifier
         self._rate_limited = rate_limit_per_account > 0
         self._clock = clock
+        self._run_states = run_states
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -298,13 +314,13 @@ class CommandHandler:
             key = (command.account_id, command.command_id)
             prior = remembered.get(key)
             if prior is not None:
-                decision.emissions.append(replay(item, prior, now))
+                decision.emissions.append(replay(item, prior, now, self._run_states))
                 continue
             retry_after = ledger.verdicts.get(item.record.origin)
             if retry_after is not None:
                 decision.emissions.append(throttled(item, retry_after, now))
                 continue
-            verdict = decide_command(item, decision.workspace, now)
+            verdict = decide_command(item, decision.workspace, now, with_states=self._run_states)
             if not verdict.remembered:
                 decision.emissions.append([_result(item, verdict.result, verdict.status)])
                 continue
@@ -316,8 +332,11 @@ class CommandHandler:
                 result=verdict.result,
                 events=verdict.events,
                 origin=item.record.origin,
+                states=verdict.states,
             )
             remembered[key] = outcome
             decision.outcomes.append(outcome)
-            decision.emissions.append(_emit(item, outcome, with_events=True))
+            decision.emissions.append(
+                _emit(item, outcome, with_events=True, with_states=self._run_states)
+            )
         return decision

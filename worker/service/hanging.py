@@ -7,7 +7,7 @@ come. Kafka's remedy is an abort marker written by an administrator. An abort hi
 transaction's records; where the coordinator had in fact committed the transaction, those are
 results and events of commands whose offsets are committed, and nothing would ever publish
 them again. So before the abort, every hidden record that no visible record stands for is
-published again (`to_publish_again`).
+published again (`to_publish_again`); a run state only where no later state of its run follows.
 
 Pure rules, no I/O: the adapter (`worker.adapters.kafka.transactions`) feeds them what the
 brokers say.
@@ -142,19 +142,42 @@ def hidden_by_abort(records: Sequence[LogRecord], hanging: OpenTransaction) -> l
     ]
 
 
+def _body(record: LogRecord) -> object:
+    try:
+        return json.loads(record.value or b"")
+    except ValueError:
+        return None
+
+
+def _run_version(body: object) -> tuple[str, int] | None:
+    if not isinstance(body, dict) or "event_id" in body:
+        return None
+    run_id, version = body.get("id"), body.get("version")
+    if isinstance(run_id, str) and isinstance(version, int):
+        return run_id, version
+    return None
+
+
+def run_version(record: LogRecord) -> tuple[str, int] | None:
+    """A run state's run id and version; None for any other record. A state is the one output
+    with a top-level `id` and `version` (results and events name their run `fielding_run_id`)."""
+    return _run_version(_body(record))
+
+
 def identity(record: LogRecord) -> Hashable:
     """What makes two output records the same output: a DLQ copy by the record it copies; an
-    event by its `event_id`; a result by the command record it answers (a result written
-    before that header existed, by its `command_id`); anything else by its bytes."""
+    event by its `event_id`; a run state by its run and version; a result by the command record
+    it answers (a result written before that header existed, by its `command_id`); anything
+    else by its bytes."""
     headers = dict(record.headers)
     if all(name in headers for name in DLQ_ORIGIN):
         return ("dlq", *(headers[name] for name in DLQ_ORIGIN))
-    try:
-        body = json.loads(record.value or b"")
-    except ValueError:
-        body = None
+    body = _body(record)
     if isinstance(body, dict) and isinstance(body.get("event_id"), str):
         return ("event", body["event_id"])
+    state = _run_version(body)
+    if state is not None:
+        return ("state", *state)
     if COMMAND_ORIGIN in headers:
         return ("result", headers[COMMAND_ORIGIN])
     if isinstance(body, dict) and isinstance(body.get("command_id"), str):
@@ -167,13 +190,27 @@ def to_publish_again(records: Sequence[LogRecord], hanging: OpenTransaction) -> 
     in their order. Where its coordinator had aborted it, its commands were delivered again and
     their outputs stand later in the log: nothing is due. Where the coordinator had committed
     it, no redelivery happened: every record is due. `records` is the partition's log from the
-    transaction's first offset, read uncommitted."""
+    transaction's first offset, read uncommitted.
+
+    A run state is not due where the log holds a later state of its run, whatever its
+    transaction's fate: its copy would land after that one and become the run's last record, an
+    older state than the store's. The later one is visible, or will be (an open transaction
+    commits, or aborts and its command is delivered again and republishes it; a hidden one of
+    this transaction is due itself)."""
     standing = Counter(identity(record) for record in visible_after_abort(records, hanging))
+    newest: dict[str, int] = {}
+    for record in records:
+        state = run_version(record) if record.control is None else None
+        if state is not None:
+            newest[state[0]] = max(state[1], newest.get(state[0], state[1]))
     due = []
     for record in hidden_by_abort(records, hanging):
         same = identity(record)
+        state = run_version(record)
         if standing[same] > 0:
             standing[same] -= 1
+        elif state is not None and newest.get(state[0], state[1]) > state[1]:
+            continue  # superseded: compaction keeps the later state
         else:
             due.append(record)
     return due

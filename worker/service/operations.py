@@ -2,8 +2,8 @@
 
 The catalogue says which machine event each command sends and what it answers when it
 succeeds; the domain (`fielding_statemachine.decisions`) says whether it may; here a decision
-becomes an outcome: the status the public API would answer, the result and the events, and the
-changes to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
+becomes an outcome: the status the public API would answer, the result, the events and (when
+they are published) the runs' states, and the changes to write. Jobs (runs from drafts, bulk changes) are decided in the same pass as everything
 else: a bulk job of 1,000 target groups is 1,000 lookups in memory, not 1,000 round trips.
 """
 
@@ -152,27 +152,56 @@ class Verdict:
     # A timer before its time is answered but not remembered: the same timer, sent again
     # once its time has come, must be decided afresh.
     remembered: bool = True
+    states: tuple[Output, ...] = ()  # one per event, in the same order, when published
 
 
-def decide_command(item: Admitted, workspace: Workspace, now: datetime) -> Verdict:
+@dataclass
+class Announcements:
+    """What one command's changes publish: an event each and, with `with_states`, the run as
+    the change leaves it (built here, at decision time, so that it is remembered with the
+    outcome and a redelivery publishes it again unchanged)."""
+
+    item: Admitted
+    now: datetime
+    with_states: bool
+    events: list[Output] = field(default_factory=list)
+    states: list[Output] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        key = change.after.key
+        command_id = self.item.command.command_id
+        self.events.append(
+            Output(key.target_group_id.encode(), outputs.event_value(change, command_id, self.now))
+        )
+        if self.with_states:
+            value = outputs.state_value(change, self.now, self.item.principal.user_id)
+            self.states.append(Output(key.fielding_run_id.encode(), value))
+
+
+def decide_command(
+    item: Admitted, workspace: Workspace, now: datetime, *, with_states: bool = False
+) -> Verdict:
+    """`item` decided against `workspace` at `now`; with `with_states`, its changes' run states
+    are built too."""
     command = item.command
     entry = CATALOGUE[command.type]
+    announcements = Announcements(item, now, with_states)
     if isinstance(command, RunCommand):
-        return _run_command(item, command, entry, workspace, now)
+        return _run_command(item, command, entry, workspace, announcements)
     if isinstance(command, BulkCommand):
-        return _bulk_job(item, command, entry, workspace, now)
+        return _bulk_job(item, command, entry, workspace, announcements)
     assert isinstance(command, DraftCommand)
-    return _draft_job(item, command, entry, workspace, now)
-
-
-def _event(change: Change, command_id: str, now: datetime) -> Output:
-    value = outputs.event_value(change, command_id, now)
-    return Output(change.after.key.target_group_id.encode(), value)
+    return _draft_job(item, command, entry, workspace, announcements)
 
 
 def _run_command(
-    item: Admitted, command: RunCommand, entry: CommandType, workspace: Workspace, now: datetime
+    item: Admitted,
+    command: RunCommand,
+    entry: CommandType,
+    workspace: Workspace,
+    announcements: Announcements,
 ) -> Verdict:
+    now = announcements.now
     key = RunKey(
         command.account_id, command.project_id, command.target_group_id, command.fielding_run_id
     )
@@ -188,12 +217,18 @@ def _run_command(
         result = outputs.result_value(item.echo, status, now, detail=detail)
         return Verdict(status, result, remembered=decision is not Refusal.NOT_DUE)
     workspace.apply(decision, now, item.principal.user_id)
+    announcements.add(decision)
     after = decision.after
     body = entry.body.build(after) if entry.body is not None else None
     result = outputs.result_value(
         item.echo, entry.success, now, etag=etag_of(after.version), body=body
     )
-    return Verdict(entry.success, result, (_event(decision, command.command_id, now),))
+    return Verdict(
+        entry.success,
+        result,
+        tuple(announcements.events),
+        states=tuple(announcements.states),
+    )
 
 
 def _failure(refusal: Refusal) -> FailureReason:
@@ -205,11 +240,11 @@ def _job_verdict(
     item: Admitted,
     entry: CommandType,
     job: FieldingRunJob | BulkJob,
-    now: datetime,
     workspace: Workspace,
-    events: tuple[Output, ...],
+    announcements: Announcements,
 ) -> Verdict:
     command = item.command
+    now = announcements.now
     body = CreatedJob(job=job)
     workspace.jobs.append(
         JobRecord(
@@ -222,7 +257,12 @@ def _job_verdict(
         )
     )
     result = outputs.result_value(item.echo, entry.success, now, body=body)
-    return Verdict(entry.success, result, events)
+    return Verdict(
+        entry.success,
+        result,
+        tuple(announcements.events),
+        states=tuple(announcements.states),
+    )
 
 
 def _draft_job(
@@ -230,8 +270,9 @@ def _draft_job(
     command: DraftCommand,
     entry: CommandType,
     workspace: Workspace,
-    now: datetime,
+    announcements: Announcements,
 ) -> Verdict:
+    now = announcements.now
     event = entry.event
     key = RunKey(command.account_id, command.project_id, command.target_group_id, new_ulid())
     start = command.start_fielding_at if isinstance(command, ScheduleFieldingRunFromDraft) else None
@@ -243,10 +284,9 @@ def _draft_job(
         start,
         command.end_fielding_at,
     )
-    events: tuple[Output, ...] = ()
     if isinstance(decision, Change):
         workspace.apply(decision, now, item.principal.user_id)
-        events = (_event(decision, command.command_id, now),)
+        announcements.add(decision)
     job = FieldingRunJob(
         job_id=job_id_of(command.account_id, command.command_id),
         created_fielding_run_id=key.fielding_run_id if isinstance(decision, Change) else None,
@@ -256,16 +296,20 @@ def _draft_job(
         failure_reason=None if isinstance(decision, Change) else _failure(decision),
         job_trace_id=None if isinstance(decision, Change) else item.envelope.trace_id,
     )
-    return _job_verdict(item, entry, job, now, workspace, events)
+    return _job_verdict(item, entry, job, workspace, announcements)
 
 
 def _bulk_job(
-    item: Admitted, command: BulkCommand, entry: CommandType, workspace: Workspace, now: datetime
+    item: Admitted,
+    command: BulkCommand,
+    entry: CommandType,
+    workspace: Workspace,
+    announcements: Announcements,
 ) -> Verdict:
+    now = announcements.now
     event = entry.event
     updated: list[UpdatedTargetGroup] = []
     failed: list[FailedTargetGroup] = []
-    events: list[Output] = []
     for target_group_id in dict.fromkeys(command.target_group_ids):  # each once, in order
         run = workspace.run_of_target_group(target_group_id)
         decision = decide_bulk_item(run, command.account_id, command.project_id, event, now)
@@ -278,7 +322,7 @@ def _bulk_job(
             continue
         if isinstance(decision, Change):
             workspace.apply(decision, now, item.principal.user_id)
-            events.append(_event(decision, command.command_id, now))
+            announcements.add(decision)
         updated.append(UpdatedTargetGroup(target_group_id=target_group_id))
     job = BulkJob(
         job_id=job_id_of(command.account_id, command.command_id),
@@ -288,4 +332,4 @@ def _bulk_job(
         updated_target_groups=UpdatedTargetGroups(data=updated),
         failed_target_groups=FailedTargetGroups(data=failed),
     )
-    return _job_verdict(item, entry, job, now, workspace, tuple(events))
+    return _job_verdict(item, entry, job, workspace, announcements)

@@ -1,12 +1,12 @@
-"""Every output of the worker is built here: results, events, DLQ copies and DLQ stubs (a
-result's copy for `serve` gets its headers from `replies`).
+"""Every output of the worker is built here: results, events, run states, DLQ copies and DLQ
+stubs (a result's copy for `serve` gets its headers from `replies`).
 
 Nothing here can fail on what a record contains. Echoed strings are made encodable (a lone
 surrogate becomes U+FFFD) and capped in length before they reach a model; error details are
 the worker's own sentences plus bounded echoes; so every result fits its topic whatever the
 command held. Keys follow one rule each: results by `fielding_run_id` (or the command
-record's own key where that is unreadable), events by `target_group_id`, DLQ records by the
-original key.
+record's own key where that is unreadable), events by `target_group_id`, run states by
+`fielding_run_id` (the key compaction keeps one record of), DLQ records by the original key.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -34,6 +35,7 @@ from schemas.event import (
     TargetGroupPaused,
 )
 from schemas.result import CommandResult, CreatedJob, LaunchedTimes, Status, UpdatedRun
+from schemas.run_state import FieldingRunState
 from worker.service.envelope import Echo, RecordEnvelope, clean_text, header_keys_are_utf8
 from worker.service.ports import RecordOrigin
 
@@ -60,6 +62,7 @@ DLQ_VALUE_SHA256 = "dlq.value.sha256"
 class Channel(Enum):
     RESULT = "result"
     EVENT = "event"
+    STATE = "state"
     DLQ = "dlq"
 
 
@@ -194,6 +197,11 @@ def event(key: bytes, value: bytes, *, trace_headers: Headers, origin: RecordOri
     return Emission(Channel.EVENT, key, value, trace_headers, origin)
 
 
+def state(key: bytes, value: bytes, *, trace_headers: Headers, origin: RecordOrigin) -> Emission:
+    """A run's state after a change, keyed by its `fielding_run_id`."""
+    return Emission(Channel.STATE, key, value, trace_headers, origin)
+
+
 # Each change's event: its type follows where the run went, its reason why.
 EVENTS: dict[RunEvent, tuple[type[RunChanged], str]] = {
     RunEvent.LAUNCH_FROM_DRAFT: (TargetGroupOpened, "launched_from_draft"),
@@ -235,6 +243,28 @@ def event_value(change: Change, command_id: str, occurred_at: datetime) -> bytes
         if model is FieldingRunUpdated:
             common["status"] = run.status.value
     return to_json(model, common)
+
+
+def state_value(change: Change, changed_at: datetime, changed_by: UUID) -> bytes:
+    """The run as a change leaves it, as `GET .../fielding-runs/{id}` shows it plus its ids: what
+    the store holds once the change is written (`last_changed_*` are the change's)."""
+    run = change.after
+    key = run.key
+    return to_json(
+        FieldingRunState,
+        {
+            "id": key.fielding_run_id,
+            "last_changed_at": changed_at,
+            "last_changed_by": changed_by,
+            "start_fielding_at": run.start_fielding_at,
+            "end_fielding_at": run.end_fielding_at,
+            "status": run.status.value,
+            "version": run.version,
+            "account_id": key.account_id,
+            "project_id": key.project_id,
+            "target_group_id": key.target_group_id,
+        },
+    )
 
 
 def _coordinates(origin: RecordOrigin, reason: str) -> list[tuple[str, bytes | None]]:

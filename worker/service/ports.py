@@ -52,8 +52,9 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class RememberedOutcome:
-    """A decided command (2xx, 404, 412, 422) kept for idempotent replays: its result and its
-    events, the very bytes first published."""
+    """A decided command (2xx, 404, 412, 422) kept for idempotent replays: its result, its
+    events and its runs' states, the very bytes first published. A redelivery publishes these
+    states again, never the run as it is by then."""
 
     account_id: int
     command_id: str
@@ -62,6 +63,7 @@ class RememberedOutcome:
     result: bytes
     events: tuple[Output, ...]
     origin: RecordOrigin
+    states: tuple[Output, ...] = ()  # one per event, when run states were published
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from schemas.event import (
     TargetGroupPaused,
 )
 from schemas.result import CommandResult
+from schemas.run_state import FieldingRunState
 from schemas.types import ULID_PATTERN
 from worker.service import outputs
 from worker.service.auth import TIMER_SIGNATURE
@@ -96,6 +97,7 @@ def asyncapi_document() -> dict[str, Any]:
         (CommandResult, "serialization"),
         *((model, "serialization") for model in EVENT_MODELS),
         (DeadLetterStub, "serialization"),
+        (FieldingRunState, "serialization"),
     ]
     refs, definitions = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = dict(definitions["$defs"])
@@ -226,6 +228,16 @@ def asyncapi_document() -> dict[str, Any]:
             "OutputHeaders",
             _key("target_group_id"),
         )
+    messages["fielding_run_state"] = _message(
+        "fielding_run_state",
+        "fielding_run_state",
+        _doc(FieldingRunState)
+        + " One per change, in the change's transaction; the last one of a key is the run's "
+        "current state.",
+        payload_of[FieldingRunState],
+        "OutputHeaders",
+        _key("fielding_run_id: compaction keeps the last state of each run"),
+    )
     messages["dead_letter_copy"] = {
         **_message(
             "dead_letter_copy",
@@ -247,19 +259,20 @@ def asyncapi_document() -> dict[str, Any]:
     )
 
     def channel(
-        setting: str, partitions: str, description: str, names: list[str]
+        setting: str,
+        partitions: str,
+        description: str,
+        names: list[str],
+        configuration: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        kafka: dict[str, Any] = {"topic": _default(setting), "partitions": _default(partitions)}
+        if configuration:
+            kafka["topicConfiguration"] = configuration
         return {
             "address": _default(setting),
             "description": description,
             "messages": {name: _ref("messages", name) for name in names},
-            "bindings": {
-                "kafka": {
-                    "topic": _default(setting),
-                    "partitions": _default(partitions),
-                    "bindingVersion": "0.5.0",
-                }
-            },
+            "bindings": {"kafka": {**kafka, "bindingVersion": "0.5.0"}},
         }
 
     command_names = [str(m.model_config["title"]) for m in COMMAND_MODELS]
@@ -277,6 +290,15 @@ def asyncapi_document() -> dict[str, Any]:
             "output_partitions",
             "One event per change of a run, in the order of one run's changes.",
             event_names,
+        ),
+        "runStates": channel(
+            "states_topic",
+            "output_partitions",
+            "Compacted: after each change of a run, the run as it then is. Read from the "
+            "beginning (read_committed), the last record of each key is every run's current "
+            "state.",
+            ["fielding_run_state"],
+            {"cleanup.policy": ["compact"]},
         ),
         "deadLetters": channel(
             "dlq_topic",
@@ -321,6 +343,12 @@ def asyncapi_document() -> dict[str, Any]:
             "send", "results", "A result per command record.", ["command_result"]
         ),
         "sendEvents": operation("send", "events", "An event per change of a run.", event_names),
+        "sendRunStates": operation(
+            "send",
+            "runStates",
+            "A run's state per change, in the transaction of the change's event.",
+            ["fielding_run_state"],
+        ),
         "sendDeadLetters": operation(
             "send",
             "deadLetters",

@@ -461,5 +461,7 @@ class AssignmentPipeline:
                 metrics.COMMANDS.labels(command_type or "unknown", str(int(status or 0))).inc(count)
             elif channel is Channel.EVENT:
                 metrics.EVENTS.inc(count)
+            elif channel is Channel.STATE:
+                metrics.RUN_STATES.inc(count)
             else:
                 metrics.DLQ_RECORDS.inc(count)

@@ -1,7 +1,8 @@
 """The topics of the contract, created with the admin API where missing, and the largest record
 each accepts.
 
-The commands topic is created with `compression.type=uncompressed`: the broker then
+The states topic is created with `cleanup.policy=compact`. The commands topic is created with
+`compression.type=uncompressed`: the broker then
 decompresses what producers send and checks `max.message.bytes` against the records as
 stored, so a small compressed batch cannot unfold into gigabytes in the worker (a gzip batch
 of 3 MB of one byte, 3 KB compressed, is refused at produce time). The DLQ must take a copy of
@@ -27,6 +28,10 @@ COMPRESSION_TYPE = "compression.type"
 COMMANDS_CONFIG = {COMPRESSION_TYPE: "uncompressed"}
 # A reply is read within seconds by the HTTP process waiting for it, or never.
 REPLIES_CONFIG = {"retention.ms": str(60 * 60 * 1000)}
+# The last state of each run is kept for as long as the topic exists: older ones are compacted
+# away, never expired by time.
+CLEANUP_POLICY = "cleanup.policy"
+STATES_CONFIG = {CLEANUP_POLICY: "compact"}
 DLQ_HEADROOM = 64 * 1024  # the dlq.* headers are bounded far below this
 
 
@@ -109,6 +114,7 @@ async def ensure_topics(
     dlq_topic: str,
     replication_factor: int,
     replies_topic: str | None = None,
+    states_topic: str | None = None,
 ) -> list[str]:
     """Creates the missing topics of `partitions` (name -> partition count), the DLQ sized for
     the commands topic's largest record; returns the names it created."""
@@ -125,6 +131,8 @@ async def ensure_topics(
                     if name == commands_topic
                     else REPLIES_CONFIG
                     if name == replies_topic
+                    else STATES_CONFIG
+                    if name == states_topic
                     else {}
                 ),
             )

@@ -28,14 +28,15 @@ SELECT
                    start_fielding_at, end_fielding_at)
           FROM fielding_runs WHERE id = ANY($1::text[]) OR target_group_id = ANY($2::text[])) AS runs,
   ARRAY(SELECT ROW(o.account_id, o.command_id, o.fingerprint, o.status, o.result,
-                   o.source_topic, o.source_partition, o.source_offset, o.events::text[], o.event_keys)
+                   o.source_topic, o.source_partition, o.source_offset, o.events::text[], o.event_keys,
+                   o.states::text[], o.state_keys)
           FROM command_outcomes o
           JOIN unnest($3::int[], $4::text[]) AS k(account_id, command_id)
             ON o.account_id = k.account_id AND o.command_id = k.command_id) AS outcomes
 """
 
-# The function is migration 0005's; it raises serialization_failure on a lost race.
-SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 35)) + ")"
+# The function is migration 0008's; it raises serialization_failure on a lost race.
+SAVE = "SELECT save_decisions(" + ", ".join(f"${n}" for n in range(1, 38)) + ")"
 
 # Counters in one window per account, shared by every replica. The table is UNLOGGED and
 # written with synchronous_commit off: a counter lost in a crash costs nothing that matters,
@@ -65,6 +66,12 @@ UPDATE account_command_rates AS r SET used = r.used - k.units
   FROM unnest($1::int[], $2::int[], $3::timestamptz[]) AS k(account_id, units, window_start)
  WHERE r.account_id = k.account_id AND r.window_start = k.window_start
 """
+
+
+def _outputs(keys: Sequence[str], values: Sequence[str]) -> tuple[Output, ...]:
+    return tuple(
+        Output(key.encode(), value.encode()) for key, value in zip(keys, values, strict=True)
+    )
 
 
 class PostgresCommandStore:
@@ -107,11 +114,9 @@ class PostgresCommandStore:
                 fingerprint=bytes(fingerprint),
                 status=status,
                 result=result.encode(),
-                events=tuple(
-                    Output(key.encode(), value.encode())
-                    for key, value in zip(event_keys, events, strict=True)
-                ),
+                events=_outputs(event_keys, events),
                 origin=RecordOrigin(topic, partition, offset),
+                states=_outputs(state_keys, states),
             )
             for (
                 account_id,
@@ -124,6 +129,8 @@ class PostgresCommandStore:
                 offset,
                 events,
                 event_keys,
+                states,
+                state_keys,
             ) in row["outcomes"]
         }
         return Snapshot(runs, outcomes, row["now"])
@@ -137,6 +144,7 @@ class PostgresCommandStore:
         updates = [c for c in changes if c.expected_version is not None]
         created = [c for c in changes if c.expected_version is None]
         events = [(n, e) for n, o in enumerate(outcomes, start=1) for e in o.events]
+        states = [(n, e) for n, o in enumerate(outcomes, start=1) for e in o.states]
         with translate_transient():
             await self._pool.execute(
                 SAVE,
@@ -175,6 +183,9 @@ class PostgresCommandStore:
                 [j.target_group_id for j in jobs],
                 [j.command_type for j in jobs],
                 [j.body.decode() for j in jobs],
+                [n for n, _ in states],
+                [e.key.decode() for _, e in states],
+                [e.value.decode() for _, e in states],
             )
 
     async def take_quota(self, requested: Mapping[int, int]) -> dict[int, Quota]:
