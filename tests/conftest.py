@@ -26,7 +26,6 @@ from worker.adapters.kafka.admin import admin_client
 from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
 from worker.bootstrap import create_topics
-from worker.service.auth import SYSTEM_ACTOR
 from worker.service.runs_by_hand import run_times
 from worker.settings import Settings
 
@@ -133,6 +132,11 @@ async def api(settings: Settings) -> AsyncIterator[ApiStarter]:
         yield start
 
 
+# Who the tests' runs were last changed by when made: neither a test's user nor the system
+# actor, so a test sees who changed a run since.
+SETUP_ACTOR = uuid.UUID("00000000-0000-4000-8000-0000000005e7")
+
+
 @pytest.fixture
 def make_run(pool: asyncpg.Pool) -> RunMaker:
     async def make(
@@ -155,7 +159,7 @@ def make_run(pool: asyncpg.Pool) -> RunMaker:
             version=version,
             start_fielding_at=start,
             end_fielding_at=end,
-            changed_by=SYSTEM_ACTOR,
+            changed_by=SETUP_ACTOR,
         )
 
     return make
