@@ -49,6 +49,13 @@ class Refusal(Enum):
     INVALID_TIMES = "invalid_times"  # a run from a draft starting in the past or ending first
 
 
+class TimeFault(Enum):
+    """A rule the times of a run created from a draft break (each one a job's failure names)."""
+
+    START_IN_THE_PAST = "start_in_the_past"
+    END_NOT_AFTER_START = "end_not_after_start"
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """A run changed (or created: `before` is None) by `event`."""
@@ -142,9 +149,20 @@ def decide_creation(
     target = next_status(None, event)
     assert target is not None, f"{event} does not create a run"
     begins = now if target is RunStatus.LIVE else start
-    if begins is None or end <= begins or begins < now - CLOCK_SKEW:
+    if begins is None or creation_time_faults(begins, end, now):
         return Refusal.INVALID_TIMES
     return Change(event, None, RunState(key, target, 1, begins, end))
+
+
+def creation_time_faults(begins: datetime, end: datetime, now: datetime) -> list[TimeFault]:
+    """What is wrong with the times of a run created from a draft, beginning at `begins` (now,
+    for one launched at once): nothing, or each rule broken."""
+    faults = []
+    if begins < now - CLOCK_SKEW:
+        faults.append(TimeFault.START_IN_THE_PAST)
+    if end <= begins:
+        faults.append(TimeFault.END_NOT_AFTER_START)
+    return faults
 
 
 def decide_bulk_item(

@@ -66,9 +66,9 @@ class FieldingRunItem(BaseModel):
 
     id: Ulid
     last_changed_at: Timestamp
-    last_changed_by: UUID | None
-    start_fielding_at: Timestamp | None
-    end_fielding_at: Timestamp | None
+    last_changed_by: UUID
+    start_fielding_at: Timestamp
+    end_fielding_at: Timestamp
     status: RunStatusName
     version: int
 

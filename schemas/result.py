@@ -34,7 +34,7 @@ class LaunchedTimes(BaseModel):
     model_config = ConfigDict(frozen=True, title="launched_times")
 
     start_fielding_at: Timestamp
-    end_fielding_at: Timestamp | None
+    end_fielding_at: Timestamp
 
 
 class UpdatedRun(BaseModel):

@@ -8,7 +8,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ from worker.adapters.kafka.admin import admin_client
 from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import FieldingRunRecord, put_run
 from worker.bootstrap import create_topics
+from worker.service.runs_by_hand import run_times
 from worker.settings import Settings
 
 # CI draws the same property-test examples run after run, so that a red CI is a change's doing
@@ -133,6 +134,11 @@ async def api(settings: Settings) -> AsyncIterator[ApiStarter]:
         yield start
 
 
+# Who the tests' runs were last changed by when made: neither a test's user nor the system
+# actor, so a test sees who changed a run since.
+SETUP_ACTOR = uuid.UUID("00000000-0000-4000-8000-0000000005e7")
+
+
 @pytest.fixture
 def make_run(pool: asyncpg.Pool) -> RunMaker:
     async def make(
@@ -143,6 +149,8 @@ def make_run(pool: asyncpg.Pool) -> RunMaker:
         end_fielding_at: datetime | None = None,
         **ids: Any,
     ) -> FieldingRunRecord:
+        # The times not given are derived as `runs put` derives them.
+        start, end = run_times(status, datetime.now(UTC), start_fielding_at, end_fielding_at)
         return await put_run(
             pool,
             account_id=account_id,
@@ -151,8 +159,9 @@ def make_run(pool: asyncpg.Pool) -> RunMaker:
             fielding_run_id=ids.get("fielding_run_id") or new_ulid(),
             status=status,
             version=version,
-            start_fielding_at=start_fielding_at,
-            end_fielding_at=end_fielding_at,
+            start_fielding_at=start,
+            end_fielding_at=end,
+            changed_by=SETUP_ACTOR,
         )
 
     return make

@@ -150,6 +150,9 @@ async def test_a_run_changed_since_it_was_read_fails_the_whole_batch(
         target_group_id=raced.target_group_id,
         fielding_run_id=raced.id,
         status=RunStatus.PAUSED,
+        start_fielding_at=raced.start_fielding_at,
+        end_fielding_at=raced.end_fielding_at,
+        changed_by=raced.last_changed_by,
     )
     lost = outcome()
     with pytest.raises(TransientFailure):

@@ -14,7 +14,9 @@ from fielding_statemachine.decisions import (
     Refusal,
     RunKey,
     RunState,
+    TimeFault,
     Unchanged,
+    creation_time_faults,
     decide,
     decide_bulk_item,
     decide_creation,
@@ -126,6 +128,19 @@ def test_a_run_from_a_draft_is_created_live_from_now_or_scheduled() -> None:
     assert launched == Change(E.LAUNCH_FROM_DRAFT, None, RunState(KEY, S.LIVE, 1, NOW, NOW + HOUR))
     scheduled = decide_creation(None, KEY, E.SCHEDULE_FROM_DRAFT, NOW, NOW + HOUR, NOW + 2 * HOUR)
     assert isinstance(scheduled, Change) and scheduled.after.status is S.SCHEDULED
+
+
+def test_the_times_of_a_run_from_a_draft_name_each_rule_they_break() -> None:
+    assert creation_time_faults(NOW + HOUR, NOW + 2 * HOUR, NOW) == []
+    assert creation_time_faults(NOW - CLOCK_SKEW, NOW + HOUR, NOW) == []  # within the skew
+    assert creation_time_faults(NOW - HOUR, NOW + HOUR, NOW) == [TimeFault.START_IN_THE_PAST]
+    assert creation_time_faults(NOW + HOUR, NOW + HOUR, NOW) == [TimeFault.END_NOT_AFTER_START]
+    assert creation_time_faults(NOW - HOUR, NOW - 2 * HOUR, NOW) == [
+        TimeFault.START_IN_THE_PAST,
+        TimeFault.END_NOT_AFTER_START,
+    ]
+    refused = decide_creation(None, KEY, E.SCHEDULE_FROM_DRAFT, NOW, NOW - HOUR, NOW + HOUR)
+    assert refused is Refusal.INVALID_TIMES
 
 
 def test_a_target_group_with_a_run_gets_no_second_one() -> None:

@@ -253,7 +253,9 @@ async def test_a_draft_job_creates_the_run_live_from_now() -> None:
     out = await h.send(body)
     [result] = results(out)
     job = result["body"]["job"]
-    assert (result["status"], job["status"], job["failure_reason"]) == (201, "Completed", None)
+    assert (result["status"], job["status"]) == (201, "Completed")
+    # What has no value is left out: the public API's document does not let it be null.
+    assert "failure_reason" not in job and "job_trace_id" not in job
     assert job["job_id"] == job_id_of(KEY.account_id, body["command_id"])
     created = h.store.runs[job["created_fielding_run_id"]]
     assert (created.status, created.version, created.start_fielding_at) == (S.LIVE, 1, NOW)
@@ -290,12 +292,19 @@ async def test_a_second_draft_job_for_the_target_group_fails_and_changes_nothing
     )
     [result] = results(out)
     job = result["body"]["job"]
-    assert (result["status"], job["status"], job["created_fielding_run_id"]) == (
-        201,
-        "Failed",
-        None,
-    )
-    assert job["failure_reason"]["code"] == "TargetGroupInvalidState" and job["job_trace_id"]
+    assert (result["status"], job["status"]) == (201, "Failed")
+    assert "created_fielding_run_id" not in job and job["job_trace_id"]
+    assert job["failure_reason"] == {
+        "code": "TargetGroupInvalidState",
+        "description": "The target group is not in a draft state: it has a fielding run.",
+        "reasons": [
+            {
+                "name": "target_group_id",
+                "reason": "fielding_run_exists",
+                "detail": "The target group has a fielding run: it is no longer a draft.",
+            }
+        ],
+    }
     assert events(out) == [] and len(h.store.runs) == 1
 
 
@@ -310,7 +319,43 @@ async def test_a_draft_job_starting_in_the_past_fails_with_invalid_dates() -> No
             )
         )
     )
-    assert result["body"]["job"]["failure_reason"]["code"] == "InvalidFieldingDates"
+    failure = result["body"]["job"]["failure_reason"]
+    assert failure["code"] == "InvalidFieldingDates"
+    assert [(r["name"], r["reason"]) for r in failure["reasons"]] == [
+        ("start_fielding_at", "start_in_the_past")
+    ]
+
+
+async def test_a_draft_job_breaking_both_time_rules_names_each() -> None:
+    h = Harness()
+    [result] = results(
+        await h.send(
+            draft(
+                "schedule_fielding_run_from_draft",
+                start_fielding_at=(NOW - HOUR).isoformat(),
+                end_fielding_at=(NOW - 2 * HOUR).isoformat(),
+            )
+        )
+    )
+    reasons = result["body"]["job"]["failure_reason"]["reasons"]
+    assert [(r["name"], r["reason"]) for r in reasons] == [
+        ("start_fielding_at", "start_in_the_past"),
+        ("end_fielding_at", "end_not_after_start"),
+    ]
+
+
+async def test_a_launch_from_draft_ending_before_now_names_its_end() -> None:
+    h = Harness()
+    [result] = results(
+        await h.send(
+            draft("launch_fielding_run_from_draft", end_fielding_at=(NOW - HOUR).isoformat())
+        )
+    )
+    job = result["body"]["job"]
+    assert (job["status"], job["failure_reason"]["code"]) == ("Failed", "InvalidFieldingDates")
+    assert [(r["name"], r["reason"]) for r in job["failure_reason"]["reasons"]] == [
+        ("end_fielding_at", "end_not_after_start")
+    ]
 
 
 def runs_for_bulk() -> dict[str, RunState]:

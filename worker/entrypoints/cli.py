@@ -189,9 +189,19 @@ async def _with_pool(work: Any) -> Any:
 @click.option("--fielding-run-id", "--id", "fielding_run_id", required=True)
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]), required=True)
 @click.option("--version", type=int, default=None, help="Default: 1 for a new run, +1 on replace.")
-@click.option("--start-fielding-at", type=click.DateTime(), default=None, help="UTC.")
-@click.option("--end-fielding-at", type=click.DateTime(), default=None, help="UTC.")
-@click.option("--changed-by", type=click.UUID, default=None)
+@click.option(
+    "--start-fielding-at",
+    type=click.DateTime(),
+    default=None,
+    help="UTC. Default: the end minus 30 days if an end is given, else now (a day from now "
+    "for a scheduled run).",
+)
+@click.option(
+    "--end-fielding-at", type=click.DateTime(), default=None, help="UTC. Default: start + 30 days."
+)
+@click.option(
+    "--changed-by", type=click.UUID, default=None, help="Default: the system actor (no user)."
+)
 def runs_put(
     account_id: int,
     project_id: str,
@@ -203,9 +213,23 @@ def runs_put(
     end_fielding_at: datetime | None,
     changed_by: UUID | None,
 ) -> None:
-    """Create or replace a fielding run; print it as JSON."""
+    """Create or replace a fielding run; print it as JSON. A run always has both times: those
+    not given are derived."""
     from worker.adapters.postgres.runs import put_run
+    from worker.service.auth import SYSTEM_ACTOR
+    from worker.service.runs_by_hand import run_times
 
+    start, end = run_times(
+        RunStatus(status),
+        datetime.now(UTC),
+        start_fielding_at and start_fielding_at.replace(tzinfo=UTC),
+        end_fielding_at and end_fielding_at.replace(tzinfo=UTC),
+    )
+    if end <= start:
+        raise click.BadParameter(
+            f"the end ({end.isoformat()}) must be after the start ({start.isoformat()})",
+            param_hint="--end-fielding-at",
+        )
     run = asyncio.run(
         _with_pool(
             lambda pool: put_run(
@@ -216,9 +240,9 @@ def runs_put(
                 fielding_run_id=fielding_run_id,
                 status=RunStatus(status),
                 version=version,
-                start_fielding_at=start_fielding_at and start_fielding_at.replace(tzinfo=UTC),
-                end_fielding_at=end_fielding_at and end_fielding_at.replace(tzinfo=UTC),
-                changed_by=changed_by,
+                start_fielding_at=start,
+                end_fielding_at=end,
+                changed_by=changed_by or SYSTEM_ACTOR,
             )
         )
     )

@@ -123,7 +123,8 @@ def _family(model: type[Envelope]) -> Family:
 
 
 def _launched_times(run: RunState) -> LaunchedTimes:
-    assert run.start_fielding_at is not None
+    # Every stored run has both times (the columns are NOT NULL).
+    assert run.start_fielding_at is not None and run.end_fielding_at is not None
     return LaunchedTimes(
         start_fielding_at=run.start_fielding_at, end_fielding_at=run.end_fielding_at
     )

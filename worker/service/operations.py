@@ -20,6 +20,8 @@ from fielding_statemachine.decisions import (
     Refusal,
     RunKey,
     RunState,
+    TimeFault,
+    creation_time_faults,
     decide,
     decide_bulk_item,
     decide_creation,
@@ -38,7 +40,9 @@ from schemas.job import (
     FailedTargetGroups,
     FailureCode,
     FailureReason,
+    FailureReasonDetail,
     FieldingRunJob,
+    FieldingRunJobFailureReason,
     UpdatedTargetGroup,
     UpdatedTargetGroups,
 )
@@ -84,6 +88,31 @@ FAILURES: Final[dict[Refusal, tuple[FailureCode, str]]] = {
     # named so that every refusal has a failure.
     Refusal.VERSION_MISMATCH: ("StatusTransitionNotAllowed", "The fielding run changed."),
     Refusal.NOT_DUE: ("StatusTransitionNotAllowed", "The fielding run's time is not reached."),
+}
+
+
+# The detail of each rule a draft job can break, as its failure's `reasons` name it.
+DRAFT_REASONS: Final[dict[Refusal | TimeFault, FailureReasonDetail]] = {
+    Refusal.NOT_FOUND: FailureReasonDetail(
+        name="target_group_id",
+        reason="target_group_not_found",
+        detail="No such target group under this account and project.",
+    ),
+    Refusal.ALREADY_HAS_RUN: FailureReasonDetail(
+        name="target_group_id",
+        reason="fielding_run_exists",
+        detail="The target group has a fielding run: it is no longer a draft.",
+    ),
+    TimeFault.START_IN_THE_PAST: FailureReasonDetail(
+        name="start_fielding_at",
+        reason="start_in_the_past",
+        detail="The start time is in the past.",
+    ),
+    TimeFault.END_NOT_AFTER_START: FailureReasonDetail(
+        name="end_fielding_at",
+        reason="end_not_after_start",
+        detail="The end time is not after the start time (now, for a launch).",
+    ),
 }
 
 
@@ -236,6 +265,20 @@ def _failure(refusal: Refusal) -> FailureReason:
     return FailureReason(code=code, description=description)
 
 
+def draft_failure(
+    refusal: Refusal, now: datetime, begins: datetime, end: datetime
+) -> FieldingRunJobFailureReason:
+    """Why a draft job failed, with a detail for each rule broken (`begins`: the run's start,
+    now for a launch)."""
+    code, description = FAILURES[refusal]
+    faults: list[Refusal | TimeFault] = [refusal]
+    if refusal is Refusal.INVALID_TIMES:
+        faults = [*creation_time_faults(begins, end, now)]
+    return FieldingRunJobFailureReason(
+        code=code, description=description, reasons=[DRAFT_REASONS[f] for f in faults]
+    )
+
+
 def _job_verdict(
     item: Admitted,
     entry: CommandType,
@@ -293,7 +336,11 @@ def _draft_job(
         created_at=now,
         created_by=item.principal.user_id,
         status="Completed" if isinstance(decision, Change) else "Failed",
-        failure_reason=None if isinstance(decision, Change) else _failure(decision),
+        failure_reason=(
+            None
+            if isinstance(decision, Change)
+            else draft_failure(decision, now, start or now, command.end_fielding_at)
+        ),
         job_trace_id=None if isinstance(decision, Change) else item.envelope.trace_id,
     )
     return _job_verdict(item, entry, job, workspace, announcements)

@@ -57,6 +57,8 @@ from worker.service.operations import NOT_FOUND_DETAIL
 
 Endpoint = Callable[..., Awaitable[Response]]
 
+NO_RUN_OF_TARGET_GROUP = "no fielding run for this target group under this account and project"
+
 router = APIRouter(tags=["Fielding"])
 batch = APIRouter(tags=["Fielding (Batch)"])
 
@@ -68,7 +70,7 @@ batch = APIRouter(tags=["Fielding (Batch)"])
     GROUP + "/fielding-runs",
     operation_id="get_fielding_runs_by_target_group_id",
     response_model=FieldingRunList,
-    responses=documented(200, 400, 401, 403, 429, 500),
+    responses=documented(200, 400, 401, 403, 404, 429, 500),
 )
 async def list_runs(
     request: Request,
@@ -78,11 +80,15 @@ async def list_runs(
     target_group_id: UlidPath,
     version: ApiVersion,
 ) -> Response:
+    """404 when the target group has no run under this account and project, as the public API
+    answers: a target group this account cannot see is not found either."""
     allowed(user, account_id)
     read_limit_of(request).take(account_id)
     runs = await runs_of_target_group(
         context_of(request).pool, account_id, project_id, target_group_id
     )
+    if not runs:
+        raise error(Status.NOT_FOUND, NO_RUN_OF_TARGET_GROUP)
     body = FieldingRunList(data=[run_item(run) for run in runs])
     return JSONResponse(body.model_dump(mode="json"), headers=trace_headers(request))
 
@@ -161,7 +167,11 @@ async def read_job(
         kind,
     ):
         raise error(Status.NOT_FOUND, "no such job under this account and project")
-    return Response(job.body, media_type="application/json", headers=trace_headers(request))
+    # Read through its model, so a job stored by an older worker (nulls where the public API's
+    # document allows none, no failure `reasons`) is shown as the document shapes it.
+    model = BulkJob if target_group_id is None else FieldingRunJob
+    shown = model.model_validate_json(job.body).model_dump_json()
+    return Response(shown, media_type="application/json", headers=trace_headers(request))
 
 
 # --- changes: one route per command type the catalogue serves -----------------------------------

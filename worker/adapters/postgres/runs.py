@@ -1,4 +1,5 @@
-"""Reading and writing whole fielding runs, for `fielding-worker runs put|get`."""
+"""Reading and writing whole fielding runs, for `fielding-worker runs put|get`. A run always has
+its times and who last changed it (the columns are NOT NULL)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,12 @@ class FieldingRunRecord:
     id: str
     status: RunStatus
     version: int
-    start_fielding_at: datetime | None
-    end_fielding_at: datetime | None
+    start_fielding_at: datetime
+    end_fielding_at: datetime
     last_changed_at: datetime
-    last_changed_by: UUID | None
+    last_changed_by: UUID
 
     def as_json(self) -> dict[str, Any]:
-        def moment(value: datetime | None) -> str | None:
-            return format_timestamp(value) if value else None
-
         return {
             "account_id": self.account_id,
             "project_id": self.project_id,
@@ -38,10 +36,10 @@ class FieldingRunRecord:
             "status": self.status.value,
             "version": self.version,
             "etag": etag_of(self.version),
-            "start_fielding_at": moment(self.start_fielding_at),
-            "end_fielding_at": moment(self.end_fielding_at),
-            "last_changed_at": moment(self.last_changed_at),
-            "last_changed_by": str(self.last_changed_by) if self.last_changed_by else None,
+            "start_fielding_at": format_timestamp(self.start_fielding_at),
+            "end_fielding_at": format_timestamp(self.end_fielding_at),
+            "last_changed_at": format_timestamp(self.last_changed_at),
+            "last_changed_by": str(self.last_changed_by),
         }
 
 
@@ -76,10 +74,10 @@ async def put_run(
     target_group_id: str,
     fielding_run_id: str,
     status: RunStatus,
+    start_fielding_at: datetime,
+    end_fielding_at: datetime,
+    changed_by: UUID,
     version: int | None = None,
-    start_fielding_at: datetime | None = None,
-    end_fielding_at: datetime | None = None,
-    changed_by: UUID | None = None,
 ) -> FieldingRunRecord:
     row = await connection.fetchrow(
         PUT,
