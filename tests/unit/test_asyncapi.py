@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,10 @@ def test_the_states_topic_is_described_as_compacted_and_sent_by_the_worker() -> 
 
 def test_a_run_state_as_the_worker_writes_it_fits_its_payload() -> None:
     key = RunKey(101, new_ulid(), new_ulid(), new_ulid())
-    before = RunState(key, RunStatus.LIVE, 4)
-    change = Change(RunEvent.PAUSE, before, RunState(key, RunStatus.PAUSED, 5))
+    start = datetime.now(UTC)
+    end = start + timedelta(days=1)  # every run has its times (docs/decisions/public-api-shapes.md)
+    before = RunState(key, RunStatus.LIVE, 4, start, end)
+    change = Change(RunEvent.PAUSE, before, RunState(key, RunStatus.PAUSED, 5, start, end))
     value = json.loads(outputs.state_value(change, datetime.now(UTC), uuid.uuid4()))
     assert payload_validator("fielding_run_state").is_valid(value), value
     assert not payload_validator("fielding_run_state").is_valid({**value, "status": "draft"})
