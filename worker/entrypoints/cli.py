@@ -7,7 +7,7 @@ import gc
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -426,6 +426,18 @@ def _letter_line(letter: Any, refused: Any) -> str:
     )
 
 
+def _run_dlq(work: Coroutine[Any, Any, Any]) -> Any:
+    """Runs one of the `dlq` commands' coroutines; a store without the re-drives table, or a
+    DLQ that cannot be read to its end, stops it with a message rather than a traceback."""
+    from worker.adapters.kafka.dead_letters import DlqReadStuck
+    from worker.adapters.postgres.redrives import RedrivesTableMissing
+
+    try:
+        return asyncio.run(work)
+    except (RedrivesTableMissing, DlqReadStuck) as error:
+        raise click.ClickException(str(error)) from None
+
+
 @dlq.command("list")
 @_selection
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of text.")
@@ -444,7 +456,7 @@ def dlq_list(
 
     settings = _settings()
     selection = _selected(partitions, from_offset, to_offset, reason)
-    found = asyncio.run(make_plan(settings, selection))
+    found = _run_dlq(make_plan(settings, selection))
     for planned in found.planned:
         if as_json:
             click.echo(json.dumps({**describe(planned.letter), **verdict(planned.refused)}))
@@ -466,7 +478,7 @@ def dlq_show(coordinates: tuple[int, int]) -> None:
 
     partition, offset = coordinates
     settings = _settings()
-    letter = asyncio.run(show(settings, partition, offset))
+    letter = _run_dlq(show(settings, partition, offset))
     if letter is None:
         click.echo(f"no record at {partition}:{offset} of {settings.dlq_topic}", err=True)
         sys.exit(1)
@@ -505,7 +517,7 @@ def dlq_redrive(
 
     settings = _settings()
     selection = _selected(partitions, from_offset, to_offset, reason)
-    found = asyncio.run(make_plan(settings, selection, force=force))
+    found = _run_dlq(make_plan(settings, selection, force=force))
     if not found.planned:
         click.echo("no dead letter selected")
         return
@@ -532,9 +544,9 @@ def dlq_redrive(
         )
     if sys.stdout.isatty() and len(going) >= PROGRESS_FROM:
         with click.progressbar(length=len(going), label="re-driving") as bar:
-            report = asyncio.run(redrive(settings, going, lambda _: bar.update(1), force=force))
+            report = _run_dlq(redrive(settings, going, lambda _: bar.update(1), force=force))
     else:
-        report = asyncio.run(redrive(settings, going, force=force))
+        report = _run_dlq(redrive(settings, going, force=force))
     for letter, (partition, offset) in report.sent:
         click.echo(
             f"{letter.partition}:{letter.offset} re-driven to {settings.commands_topic} "

@@ -40,11 +40,21 @@ UPDATE dlq_redrives SET sent_partition = $4, sent_offset = $5
 """
 
 
+class RedrivesTableMissing(RuntimeError):
+    """The store predates `dlq_redrives` (migration 0007)."""
+
+    def __init__(self) -> None:
+        super().__init__("the store has no dlq_redrives table: run `fielding-worker migrate`")
+
+
 async def redrives(
     connection: asyncpg.Connection | asyncpg.Pool, dlq_topic: str
 ) -> dict[tuple[int, int], Redrive]:
     """Every re-drive recorded for `dlq_topic`, by the dead letter's (partition, offset)."""
-    rows = await connection.fetch(REDRIVES, dlq_topic)
+    try:
+        rows = await connection.fetch(REDRIVES, dlq_topic)
+    except asyncpg.UndefinedTableError:
+        raise RedrivesTableMissing() from None
     return {
         (row["dlq_partition"], row["dlq_offset"]): Redrive(
             row["began_at"],
