@@ -191,6 +191,13 @@ class Settings(BaseSettings):
         description="How long the jobs that draft and bulk commands create are kept (then "
         "GET answers 404 for them).",
     )
+    dlq_max_redrives: int = Field(
+        3,
+        ge=1,
+        validation_alias=_env("FIELDING_DLQ_MAX_REDRIVES"),
+        description="`dlq redrive` leaves a dead letter that was re-driven and dead-lettered "
+        "again this many times (its fielding-redrives header) unless given --force.",
+    )
     unexpected_error_attempts: int = Field(
         3,
         ge=1,

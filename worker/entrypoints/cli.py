@@ -7,7 +7,7 @@ import gc
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -389,6 +389,196 @@ def results_get(account_id: int, command_id: str) -> None:
         )
         sys.exit(1)
     click.echo(result.decode())
+
+
+@main.group()
+def dlq() -> None:
+    """List, show and re-drive the dead letters of the DLQ topic (see the operations docs)."""
+
+
+class Coordinates(click.ParamType[tuple[int, int], Any]):
+    """A record's place in a topic, PARTITION:OFFSET."""
+
+    name = "PARTITION:OFFSET"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        partition, colon, offset = str(value).partition(":")
+        if colon and partition.isdigit() and offset.isdigit():
+            return int(partition), int(offset)
+        self.fail(f"{value!r} is not PARTITION:OFFSET (two whole numbers)", param, ctx)
+
+
+def _selection(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that choose dead letters, for `list` and `redrive`."""
+    options = [
+        click.option(
+            "--partition",
+            "partitions",
+            type=click.IntRange(min=0),
+            multiple=True,
+            help="A DLQ partition (repeatable); default: all.",
+        ),
+        click.option("--from-offset", type=click.IntRange(min=0), help="First offset, inclusive."),
+        click.option("--to-offset", type=click.IntRange(min=0), help="Last offset, inclusive."),
+        click.option("--reason", default=None, help="Only reasons containing this (any case)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _selected(
+    partitions: tuple[int, ...], from_offset: int | None, to_offset: int | None, reason: str | None
+) -> Any:
+    from worker.service.dead_letters import Selection
+
+    if from_offset is not None and to_offset is not None and from_offset > to_offset:
+        raise click.UsageError("--from-offset is after --to-offset")
+    return Selection(frozenset(partitions), from_offset, to_offset, reason)
+
+
+def _letter_line(letter: Any, refused: Any) -> str:
+    """One dead letter on one line: where, when, size, re-drives, command, verdict, reason."""
+    at = letter.dead_lettered_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+    verdict = "re-drivable" if refused is None else f"NOT re-drivable ({refused.why})"
+    return (
+        f"{letter.partition}:{letter.offset}  {at}  {letter.size} B  "
+        f"re-driven {letter.redrives}x  command {letter.command_id or '-'}  {verdict}  "
+        f"reason: {letter.reason or '-'}"
+    )
+
+
+def _run_dlq(work: Coroutine[Any, Any, Any]) -> Any:
+    """Runs one of the `dlq` commands' coroutines; a store without the re-drives table, or a
+    DLQ that cannot be read to its end, stops it with a message rather than a traceback."""
+    from worker.adapters.kafka.dead_letters import DlqReadStuck
+    from worker.adapters.postgres.redrives import RedrivesTableMissing
+
+    try:
+        return asyncio.run(work)
+    except (RedrivesTableMissing, DlqReadStuck) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@dlq.command("list")
+@_selection
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of text.")
+def dlq_list(
+    partitions: tuple[int, ...],
+    from_offset: int | None,
+    to_offset: int | None,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Print one line per dead letter: partition:offset, when it was dead-lettered, the
+    original value's size, how often it was re-driven, its command_id when readable, whether
+    it can be re-driven (and why not), and the reason."""
+    from worker.entrypoints.dlq import make_plan, verdict
+    from worker.service.dead_letters import describe
+
+    settings = _settings()
+    selection = _selected(partitions, from_offset, to_offset, reason)
+    found = _run_dlq(make_plan(settings, selection))
+    for planned in found.planned:
+        if as_json:
+            click.echo(json.dumps({**describe(planned.letter), **verdict(planned.refused)}))
+        else:
+            click.echo(_letter_line(planned.letter, planned.refused))
+    if not as_json:
+        click.echo(
+            f"{len(found.planned)} dead letters in {settings.dlq_topic}, "
+            f"{len(found.going)} re-drivable"
+        )
+
+
+@dlq.command("show")
+@click.argument("coordinates", type=Coordinates())
+def dlq_show(coordinates: tuple[int, int]) -> None:
+    """Print one dead letter whole, as JSON: what `list` says, its key, headers and value (as
+    text when UTF-8, else base64). Exits 1 when the DLQ holds no record there."""
+    from worker.entrypoints.dlq import show
+
+    partition, offset = coordinates
+    settings = _settings()
+    letter = _run_dlq(show(settings, partition, offset))
+    if letter is None:
+        click.echo(f"no record at {partition}:{offset} of {settings.dlq_topic}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(letter, indent=2))
+
+
+# Fewer dead letters than this are sent without a progress bar.
+PROGRESS_FROM = 50
+
+
+@dlq.command("redrive")
+@_selection
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing.")
+@click.option("--yes", is_flag=True, help="Send without asking.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also send dead letters over FIELDING_DLQ_MAX_REDRIVES, and those whose earlier "
+    "re-drive was never confirmed.",
+)
+def dlq_redrive(
+    partitions: tuple[int, ...],
+    from_offset: int | None,
+    to_offset: int | None,
+    reason: str | None,
+    dry_run: bool,
+    yes: bool,
+    force: bool,
+) -> None:
+    """Send the selected dead letters back to the commands topic with their original key,
+    value and headers, without the dlq.* headers and with fielding-redrives counting the
+    re-drives. A dead letter is sent at most once, and never when the worker remembers its
+    command's outcome, so no command is answered twice. Stubs are not re-drivable. Asks before
+    sending unless given --yes; exits 1 when none of the selected dead letters can go."""
+    from worker.entrypoints.dlq import make_plan, redrive
+
+    settings = _settings()
+    selection = _selected(partitions, from_offset, to_offset, reason)
+    found = _run_dlq(make_plan(settings, selection, force=force))
+    if not found.planned:
+        click.echo("no dead letter selected")
+        return
+    for planned in found.planned:
+        if planned.refused is not None:
+            letter = planned.letter
+            click.echo(f"{letter.partition}:{letter.offset} stays: {planned.refused.why}")
+    going = found.going
+    if not going:
+        click.echo("nothing to re-drive")
+        sys.exit(1)
+    if dry_run:
+        for planned in going:
+            letter = planned.letter
+            click.echo(
+                f"would re-drive {letter.partition}:{letter.offset} "
+                f"(command {letter.command_id or '-'}, re-drive {letter.redrives + 1})"
+            )
+        click.echo(f"{len(going)} dead letters would go to {settings.commands_topic} (dry run)")
+        return
+    if not yes:
+        click.confirm(
+            f"Send {len(going)} dead letters back to {settings.commands_topic}?", abort=True
+        )
+    if sys.stdout.isatty() and len(going) >= PROGRESS_FROM:
+        with click.progressbar(length=len(going), label="re-driving") as bar:
+            report = _run_dlq(redrive(settings, going, lambda _: bar.update(1), force=force))
+    else:
+        report = _run_dlq(redrive(settings, going, force=force))
+    for letter, (partition, offset) in report.sent:
+        click.echo(
+            f"{letter.partition}:{letter.offset} re-driven to {settings.commands_topic} "
+            f"{partition}:{offset}"
+        )
+    for letter, why in report.skipped:
+        click.echo(f"{letter.partition}:{letter.offset} skipped: {why}")
+    click.echo(f"{len(report.sent)} re-driven, {len(report.skipped)} skipped")
 
 
 @main.group()

@@ -30,6 +30,7 @@ from schemas.types import ULID_PATTERN
 from worker.service import outputs
 from worker.service.auth import TIMER_SIGNATURE
 from worker.service.catalogue import SYSTEM_COMMAND_TYPES
+from worker.service.dead_letters import REDRIVES
 from worker.service.hanging import COMMAND_ORIGIN
 from worker.service.replies import REPLY_ID, REPLY_ORIGIN, REPLY_TO
 from worker.settings import Settings
@@ -48,6 +49,12 @@ TRACEPARENT = {
     "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
 }
 TRACESTATE = {"type": "string", "description": "W3C Trace Context, passed through."}
+REDRIVES_HEADER = {
+    "type": "string",
+    "pattern": "^[0-9]+$",
+    "description": "Set by `fielding-worker dlq redrive`: how many times the record was sent "
+    "back from the DLQ. The worker ignores it, and copies it into the DLQ with the rest.",
+}
 DLQ_HEADERS = {
     outputs.DLQ_REASON: "why the record could not be answered",
     outputs.DLQ_TOPIC: "where it was",
@@ -112,6 +119,7 @@ def asyncapi_document() -> dict[str, Any]:
             },
             "traceparent": {**TRACEPARENT, "description": "W3C Trace Context (optional)."},
             "tracestate": TRACESTATE,
+            REDRIVES: REDRIVES_HEADER,
             REPLY_TO: {
                 "type": "string",
                 "pattern": "^[0-9]{1,5}$",
@@ -139,6 +147,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "command_id. Good for no other command.",
             },
             **trace,
+            REDRIVES: REDRIVES_HEADER,
         },
     }
     schemas["OutputHeaders"] = {

@@ -1,0 +1,174 @@
+"""Working the DLQ through the real services and the `fielding-worker dlq` command line: dead
+letters listed; a command the worker answered 500 and kept in the DLQ re-driven once and
+answered once, then not again; an unreadable record re-driven and dead-lettered again with its
+count; a stub refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from fielding_statemachine.status import RunStatus
+from tests.support.commands import auth_headers, encode
+from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
+from tests.support.kafka import Outgoing, produce
+from tests.support.processes import environment
+from worker.service import outputs as built
+from worker.service.dead_letters import REDRIVES
+from worker.service.ports import RecordOrigin
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+JUNK = b"{not json"
+
+
+def dlq_cli(
+    settings: Settings, *args: str, answer: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.entrypoints.cli", "dlq", *args],
+        env=environment(settings, **extra),
+        capture_output=True,
+        text=True,
+        input=answer,
+        timeout=120,
+    )
+
+
+def listed(settings: Settings, **extra: str) -> dict[tuple[int, int], dict[str, Any]]:
+    printed = dlq_cli(settings, "list", "--json", **extra)
+    assert printed.returncode == 0, printed.stderr
+    return {
+        (line["partition"], line["offset"]): line
+        for line in map(json.loads, printed.stdout.splitlines())
+    }
+
+
+def as_outgoing(emission: built.Emission) -> Outgoing:
+    """A DLQ record exactly as the worker writes it for `emission`."""
+    return Outgoing(emission.value, emission.key, [(k, v or b"") for k, v in emission.headers])
+
+
+def headers_named(record: ConsumerRecord[bytes, bytes], name: str) -> list[bytes]:
+    return [value for key, value in record.headers if key == name]
+
+
+def results_of(outputs: Outputs, command_id: str) -> list[dict[str, Any]]:
+    return [r for r in outputs.results.values() if r["command_id"] == command_id]
+
+
+async def test_dead_letters_are_listed_re_driven_once_answered_once_and_stubs_refused(
+    settings: Settings,
+    outputs: Outputs,
+    workers: WorkerFactory,
+    make_run: RunMaker,
+) -> None:
+    run = await make_run(RunStatus.LIVE)
+    await workers.start(settings)
+    server = settings.kafka_bootstrap_servers
+
+    # An unreadable record, dead-lettered by the worker itself.
+    await produce(server, settings.commands_topic, [Outgoing(JUNK, b"junk", [("x-origin", b"t")])])
+    await outputs.dlq.read(at_least=1)
+    # What the worker keeps of a command it answered 500 (its database failed, say), and a
+    # stub for a record too large to copy: written as the worker writes them.
+    body = for_run(run)
+    failed = built.dlq_copy(
+        RecordOrigin(settings.commands_topic, 0, 0),
+        run.id.encode(),
+        encode(body),
+        auth_headers([run.account_id]),
+        "unexpected_internal_error: InterfaceError: connection was closed",
+    )
+    stub = built.dlq_stub(
+        RecordOrigin(settings.commands_topic, 1, 0),
+        b"large",
+        b"x" * 2000,
+        "a dlq record of about 2000100 bytes does not fit the DLQ topic",
+    )
+    await produce(server, settings.dlq_topic, [as_outgoing(failed), as_outgoing(stub)])
+    first = await outputs.dlq.read(at_least=3)
+    where = {
+        "junk": next((r.partition, r.offset) for r in first if r.value == JUNK),
+        "failed": next((r.partition, r.offset) for r in first if r.value == encode(body)),
+        "stub": next((r.partition, r.offset) for r in first if r.key == b"large"),
+    }
+
+    letters = listed(settings)
+    assert set(letters) == set(where.values())
+    assert letters[where["failed"]]["command_id"] == body["command_id"]
+    assert letters[where["failed"]]["redrivable"] is True
+    assert letters[where["junk"]]["command_id"] is None
+    assert letters[where["junk"]]["reason"] == "the value is not JSON"
+    assert letters[where["junk"]]["redrivable"] is True
+    assert letters[where["stub"]]["redrivable"] is False
+    assert "stub" in letters[where["stub"]]["not_redrivable_because"]
+    table = dlq_cli(settings, "list")
+    assert table.stdout.splitlines()[-1] == (
+        f"3 dead letters in {settings.dlq_topic}, 2 re-drivable"
+    )
+
+    dry = dlq_cli(settings, "redrive", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"2 dead letters would go to {settings.commands_topic} (dry run)" in dry.stdout
+    declined = dlq_cli(settings, "redrive", answer="n\n")
+    assert declined.returncode == 1 and "Aborted" in declined.stderr
+
+    sent = dlq_cli(settings, "redrive", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert "2 re-driven, 0 skipped" in sent.stdout
+    assert "stays: a stub" in sent.stdout
+
+    # The command is answered, once; the unreadable record is dead-lettered again, counted.
+    await outputs.results.read(at_least=1)
+    assert [r["status"] for r in results_of(outputs, body["command_id"])] == [204]
+    second = await outputs.dlq.read(at_least=4)
+    (again,) = [r for r in second[3:] if r.value == JUNK]
+    assert headers_named(again, REDRIVES) == [b"1"]
+    assert len(headers_named(again, "dlq.reason")) == 1
+    assert headers_named(again, "x-origin") == [b"t"]
+
+    # Again: the dead letters already sent stay; only the new one goes.
+    resent = dlq_cli(settings, "redrive", "--yes")
+    assert resent.returncode == 0, resent.stderr
+    assert "1 re-driven, 0 skipped" in resent.stdout
+    assert f"{where['failed'][0]}:{where['failed'][1]} stays: re-driven at" in resent.stdout
+    third = await outputs.dlq.read(at_least=5)
+    (twice,) = [r for r in third[4:] if r.value == JUNK]
+    assert headers_named(twice, REDRIVES) == [b"2"]
+    await outputs.results.read(at_least=0, settle=3)
+    assert len(results_of(outputs, body["command_id"])) == 1, "a command is answered once"
+
+    # The limit: a dead letter re-driven twice stays at a limit of 2, unless forced.
+    newest = (twice.partition, twice.offset)
+    capped = listed(settings, FIELDING_DLQ_MAX_REDRIVES="2")[newest]
+    assert capped["redrivable"] is False and capped["force_sends_it"] is True
+
+    shown = dlq_cli(settings, "show", f"{where['failed'][0]}:{where['failed'][1]}")
+    assert shown.returncode == 0, shown.stderr
+    whole = json.loads(shown.stdout)
+    assert whole["value"] == {"text": encode(body).decode()}
+    assert ["dlq.original.topic", settings.commands_topic] in whole["headers"]
+    assert whole["redrivable"] is False
+
+    partition, offset = where["stub"]
+    refused = dlq_cli(
+        settings,
+        "redrive",
+        "--yes",
+        "--force",
+        "--partition",
+        str(partition),
+        "--from-offset",
+        str(offset),
+        "--to-offset",
+        str(offset),
+    )
+    assert refused.returncode == 1
+    assert "nothing to re-drive" in refused.stdout and "stub" in refused.stdout

@@ -1,0 +1,189 @@
+"""Working the DLQ: what a dead letter says of itself, which may be re-driven and why not,
+and the headers a re-driven record carries. Dead letters are built by the worker's own
+`outputs.dlq_copy` and `outputs.dlq_stub`, so they are what the worker writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+
+from tests.support.commands import auth_headers, command, encode
+from worker.entrypoints.cli import main
+from worker.service import outputs
+from worker.service.dead_letters import (
+    REDRIVES,
+    DeadLetter,
+    DeadLetterRecord,
+    Redrive,
+    Selection,
+    plan,
+    read_dead_letter,
+    redriven_headers,
+    refusal,
+)
+from worker.service.ports import RecordOrigin
+
+ORIGIN = RecordOrigin("fielding-run-commands", 2, 417)
+AT = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+REASON = "unexpected_internal_error: RuntimeError: boom"
+
+
+def dead_letter_record(emission: outputs.Emission, offset: int = 5) -> DeadLetterRecord:
+    """The DLQ record the worker writes for `emission`, as `dlq list` reads it back."""
+    return DeadLetterRecord(
+        1, offset, int(AT.timestamp() * 1000), emission.key, emission.value, emission.headers
+    )
+
+
+def copy_of(
+    value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None, offset: int = 5
+) -> DeadLetterRecord:
+    headers = headers if headers is not None else [("x-origin", b"upstream")]
+    return dead_letter_record(outputs.dlq_copy(ORIGIN, b"run-key", value, headers, REASON), offset)
+
+
+def letter_of(
+    value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None, offset: int = 5
+) -> DeadLetter:
+    return read_dead_letter(copy_of(value, headers, offset))
+
+
+def test_a_copy_of_a_command_reads_its_command_reason_origin_and_size() -> None:
+    body = command(account_id=101, command_id="cmd-1")
+    letter = read_dead_letter(copy_of(encode(body)))
+    assert letter.command == (101, "cmd-1")
+    assert letter.reason == REASON
+    assert letter.original == ("fielding-run-commands", 2, 417)
+    assert letter.size == len(encode(body))
+    assert letter.dead_lettered_at == AT
+    assert (letter.stub, letter.redrives) == (False, 0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\xff\xfe garbage",
+        b"{not json",
+        b"[1, 2]",
+        b'{"command_id": 7}',
+        b'{"command_id": ""}',
+        None,
+    ],
+)
+def test_a_copy_of_an_unreadable_record_has_no_command_and_may_be_re_driven(
+    value: bytes | None,
+) -> None:
+    letter = letter_of(value)
+    assert letter.command_id is None and letter.command is None
+    assert refusal(letter, max_redrives=3, redriven=None, answered=None) is None
+
+
+def test_a_stub_is_not_re_drivable_and_says_why() -> None:
+    stub = outputs.dlq_stub(ORIGIN, b"run-key", b"x" * 5000, "a dlq record does not fit")
+    letter = read_dead_letter(dead_letter_record(stub))
+    assert letter.stub and letter.size == 5000 and letter.command_id is None
+    refused = refusal(letter, max_redrives=3, redriven=None, answered=None)
+    assert refused is not None and not refused.forceable
+    assert "stub" in refused.why and "does not fit" in refused.why
+    assert plan([letter], max_redrives=3, redrives={}, answered={}, force=True)[0].refused
+
+
+def test_a_record_the_worker_did_not_write_is_not_re_drivable() -> None:
+    record = DeadLetterRecord(0, 0, 0, b"k", encode(command()), [("x", b"y")])
+    refused = refusal(read_dead_letter(record), max_redrives=3, redriven=None, answered=None)
+    assert refused is not None and "dlq.original" in refused.why
+
+
+def test_re_driven_headers_drop_the_dlq_ones_keep_the_rest_in_order_and_count_one() -> None:
+    headers = [*auth_headers([101]), ("traceparent", b"00-abc"), ("x-origin", b"upstream")]
+    record = copy_of(encode(command()), headers)
+    assert any(key.startswith("dlq.") for key, _ in record.headers)
+    assert redriven_headers(record.headers, 0) == [*headers, (REDRIVES, b"1")]
+
+
+def test_the_count_survives_the_round_trip_through_the_dlq() -> None:
+    first = copy_of(encode(command()))
+    resent = redriven_headers(first.headers, read_dead_letter(first).redrives)
+    # The worker dead-letters the re-driven record again, copying its headers byte for byte.
+    again = copy_of(encode(command()), resent)
+    assert read_dead_letter(again).redrives == 1
+    twice = redriven_headers(again.headers, read_dead_letter(again).redrives)
+    assert [v for k, v in twice if k == REDRIVES] == [b"2"]
+    assert sum(1 for k, _ in twice if k == outputs.DLQ_REASON) == 0
+
+
+@pytest.mark.parametrize("written", [b"x", b"-1", b"", None, "٣".encode()])
+def test_a_count_that_is_not_a_number_reads_as_zero(written: bytes | None) -> None:
+    assert letter_of(encode(command()), headers=[(REDRIVES, written)]).redrives == 0
+
+
+def test_over_the_limit_only_force_re_drives() -> None:
+    letter = letter_of(encode(command()), headers=[(REDRIVES, b"3")])
+    refused = refusal(letter, max_redrives=3, redriven=None, answered=None)
+    assert refused is not None and refused.forceable and "3 times" in refused.why
+    assert refusal(letter, max_redrives=4, redriven=None, answered=None) is None
+    assert plan([letter], max_redrives=3, redrives={}, answered={}, force=True)[0].goes
+    assert not plan([letter], max_redrives=3, redrives={}, answered={})[0].goes
+
+
+def test_a_dead_letter_re_driven_and_confirmed_never_goes_again_even_forced() -> None:
+    letter = letter_of(encode(command()))
+    done = {letter.coordinates: Redrive(AT, (0, 99))}
+    (planned,) = plan([letter], max_redrives=3, redrives=done, answered={}, force=True)
+    assert planned.refused is not None and "0:99" in planned.refused.why
+    assert not planned.refused.forceable
+
+
+def test_an_unconfirmed_re_drive_goes_again_only_when_forced() -> None:
+    letter = letter_of(encode(command()))
+    begun = {letter.coordinates: Redrive(AT, None)}
+    assert not plan([letter], max_redrives=3, redrives=begun, answered={})[0].goes
+    assert plan([letter], max_redrives=3, redrives=begun, answered={}, force=True)[0].goes
+
+
+def test_a_command_whose_outcome_is_remembered_is_never_re_driven() -> None:
+    letter = letter_of(encode(command(account_id=101, command_id="cmd-1")))
+    answered = {(101, "cmd-1"): 204}
+    (planned,) = plan([letter], max_redrives=3, redrives={}, answered=answered, force=True)
+    assert planned.refused is not None and "answered 204" in planned.refused.why
+
+
+def test_of_two_dead_letters_of_one_command_only_the_first_goes() -> None:
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    first, second = letter_of(body, offset=5), letter_of(body, offset=6)
+    other = letter_of(encode(command(account_id=101, command_id="cmd-2")), offset=7)
+    planned = plan([first, second, other], max_redrives=3, redrives={}, answered={})
+    assert [p.goes for p in planned] == [True, False, True]
+
+
+def test_a_selection_takes_partitions_offsets_inclusive_and_reasons_in_any_case() -> None:
+    letter = letter_of(encode(command()))  # partition 1, offset 5
+    assert Selection().takes(letter)
+    assert Selection(frozenset({1}), 5, 5, "RUNTIMEERROR").takes(letter)
+    assert not Selection(frozenset({0})).takes(letter)
+    assert not Selection(from_offset=6).takes(letter)
+    assert not Selection(to_offset=4).takes(letter)
+    assert not Selection(reason="not json").takes(letter)
+
+
+@pytest.mark.parametrize("given", ["3", "3:", ":4", "a:1", "1:-2", "1:2:3"])
+def test_dlq_show_refuses_what_is_not_partition_colon_offset(given: str) -> None:
+    outcome = CliRunner().invoke(main, ["dlq", "show", given])
+    assert outcome.exit_code == 2
+    assert "PARTITION:OFFSET" in outcome.output
+
+
+def test_redrive_refuses_an_offset_range_that_ends_before_it_starts() -> None:
+    outcome = CliRunner().invoke(main, ["dlq", "redrive", "--from-offset", "9", "--to-offset", "3"])
+    assert outcome.exit_code == 2
+    assert "--from-offset is after --to-offset" in outcome.output
+
+
+def test_describe_is_json() -> None:
+    from worker.service.dead_letters import describe
+
+    shown = json.loads(json.dumps(describe(letter_of(encode(command(command_id="c"))))))
+    assert shown["command_id"] == "c" and shown["original"]["offset"] == 417

@@ -1,0 +1,103 @@
+"""The store's side of `fielding-worker dlq`: the re-drives recorded so far, the outcomes the
+worker remembers for dead letters' commands, and claiming a dead letter before it is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+
+from worker.service.dead_letters import Redrive
+
+REDRIVES = """
+SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset
+  FROM dlq_redrives WHERE dlq_topic = $1
+"""
+ANSWERED = """
+SELECT o.account_id, o.command_id, o.status
+  FROM command_outcomes o
+  JOIN unnest($1::int[], $2::text[]) AS c(account_id, command_id)
+    ON o.account_id = c.account_id AND o.command_id = c.command_id
+"""
+CLAIM = """
+INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, command_id)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING
+RETURNING true
+"""
+# With --force, an earlier re-drive's claim that was never confirmed is taken over; a
+# confirmed one never is.
+TAKE_OVER = """
+INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, command_id)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET began_at = now()
+ WHERE dlq_redrives.sent_offset IS NULL
+RETURNING true
+"""
+CONFIRM = """
+UPDATE dlq_redrives SET sent_partition = $4, sent_offset = $5
+ WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3
+"""
+
+
+class RedrivesTableMissing(RuntimeError):
+    """The store predates `dlq_redrives` (migration 0010)."""
+
+    def __init__(self) -> None:
+        super().__init__("the store has no dlq_redrives table: run `fielding-worker migrate`")
+
+
+async def redrives(
+    connection: asyncpg.Connection | asyncpg.Pool, dlq_topic: str
+) -> dict[tuple[int, int], Redrive]:
+    """Every re-drive recorded for `dlq_topic`, by the dead letter's (partition, offset)."""
+    try:
+        rows = await connection.fetch(REDRIVES, dlq_topic)
+    except asyncpg.UndefinedTableError:
+        raise RedrivesTableMissing() from None
+    return {
+        (row["dlq_partition"], row["dlq_offset"]): Redrive(
+            row["began_at"],
+            None if row["sent_offset"] is None else (row["sent_partition"], row["sent_offset"]),
+        )
+        for row in rows
+    }
+
+
+async def answered(
+    connection: asyncpg.Connection | asyncpg.Pool, commands: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """The remembered status of each of `commands` (account_id, command_id) that has one."""
+    unique = sorted(set(commands))
+    if not unique:
+        return {}
+    rows = await connection.fetch(ANSWERED, [a for a, _ in unique], [c for _, c in unique])
+    return {(row["account_id"], row["command_id"]): row["status"] for row in rows}
+
+
+async def claim(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    dlq_topic: str,
+    coordinates: tuple[int, int],
+    command: tuple[int, str] | None,
+    *,
+    take_over: bool = False,
+) -> bool:
+    """Records that this dead letter is about to be sent; False when a re-drive already
+    stands for it (another `dlq redrive` got there first). `take_over`: an unconfirmed one
+    does not count."""
+    account_id, command_id = command if command is not None else (None, None)
+    partition, offset = coordinates
+    sql = TAKE_OVER if take_over else CLAIM
+    claimed = await connection.fetchval(sql, dlq_topic, partition, offset, account_id, command_id)
+    return bool(claimed)
+
+
+async def confirm(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    dlq_topic: str,
+    coordinates: tuple[int, int],
+    sent_to: tuple[int, int],
+) -> None:
+    """Records where the broker put the re-driven record on the commands topic."""
+    await connection.execute(CONFIRM, dlq_topic, *coordinates, *sent_to)

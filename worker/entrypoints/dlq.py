@@ -1,0 +1,171 @@
+"""`fielding-worker dlq`: the DLQ listed, one dead letter shown whole, dead letters re-driven.
+
+A re-drive reads the DLQ twice: once to plan (what is selected, what may go and why not), and
+once to send what the plan lets go, so that no more than one record's value is held at a time.
+Each dead letter is claimed in the store before it is sent and confirmed once the broker has
+it (docs/decisions/dlq-redrive.md).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.adapters.kafka.dead_letters import CommandsTopic, Span, dlq_spans, read_dlq, read_one
+from worker.adapters.postgres import redrives as store
+from worker.adapters.postgres.pool import create_pool
+from worker.service.dead_letters import (
+    DeadLetter,
+    Planned,
+    Refusal,
+    Selection,
+    describe,
+    headers_as_text,
+    plan,
+    read_dead_letter,
+    redriven_headers,
+    refusal,
+)
+from worker.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    planned: list[Planned]
+    spans: list[Span]
+
+    @property
+    def going(self) -> list[Planned]:
+        return [p for p in self.planned if p.goes]
+
+
+async def make_plan(settings: Settings, selection: Selection, *, force: bool = False) -> Plan:
+    """The selected dead letters, each with whether it may be re-driven now."""
+    server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
+    spans = await dlq_spans(
+        server, topic, selection.partitions, selection.from_offset, selection.to_offset
+    )
+    letters = []
+    async for record in read_dlq(server, topic, spans):
+        letter = read_dead_letter(record)
+        if selection.takes(letter):
+            letters.append(letter)
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        recorded = await store.redrives(pool, topic)
+        remembered = await store.answered(
+            pool, (c for c in (letter.command for letter in letters) if c is not None)
+        )
+    finally:
+        await pool.close()
+    planned = plan(
+        letters,
+        max_redrives=settings.dlq_max_redrives,
+        redrives=recorded,
+        answered=remembered,
+        force=force,
+    )
+    return Plan(planned, spans)
+
+
+@dataclass
+class Report:
+    sent: list[tuple[DeadLetter, tuple[int, int]]]
+    skipped: list[tuple[DeadLetter, str]]
+
+
+def _spans_of(going: list[Planned]) -> list[Span]:
+    """The least to read again: per partition, from the first to the last offset that goes."""
+    bounds: dict[int, tuple[int, int]] = {}
+    for p in going:
+        partition, offset = p.letter.coordinates
+        low, high = bounds.get(partition, (offset, offset))
+        bounds[partition] = (min(low, offset), max(high, offset))
+    return [Span(partition, low, high + 1) for partition, (low, high) in sorted(bounds.items())]
+
+
+async def redrive(
+    settings: Settings,
+    going: list[Planned],
+    on_done: Callable[[DeadLetter], None] = lambda letter: None,
+    *,
+    force: bool = False,
+) -> Report:
+    """Sends each dead letter of `going` back to the commands topic: claimed in the store,
+    sent, confirmed. One that another re-drive claimed meanwhile, or whose command the worker
+    has answered since the plan, is skipped. `force`: as the plan was made with."""
+    server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
+    wanted = {p.letter.coordinates: p.letter for p in going}
+    report = Report([], [])
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        async with CommandsTopic(server, settings.commands_topic) as commands:
+            async for record in read_dlq(server, topic, _spans_of(going)):
+                letter = wanted.pop((record.partition, record.offset), None)
+                if letter is None:
+                    continue
+                command = letter.command
+                if command is not None and (await store.answered(pool, [command])):
+                    report.skipped.append((letter, "its command was answered meanwhile"))
+                elif not await store.claim(
+                    pool, topic, letter.coordinates, command, take_over=force
+                ):
+                    report.skipped.append((letter, "another re-drive sent it meanwhile"))
+                else:
+                    headers = redriven_headers(record.headers, letter.redrives)
+                    sent_to = await commands.send(record.key, record.value, headers)
+                    await store.confirm(pool, topic, letter.coordinates, sent_to)
+                    report.sent.append((letter, sent_to))
+                on_done(letter)
+    finally:
+        await pool.close()
+    report.skipped.extend((letter, "no longer in the DLQ") for letter in wanted.values())
+    return report
+
+
+async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any] | None:
+    """One dead letter whole: what `list` says of it, its key, headers and value, and whether
+    it may be re-driven now."""
+    record = await read_one(settings.kafka_bootstrap_servers, settings.dlq_topic, partition, offset)
+    if record is None or (record.partition, record.offset) != (partition, offset):
+        return None
+    letter = read_dead_letter(record)
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        recorded = await store.redrives(pool, settings.dlq_topic)
+        remembered = await store.answered(pool, [letter.command] if letter.command else [])
+    finally:
+        await pool.close()
+    refused = refusal(
+        letter,
+        max_redrives=settings.dlq_max_redrives,
+        redriven=recorded.get(letter.coordinates),
+        answered=remembered.get(letter.command) if letter.command else None,
+    )
+    return {
+        **describe(letter),
+        **verdict(refused),
+        "key": _bytes(record.key),
+        "headers": headers_as_text(record.headers),
+        "value": _bytes(record.value),
+    }
+
+
+def verdict(refused: Refusal | None) -> dict[str, Any]:
+    return {
+        "redrivable": refused is None,
+        "not_redrivable_because": None if refused is None else refused.why,
+        "force_sends_it": refused is not None and refused.forceable,
+    }
+
+
+def _bytes(data: bytes | None) -> dict[str, str] | None:
+    """Bytes for printing: as text when they are UTF-8, else as base64."""
+    if data is None:
+        return None
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode()}

@@ -1,0 +1,306 @@
+"""Working the DLQ: what a dead letter is, whether it may go back to the commands topic, and
+what it carries when it does. Pure rules; `fielding-worker dlq` does the reading and sending.
+
+A dead letter is re-driven with its original key, value and headers, the `dlq.*` headers
+removed and `fielding-redrives` set to one more than it carried. The worker copies a record's
+headers byte for byte when it dead-letters it, so a re-driven record that fails again comes
+back with its count, and the count stops a loop.
+
+What must hold: re-driving never makes the worker answer a command twice. The worker answers
+every command record; a command whose outcome it remembers is answered again with the same
+result, as a second result record. So a dead letter is sent back at most once (the store
+records each re-drive before it is sent), and not at all when its command's outcome is
+remembered (docs/decisions/dlq-redrive.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from worker.service import outputs
+from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
+from worker.service.trace_context import Headers
+
+# The re-drive count, in ASCII decimal: how many times the record was sent back from the DLQ.
+REDRIVES: Final = "fielding-redrives"
+DLQ_PREFIX: Final = "dlq."
+_ORIGIN = (outputs.DLQ_TOPIC, outputs.DLQ_PARTITION, outputs.DLQ_OFFSET)
+MAX_ACCOUNT_ID = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A record of the DLQ topic as read, free of any Kafka client's types."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What `dlq list` shows of a dead letter, read from its headers and value."""
+
+    partition: int
+    offset: int
+    dead_lettered_at: datetime
+    reason: str | None  # None: the record has no dlq.reason (not written by the worker)
+    size: int  # the original value's bytes (a stub says how many it had, when it knew)
+    command_id: str | None
+    account_id: int | None
+    redrives: int  # the fielding-redrives the record carried
+    stub: bool
+    original: tuple[str, int, int] | None  # topic, partition, offset it was read from
+
+    @property
+    def coordinates(self) -> tuple[int, int]:
+        return self.partition, self.offset
+
+    @property
+    def command(self) -> tuple[int, str] | None:
+        """(account_id, command_id), the worker's idempotency key, when both are readable."""
+        if self.account_id is None or self.command_id is None:
+            return None
+        return self.account_id, self.command_id
+
+
+@dataclass(frozen=True, slots=True)
+class Redrive:
+    """A re-drive the store recorded: begun at `began_at`, and where the record landed on the
+    commands topic once the broker acknowledged it (None until then)."""
+
+    began_at: datetime
+    sent_to: tuple[int, int] | None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.sent_to is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a dead letter is not re-driven; `forceable`: `--force` sends it all the same."""
+
+    why: str
+    forceable: bool = False
+
+
+def _header(headers: Headers, name: str) -> bytes | None:
+    """The last value of header `name` (a producer may repeat a header; the last one wins)."""
+    found = None
+    for key, value in headers:
+        if key == name:
+            found = value
+    return found
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _count(value: bytes | None) -> int:
+    """A re-drive count as written; anything else reads as 0 (a sender may set any header)."""
+    text = _text(value)
+    return int(text) if text is not None and text.isascii() and text.isdigit() else 0
+
+
+def _members(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        return top_level_members(value.decode("utf-8"))
+    except (UnicodeDecodeError, NotJson, NotAnObject):
+        return {}
+
+
+def _original(headers: Headers) -> tuple[str, int, int] | None:
+    topic, partition, offset = (_text(_header(headers, name)) for name in _ORIGIN)
+    if topic is None or partition is None or offset is None:
+        return None
+    try:
+        return topic, int(partition), int(offset)
+    except ValueError:
+        return None
+
+
+def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
+    """What the record says about itself. Total: whatever it holds, it reads as a dead letter
+    (one the worker did not write has no reason and no original)."""
+    headers = record.headers
+    stub = _header(headers, outputs.DLQ_STUB) == b"true"
+    members = _members(record.value)
+    if stub:
+        size = members.get("value_bytes")
+        command_id, account_id = None, None
+    else:
+        size = len(record.value or b"")
+        command_id, account_id = members.get("command_id"), members.get("account_id")
+    readable_id = isinstance(command_id, str) and 1 <= len(command_id) <= 255
+    readable_account = (
+        isinstance(account_id, int)
+        and not isinstance(account_id, bool)
+        and 1 <= account_id <= MAX_ACCOUNT_ID
+    )
+    return DeadLetter(
+        partition=record.partition,
+        offset=record.offset,
+        dead_lettered_at=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC),
+        reason=_text(_header(headers, outputs.DLQ_REASON)),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else 0,
+        command_id=command_id if readable_id else None,
+        account_id=account_id if readable_account else None,
+        redrives=_count(_header(headers, REDRIVES)),
+        stub=stub,
+        original=_original(headers),
+    )
+
+
+def refusal(
+    letter: DeadLetter,
+    *,
+    max_redrives: int,
+    redriven: Redrive | None,
+    answered: int | None,
+) -> Refusal | None:
+    """Why `letter` may not be re-driven, or None. `redriven`: this dead letter's re-drive as
+    the store recorded it; `answered`: the status the worker remembers for its command."""
+    if letter.stub:
+        return Refusal(
+            f"a stub: the record could not be copied ({letter.reason}); the DLQ does not "
+            "hold its content"
+        )
+    if letter.original is None:
+        return Refusal("not written by the worker: it has no dlq.original.* headers")
+    if redriven is not None and redriven.sent_to is not None:
+        partition, offset = redriven.sent_to
+        return Refusal(
+            f"re-driven at {_when(redriven.began_at)} to commands {partition}:{offset}; "
+            "its outcome is the answer"
+        )
+    if answered is not None:
+        return Refusal(
+            f"its command was answered {answered} and the worker remembers it: sent again, "
+            "it would publish that result a second time"
+        )
+    if redriven is not None:
+        return Refusal(
+            f"a re-drive began at {_when(redriven.began_at)} and was never confirmed: the record "
+            "may have reached the commands topic; --force sends it (again)",
+            forceable=True,
+        )
+    if letter.redrives >= max_redrives:
+        return Refusal(
+            f"re-driven {letter.redrives} times and dead-lettered again each time "
+            f"(the limit is {max_redrives}); --force sends it again",
+            forceable=True,
+        )
+    return None
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def redriven_headers(headers: Headers, redrives: int) -> list[tuple[str, bytes | None]]:
+    """The record's own headers, in their order, without the `dlq.*` ones and its earlier
+    count; then the count of this re-drive (`redrives`, the count it carried, plus one)."""
+    kept = [
+        (key, value) for key, value in headers if not key.startswith(DLQ_PREFIX) and key != REDRIVES
+    ]
+    return [*kept, (REDRIVES, str(redrives + 1).encode())]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters a command works on: all, or those of some partitions, offsets and
+    reasons (a reason matches when it contains the text given, ignoring case)."""
+
+    partitions: frozenset[int] = frozenset()
+    from_offset: int | None = None
+    to_offset: int | None = None  # inclusive
+    reason: str | None = None
+
+    def takes_partition(self, partition: int) -> bool:
+        return not self.partitions or partition in self.partitions
+
+    def takes(self, letter: DeadLetter) -> bool:
+        if not self.takes_partition(letter.partition):
+            return False
+        if self.from_offset is not None and letter.offset < self.from_offset:
+            return False
+        if self.to_offset is not None and letter.offset > self.to_offset:
+            return False
+        return self.reason is None or self.reason.casefold() in (letter.reason or "").casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    letter: DeadLetter
+    refused: Refusal | None
+
+    @property
+    def goes(self) -> bool:
+        return self.refused is None
+
+
+def plan(
+    letters: Iterable[DeadLetter],
+    *,
+    max_redrives: int,
+    redrives: dict[tuple[int, int], Redrive],
+    answered: dict[tuple[int, str], int],
+    force: bool = False,
+) -> list[Planned]:
+    """Each dead letter with whether it goes. Of several dead letters of one command, only the
+    first that may go goes in one re-drive: the worker would answer each record of it."""
+    planned = []
+    commands: set[tuple[int, str]] = set()
+    for letter in letters:
+        command = letter.command
+        refused = refusal(
+            letter,
+            max_redrives=max_redrives,
+            redriven=redrives.get(letter.coordinates),
+            answered=answered.get(command) if command is not None else None,
+        )
+        if refused is not None and refused.forceable and force:
+            refused = None
+        if refused is None and command is not None:
+            if command in commands:
+                refused = Refusal(
+                    "an earlier dead letter of the same command goes in this re-drive"
+                )
+            commands.add(command)
+        planned.append(Planned(letter, refused))
+    return planned
+
+
+def describe(letter: DeadLetter) -> dict[str, Any]:
+    """A dead letter as `dlq list --json` prints it."""
+    return {
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "dead_lettered_at": letter.dead_lettered_at.isoformat(timespec="milliseconds"),
+        "reason": letter.reason,
+        "size": letter.size,
+        "command_id": letter.command_id,
+        "account_id": letter.account_id,
+        "redrives": letter.redrives,
+        "stub": letter.stub,
+        "original": (
+            None
+            if letter.original is None
+            else dict(zip(("topic", "partition", "offset"), letter.original, strict=True))
+        ),
+    }
+
+
+def headers_as_text(headers: Sequence[tuple[str, bytes | None]]) -> list[list[str | None]]:
+    """Headers for printing: each value as UTF-8 text, undecodable bytes replaced."""
+    return [[key, _text(value)] for key, value in headers]
