@@ -216,6 +216,140 @@ class Memory:
         }
 
 
+# The processes whose CPU the open-loop points read, in the order they are printed.
+PROCESSES = ("serve", "worker", "broker", "postgres")
+
+
+def cpu_total(cpu_us: dict[str, float]) -> float:
+    return sum(cpu_us.values())
+
+
+@dataclass(frozen=True)
+class HttpPoint:
+    """complete requests offered open-loop by vegeta at one rate; CPU per 204 by process."""
+
+    offered_per_second: int
+    sent_per_second: float
+    requests: int
+    statuses: dict[str, int]  # by status code; "0": no response
+    p50_ms: float
+    p99_ms: float
+    busy_cores: float
+    cpu_us_per_request: dict[str, float]  # empty when no request succeeded
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"cpu_us_per_request_total": cpu_total(self.cpu_us_per_request)}
+
+
+@dataclass(frozen=True)
+class GetStep:
+    """GET requests for runs offered open-loop at one rate of the rising series."""
+
+    offered_per_second: int
+    sent_per_second: float
+    answered_per_second: float  # 2xx answers per second, the wait for the last ones included
+    success_ratio: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_request: dict[str, float]
+
+    @property
+    def sustained(self) -> bool:
+        """Fewer than 1% errors, and answered at (nearly) the rate offered: not queueing."""
+        return (
+            self.success_ratio >= 0.99
+            and self.answered_per_second >= 0.95 * self.offered_per_second
+        )
+
+
+@dataclass(frozen=True)
+class GetCeiling:
+    """A rising series of GET rates, up to the first one not sustained (or the last step)."""
+
+    steps: list[GetStep]
+
+    @property
+    def sustained_per_second(self) -> int | None:
+        """The highest rate sustained before the first that was not; None when not even the
+        first was."""
+        best = None
+        for step in self.steps:
+            if not step.sustained:
+                break
+            best = step.offered_per_second
+        return best
+
+    @property
+    def found(self) -> bool:
+        """Whether a step was not sustained: otherwise the ceiling lies above the last step."""
+        return not all(step.sustained for step in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sustained_per_second": self.sustained_per_second,
+            "found": self.found,
+            "steps": [asdict(step) | {"sustained": step.sustained} for step in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class KafkaDrainPoint:
+    """A backlog drained by the worker, timed from its first results: its maximum rate."""
+
+    commands: int
+    commands_per_second: float
+    busy_cores: float
+    cpu_us_per_command: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"cpu_us_per_command_total": cpu_total(self.cpu_us_per_command)}
+
+
+@dataclass(frozen=True)
+class KafkaPoint:
+    """Commands produced open-loop by a producer process at one rate; latency from send() to
+    the result being visible to a read_committed reader; CPU per command by process."""
+
+    name: str  # "fixed", "tenth" or "half" (of the drain's rate)
+    offered_per_second: float
+    sent_per_second: float
+    commands: int
+    p50_ms: float
+    p99_ms: float
+    busy_cores: float
+    cpu_us_per_command: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"cpu_us_per_command_total": cpu_total(self.cpu_us_per_command)}
+
+
+@dataclass(frozen=True)
+class OpenLoop:
+    """Load offered open-loop by generators outside the processes measured: HTTP at fixed
+    rates and the GET ceiling, Kafka at a fixed rate and at fractions of the drain's."""
+
+    generator: str
+    broker_jit: str  # "optimising" as deployed, or "fast-start" (C1 only)
+    seconds_per_point: float
+    warmup_seconds: float
+    http: list[HttpPoint]
+    get_ceiling: GetCeiling
+    kafka_drain: KafkaDrainPoint
+    kafka: list[KafkaPoint]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator,
+            "broker_jit": self.broker_jit,
+            "seconds_per_point": self.seconds_per_point,
+            "warmup_seconds": self.warmup_seconds,
+            "http": [point.to_json() for point in self.http],
+            "get_ceiling": self.get_ceiling.to_json(),
+            "kafka_drain": self.kafka_drain.to_json(),
+            "kafka": [point.to_json() for point in self.kafka],
+        }
+
+
 @dataclass(frozen=True)
 class Ratios:
     worker_vs_naive: float
@@ -243,6 +377,7 @@ class Report:
     scale: Scale | None = None
     due_scale: DueScale | None = None
     memory: Memory | None = None
+    open_loop: OpenLoop | None = None
 
     @property
     def ratios(self) -> Ratios:
@@ -279,6 +414,8 @@ class Report:
             out["due_scale"] = self.due_scale.to_json()
         if self.memory is not None:
             out["memory"] = self.memory.to_json()
+        if self.open_loop is not None:
+            out["open_loop"] = self.open_loop.to_json()
         out["ratios"] = asdict(self.ratios)
         return out
 
@@ -362,4 +499,121 @@ def table(report: Report) -> str:
     if report.memory is not None:
         figures = report.memory.to_json()
         lines.append("memory: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
+    if report.open_loop is not None:
+        lines += ["", open_loop_table(report.open_loop)]
+    return "\n".join(lines)
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows of cells as lines, each column as wide as its widest cell, two spaces apart."""
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def _cpu_cells(cpu_us: dict[str, float], processes: tuple[str, ...]) -> tuple[str, ...]:
+    if not cpu_us:
+        return ("-",) * (len(processes) + 1)
+    return (*(f"{cpu_us[name]:,.0f}" for name in processes), f"{cpu_total(cpu_us):,.0f}")
+
+
+def _http_rows(points: list[HttpPoint]) -> list[str]:
+    header = ("offered/s", "sent/s", "statuses", "p50 ms", "p99 ms", "busy cores")
+    return aligned(
+        [
+            (*header, *PROCESSES, "total"),
+            *(
+                (
+                    f"{point.offered_per_second:,}",
+                    f"{point.sent_per_second:,.1f}",
+                    " ".join(f"{code}:{n}" for code, n in point.statuses.items()),
+                    f"{point.p50_ms:.1f}",
+                    f"{point.p99_ms:.1f}",
+                    f"{point.busy_cores:.2f}",
+                    *_cpu_cells(point.cpu_us_per_request, PROCESSES),
+                )
+                for point in points
+            ),
+        ]
+    )
+
+
+def _get_rows(steps: list[GetStep]) -> list[str]:
+    header = ("offered/s", "sent/s", "answered/s", "success", "p50 ms", "p99 ms")
+    return aligned(
+        [
+            (*header, *PROCESSES, "total"),
+            *(
+                (
+                    f"{step.offered_per_second:,}",
+                    f"{step.sent_per_second:,.1f}",
+                    f"{step.answered_per_second:,.1f}",
+                    f"{step.success_ratio:.2%}",
+                    f"{step.p50_ms:.1f}",
+                    f"{step.p99_ms:.1f}",
+                    *_cpu_cells(step.cpu_us_per_request, PROCESSES),
+                )
+                for step in steps
+            ),
+        ]
+    )
+
+
+def _kafka_rows(drain: KafkaDrainPoint, points: list[KafkaPoint]) -> list[str]:
+    processes = tuple(name for name in PROCESSES if name in drain.cpu_us_per_command)
+    header = ("rate", "offered/s", "sent/s", "commands", "p50 ms", "p99 ms", "busy cores")
+    drained = (
+        "drain",
+        "backlog",
+        "-",
+        f"{drain.commands:,}",
+        "-",
+        "-",
+        f"{drain.busy_cores:.2f}",
+    )
+    return aligned(
+        [
+            (*header, *processes, "total"),
+            (*drained, *_cpu_cells(drain.cpu_us_per_command, processes)),
+            *(
+                (
+                    point.name,
+                    f"{point.offered_per_second:,.0f}",
+                    f"{point.sent_per_second:,.1f}",
+                    f"{point.commands:,}",
+                    f"{point.p50_ms:.1f}",
+                    f"{point.p99_ms:.1f}",
+                    f"{point.busy_cores:.2f}",
+                    *_cpu_cells(point.cpu_us_per_command, processes),
+                )
+                for point in points
+            ),
+        ]
+    )
+
+
+def open_loop_table(open_loop: OpenLoop) -> str:
+    """The open-loop section as printed: a table for HTTP complete, the GET ceiling's steps and
+    a table for Kafka, each with CPU µs per request (or command) by process and their total."""
+    ceiling = open_loop.get_ceiling
+    sustained = ceiling.sustained_per_second
+    lines = [
+        f"open loop ({open_loop.generator}; the broker's JIT: {open_loop.broker_jit}): "
+        f"{open_loop.seconds_per_point:g} s at each rate after {open_loop.warmup_seconds:g} s "
+        "unmeasured",
+        "HTTP complete, CPU µs per 204 by process:",
+        *_http_rows(open_loop.http),
+        "GET ceiling: "
+        + ("no rate sustained" if sustained is None else f"{sustained:,}/s sustained")
+        + ("" if ceiling.found else ", the highest rate tried")
+        + " (under 1% errors, 95% of the rate answered); CPU µs per GET by process:",
+        *_get_rows(ceiling.steps),
+        f"Kafka: the worker drains a backlog at {open_loop.kafka_drain.commands_per_second:,.0f}"
+        "/s; CPU µs per command by process:",
+        *_kafka_rows(open_loop.kafka_drain, open_loop.kafka),
+    ]
+    if open_loop.broker_jit != "optimising":
+        lines.append(
+            f"The broker ran with the {open_loop.broker_jit} JIT, not as deployed: `make bench` "
+            "restarts it with the optimising one (LOCAL_KAFKA_JIT=optimising)."
+        )
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """One command, one run, side by side on the local real services:
 
     python -m bench.run [--commands N] [--naive-commands N] [--latency-commands N] [--scale] [--smoke]
+    python -m bench.run --only open-loop [--open-loop-rates R ...] [--smoke]
 
 1. the worker under test (`fielding-worker run`, a real process: bench/drain.py);
 2. a naive baseline (bench/naive.py);
@@ -8,7 +9,9 @@
    (bench/ceilings.py);
 4. a mixed backlog of every command type, a burst of timers (bench/lifecycle.py), HTTP
    requests beside Kafka commands at one rate (bench/http.py), tracing's cost
-   (bench/tracing.py), and run states' cost (bench/states.py).
+   (bench/tracing.py), and run states' cost (bench/states.py);
+5. load offered open-loop by generators outside the processes measured, HTTP (vegeta) and
+   Kafka (a producer process), with CPU per request for each process (bench/open_loop.py).
 
 Reports sustained commands/s, p50/p99 latency (command produced -> result visible to a
 read_committed consumer) at half and at a tenth of the worker's throughput, peak memory,
@@ -37,7 +40,8 @@ from bench.fixtures import (
 from bench.http import measure_http
 from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import bench_naive
-from bench.report import Report, table
+from bench.open_loop import OpenLoopSizes, generator, measure_open_loop
+from bench.report import OpenLoop, Report, open_loop_table, table
 from bench.states import measure_states
 from bench.tracing import measure_tracing
 from worker.settings import Settings
@@ -45,7 +49,10 @@ from worker.settings import Settings
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main(args: argparse.Namespace) -> Report:
+async def main(args: argparse.Namespace) -> Report | OpenLoop:
+    # vegeta is built on first use: before the long parts, so that a machine without Go fails
+    # at once.
+    await asyncio.to_thread(generator)
     base = Settings(
         jwt_secret=SECRET,
         system_jwt_secret=SECRET[::-1],
@@ -55,6 +62,8 @@ async def main(args: argparse.Namespace) -> Report:
     if args.smoke:  # several batches even at tiny sizes, so that a drain can be timed
         base = base.model_copy(update={"max_batch": 50})
     try:
+        if args.only == "open-loop":
+            return await measure_open_loop(base, open_loop_sizes(args))
         return await measure(base, args)
     finally:
         await drop_bench_topics(base.kafka_bootstrap_servers)
@@ -94,6 +103,7 @@ async def measure(base: Settings, args: argparse.Namespace) -> Report:
         )
     if args.memory:
         memory = await bench_memory(base, args.memory)
+    open_loop = await measure_open_loop(base, open_loop_sizes(args))
     return Report(
         cores=os.cpu_count() or 1,
         sizes=vars(args),
@@ -109,6 +119,22 @@ async def measure(base: Settings, args: argparse.Namespace) -> Report:
         scale=scale,
         due_scale=due_scale,
         memory=memory,
+        open_loop=open_loop,
+    )
+
+
+def open_loop_sizes(args: argparse.Namespace) -> OpenLoopSizes:
+    return OpenLoopSizes(
+        http_rates=args.open_loop_rates,
+        kafka_rate=args.open_loop_kafka_rate,
+        kafka_fractions={"tenth": 0.1, "half": 0.5},
+        seconds=args.open_loop_seconds,
+        warmup_seconds=args.open_loop_warmup,
+        drain_commands=args.open_loop_drain,
+        get_start_rate=args.get_start_rate,
+        get_factor=args.get_factor,
+        get_steps=args.get_steps,
+        get_step_seconds=args.get_step_seconds,
     )
 
 
@@ -161,8 +187,50 @@ def cli() -> None:
         default=20_000,
         help="commands per drain, run states on or off",
     )
+    parser.add_argument(
+        "--only",
+        choices=["open-loop"],
+        help="run one section alone (its JSON goes to bench/results/open-loop.json)",
+    )
+    parser.add_argument(
+        "--open-loop-rates",
+        type=int,
+        nargs="+",
+        default=[100, 200, 400, 800],
+        metavar="R",
+        help="complete requests per second offered to serve by vegeta, one point each",
+    )
+    parser.add_argument(
+        "--open-loop-kafka-rate",
+        type=float,
+        default=100.0,
+        help="commands per second offered over Kafka (besides a tenth and half of the drain's)",
+    )
+    parser.add_argument(
+        "--open-loop-seconds", type=float, default=20.0, help="measured, at each open-loop rate"
+    )
+    parser.add_argument(
+        "--open-loop-warmup",
+        type=float,
+        default=5.0,
+        help="unmeasured, at each open-loop rate before its measured seconds",
+    )
+    parser.add_argument(
+        "--open-loop-drain",
+        type=int,
+        default=20_000,
+        help="commands of the drain that gives the open-loop Kafka rates their maximum",
+    )
+    parser.add_argument(
+        "--get-start-rate", type=int, default=250, help="the GET ceiling's first rate per second"
+    )
+    parser.add_argument(
+        "--get-factor", type=float, default=1.5, help="each GET step's rate over the one before"
+    )
+    parser.add_argument("--get-steps", type=int, default=8, help="GET steps at most")
+    parser.add_argument("--get-step-seconds", type=float, default=5.0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
-    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--json", type=Path, help="default: bench/results/latest.json")
     args = parser.parse_args()
     if args.smoke:  # every figure, at tiny sizes
         args.commands, args.naive_commands, args.latency_commands = 300, 50, 50
@@ -171,14 +239,30 @@ def cli() -> None:
         args.mixed_commands, args.timer_runs, args.due_runs = 200, 300, 20
         args.http_requests, args.http_rate = 60, 50.0
         args.tracing_commands = args.states_commands = 200
+        args.open_loop_rates, args.open_loop_kafka_rate = [20, 40], 20.0
+        args.open_loop_seconds, args.open_loop_warmup, args.open_loop_drain = 2.0, 1.0, 300
+        args.get_start_rate, args.get_steps, args.get_step_seconds = 20, 2, 1.0
     if args.tracing_commands < 200:  # shorter drains read no CPU time at all
         parser.error("--tracing-commands: at least 200")
     if args.states_commands < 200:
         parser.error("--states-commands: at least 200")
-    report = asyncio.run(main(args))
+    if min(args.open_loop_rates) < 1 or args.get_start_rate < 1 or args.open_loop_seconds <= 0:
+        parser.error("open-loop rates: at least 1 a second (vegeta's are whole numbers), for >0 s")
+    if args.json is None:
+        args.json = RESULTS / ("open-loop.json" if args.only else "latest.json")
+    result = asyncio.run(main(args))
+    if isinstance(result, Report):
+        figures, printed = result.to_json(), table(result)
+    else:
+        figures = {
+            "machine": {"cores": os.cpu_count() or 1},
+            "sizes": vars(args),
+            "open_loop": result.to_json(),
+        }
+        printed = open_loop_table(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
-    print(table(report))
+    args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(printed)
     print(f"\nJSON: {args.json}")
 
 

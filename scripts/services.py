@@ -10,6 +10,11 @@
 Kafka is assembled from Maven Central artifacts (scripts/kafka/pom.xml) into .local/kafka/libs;
 Postgres is Debian's `postgresql` package (installed with apt-get when missing) running a
 private cluster in .local/postgres. Everything lives under .local/, which git ignores.
+
+LOCAL_KAFKA_JIT chooses the broker's JIT: `fast-start` (the default: C1 only, the broker is up
+in a few seconds, which is all the tests need) or `optimising` (the JVM's own tiered
+compilation with C2, as a deployment runs it; `make bench` asks for it). Set explicitly, it
+makes `up` restart a broker of this script's that runs with the other one.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ PG_PORT = int(os.environ.get("LOCAL_POSTGRES_PORT", "5432"))
 PG_VERSION = "15"
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
 DB_USER = DB_PASSWORD = DB_NAME = "fielding"
+FAST_START, OPTIMISING = "fast-start", "optimising"
+JIT_CHOICES = (FAST_START, OPTIMISING)
+# C1 only: the optimising compiler's warm-up would cost each test run's broker seconds of CPU.
+FAST_START_FLAG = "-XX:TieredStopAtLevel=1"
 
 
 def log(message: str) -> None:
@@ -85,13 +94,32 @@ def kafka_libs() -> Path:
     return libs
 
 
-def java_command(libs: Path, main_class: str, *args: str, heap: str = "768m") -> list[str]:
+def kafka_jit() -> str | None:
+    """The broker's JIT asked for in LOCAL_KAFKA_JIT, or None when it is not set."""
+    jit = os.environ.get("LOCAL_KAFKA_JIT") or None
+    if jit is not None and jit not in JIT_CHOICES:
+        raise SystemExit(f"LOCAL_KAFKA_JIT={jit!r}: one of {', '.join(JIT_CHOICES)}")
+    return jit
+
+
+def jit_of(command: list[str]) -> str:
+    """Which JIT a java command line runs with: the broker's, read from /proc/<pid>/cmdline."""
+    return FAST_START if FAST_START_FLAG in command else OPTIMISING
+
+
+def running_command(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def java_command(
+    libs: Path, main_class: str, *args: str, heap: str = "768m", jit: str = FAST_START
+) -> list[str]:
     return [
         "java",
         "-Xms256m",
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
-        "-XX:TieredStopAtLevel=1",
+        *([FAST_START_FLAG] if jit == FAST_START else []),
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={ROOT / 'scripts' / 'kafka' / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={KAFKA_DIR}",
@@ -104,7 +132,14 @@ def java_command(libs: Path, main_class: str, *args: str, heap: str = "768m") ->
 
 def kafka_up() -> None:
     pid_file = KAFKA_DIR / "broker.pid"
-    if read_pid(pid_file) or port_open(KAFKA_PORT):
+    wanted = kafka_jit()
+    pid = read_pid(pid_file)
+    if pid is not None and wanted is not None and jit_of(running_command(pid)) != wanted:
+        log(f"restarting kafka with the {wanted} JIT (LOCAL_KAFKA_JIT)")
+        kafka_down()
+    elif pid is not None or port_open(KAFKA_PORT):
+        if pid is None and wanted is not None:
+            log(f"kafka on localhost:{KAFKA_PORT} was not started here: its JIT is left as it is")
         log(f"kafka already running on localhost:{KAFKA_PORT}")
         return
     libs = kafka_libs()
@@ -134,10 +169,11 @@ def kafka_up() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    log("starting kafka broker")
+    jit = wanted or FAST_START
+    log(f"starting kafka broker ({jit} JIT)")
     with open(KAFKA_DIR / "broker.out", "ab") as out:
         process = subprocess.Popen(
-            java_command(libs, "kafka.Kafka", str(properties)),
+            java_command(libs, "kafka.Kafka", str(properties), jit=jit),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from bench.report import (
     Drain,
     DrainMedians,
     DueScale,
+    GetCeiling,
+    GetStep,
     HttpLatency,
+    HttpPoint,
     KafkaCeiling,
+    KafkaDrainPoint,
+    KafkaPoint,
     LoadPoint,
     Memory,
     Mixed,
+    OpenLoop,
     Report,
     RunStatesCost,
     Scale,
@@ -21,6 +29,7 @@ from bench.report import (
     TimerBurst,
     Tracing,
     WorkerFigures,
+    open_loop_table,
     table,
 )
 
@@ -252,3 +261,138 @@ def test_run_states_are_within_the_bound_only_at_90_percent_of_the_drain_without
         "commands_per_second": 4_000.0,
         "cpu_us_per_command": 123.0,
     }
+
+
+def an_open_loop(broker_jit: str = "optimising") -> OpenLoop:
+    return OpenLoop(
+        generator="vegeta v12.13.0 for HTTP, a producer process for Kafka",
+        broker_jit=broker_jit,
+        seconds_per_point=20.0,
+        warmup_seconds=5.0,
+        http=[
+            HttpPoint(
+                offered_per_second=100,
+                sent_per_second=100.02,
+                requests=2_000,
+                statuses={"204": 2_000},
+                p50_ms=14.21,
+                p99_ms=31.5,
+                busy_cores=0.61,
+                cpu_us_per_request={
+                    "serve": 1_210.0,
+                    "worker": 980.4,
+                    "broker": 402.0,
+                    "postgres": 310.6,
+                },
+            ),
+            HttpPoint(
+                offered_per_second=800,
+                sent_per_second=799.1,
+                requests=16_000,
+                statuses={"0": 12, "204": 15_100, "503": 888},
+                p50_ms=2_210.0,
+                p99_ms=9_870.25,
+                busy_cores=1.98,
+                cpu_us_per_request={
+                    "serve": 1_500.0,
+                    "worker": 700.0,
+                    "broker": 350.0,
+                    "postgres": 250.0,
+                },
+            ),
+        ],
+        get_ceiling=GetCeiling(
+            [
+                a_get_step(250, answered=249.9, success=1.0),
+                a_get_step(375, answered=352.0, success=0.995),
+            ]
+        ),
+        kafka_drain=KafkaDrainPoint(
+            commands=20_000,
+            commands_per_second=9_800.4,
+            busy_cores=1.31,
+            cpu_us_per_command={"worker": 70.2, "broker": 20.0, "postgres": 15.1},
+        ),
+        kafka=[
+            KafkaPoint(
+                "fixed", 100.0, 100.0, 2_000, 12.5, 30.25, 0.31,
+                {"worker": 250.0, "broker": 120.0, "postgres": 80.0},
+            ),
+            KafkaPoint(
+                "tenth", 980.04, 979.8, 19_601, 25.0, 41.0, 0.9,
+                {"worker": 100.0, "broker": 40.0, "postgres": 25.0},
+            ),
+            KafkaPoint(
+                "half", 4_900.2, 4_850.0, 98_004, 60.0, 110.0, 1.7,
+                {"worker": 75.0, "broker": 22.0, "postgres": 16.0},
+            ),
+        ],
+    )  # fmt: skip
+
+
+def a_get_step(rate: int, answered: float, success: float) -> GetStep:
+    cpu = {"serve": 800.0, "worker": 1.0, "broker": 0.5, "postgres": 150.0}
+    return GetStep(rate, rate + 0.1, answered, success, 3.2, 9.8, cpu)
+
+
+PRINTED_OPEN_LOOP = """\
+open loop (vegeta v12.13.0 for HTTP, a producer process for Kafka; the broker's JIT: optimising): 20 s at each rate after 5 s unmeasured
+HTTP complete, CPU µs per 204 by process:
+offered/s  sent/s  statuses                p50 ms  p99 ms  busy cores  serve  worker  broker  postgres  total
+100        100.0   204:2000                14.2    31.5    0.61        1,210  980     402     311       2,903
+800        799.1   0:12 204:15100 503:888  2210.0  9870.2  1.98        1,500  700     350     250       2,800
+GET ceiling: 250/s sustained (under 1% errors, 95% of the rate answered); CPU µs per GET by process:
+offered/s  sent/s  answered/s  success  p50 ms  p99 ms  serve  worker  broker  postgres  total
+250        250.1   249.9       100.00%  3.2     9.8     800    1       0       150       952
+375        375.1   352.0       99.50%   3.2     9.8     800    1       0       150       952
+Kafka: the worker drains a backlog at 9,800/s; CPU µs per command by process:
+rate   offered/s  sent/s   commands  p50 ms  p99 ms  busy cores  worker  broker  postgres  total
+drain  backlog    -        20,000    -       -       1.31        70      20      15        105
+fixed  100        100.0    2,000     12.5    30.2    0.31        250     120     80        450
+tenth  980        979.8    19,601    25.0    41.0    0.90        100     40      25        165
+half   4,900      4,850.0  98,004    60.0    110.0   1.70        75      22      16        113"""
+
+
+def test_the_open_loop_table_shows_cpu_per_request_by_process_and_its_total() -> None:
+    assert open_loop_table(an_open_loop()) == PRINTED_OPEN_LOOP
+
+
+def test_a_broker_not_run_as_deployed_is_said_so() -> None:
+    assert "optimising JIT" not in open_loop_table(an_open_loop())
+    assert open_loop_table(an_open_loop("fast-start")).splitlines()[-1] == (
+        "The broker ran with the fast-start JIT, not as deployed: `make bench` restarts it "
+        "with the optimising one (LOCAL_KAFKA_JIT=optimising)."
+    )
+
+
+def test_the_get_ceiling_is_the_last_rate_sustained_before_the_first_that_was_not() -> None:
+    ok, queueing, erring = (
+        a_get_step(250, answered=249.0, success=1.0),
+        a_get_step(375, answered=300.0, success=1.0),  # answered below 95% of the rate
+        a_get_step(562, answered=562.0, success=0.98),  # 2% errors
+    )
+    assert (queueing.sustained, erring.sustained) == (False, False)
+    assert GetCeiling([ok, a_get_step(375, 375.0, 0.999), erring]).sustained_per_second == 375
+    assert GetCeiling([ok, queueing]).sustained_per_second == 250
+    assert GetCeiling([queueing]).sustained_per_second is None
+    assert GetCeiling([ok, queueing]).found
+    every = GetCeiling([ok, a_get_step(375, 375.0, 1.0)])
+    assert not every.found and every.sustained_per_second == 375
+    assert "375/s sustained, the highest rate tried" in open_loop_table(
+        replace(an_open_loop(), get_ceiling=every)
+    )
+
+
+def test_the_open_loop_section_is_printed_last_and_kept_in_the_json() -> None:
+    report = replace(a_report(), open_loop=an_open_loop())
+    assert table(report) == PRINTED + "\n\n" + PRINTED_OPEN_LOOP
+    figures = report.to_json()
+    assert list(figures)[-2:] == ["open_loop", "ratios"]
+    open_loop = figures["open_loop"]
+    assert open_loop["http"][0]["cpu_us_per_request_total"] == pytest.approx(2_903.0)
+    assert open_loop["http"][1]["statuses"] == {"0": 12, "204": 15_100, "503": 888}
+    assert open_loop["get_ceiling"]["sustained_per_second"] == 250
+    assert [step["sustained"] for step in open_loop["get_ceiling"]["steps"]] == [True, False]
+    assert open_loop["kafka_drain"]["cpu_us_per_command_total"] == pytest.approx(105.3)
+    assert [point["name"] for point in open_loop["kafka"]] == ["fixed", "tenth", "half"]
+    assert open_loop["broker_jit"] == "optimising"
