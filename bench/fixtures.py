@@ -21,7 +21,7 @@ from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.lag import topic_partitions
 from worker.adapters.postgres.migrate import upgrade
 from worker.bootstrap import create_topics
-from worker.service.auth import TokenIssuer
+from worker.service.auth import SYSTEM_ACTOR, TokenIssuer
 from worker.settings import Settings
 
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
@@ -53,12 +53,16 @@ async def create_runs(database_url: str, count: int) -> Runs:
     try:
         for start in range(0, count, 50_000):
             await connection.execute(
-                """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status, version)
-                   SELECT id, $3, $4, tg, 'live', 1 FROM unnest($1::text[], $2::text[]) AS u(id, tg)""",
+                """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status, version,
+                                              start_fielding_at, end_fielding_at, last_changed_by)
+                   SELECT id, $3, $4, tg, 'live', 1, now() - interval '1 day',
+                          now() + interval '30 days', $5
+                     FROM unnest($1::text[], $2::text[]) AS u(id, tg)""",
                 ids[start : start + 50_000],
                 groups[start : start + 50_000],
                 ACCOUNT,
                 project,
+                SYSTEM_ACTOR,
             )
         await connection.execute("ANALYZE fielding_runs")
     finally:

@@ -26,6 +26,7 @@ from schemas.types import new_ulid
 from worker.adapters.postgres.pool import create_pool
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.bootstrap import create_topics
+from worker.service.auth import SYSTEM_ACTOR
 from worker.settings import Settings
 
 # A mixed backlog, per ten commands: what each command type needs its run to be.
@@ -62,8 +63,9 @@ async def insert_runs(
         chunk = rows[at : at + 50_000]
         await connection.execute(
             """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status,
-                                          version, start_fielding_at, end_fielding_at)
-               SELECT id, $4, $5, tg, status, 1, $6, $7
+                                          version, start_fielding_at, end_fielding_at,
+                                          last_changed_by)
+               SELECT id, $4, $5, tg, status, 1, $6, $7, $8
                  FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, tg, status)""",
             [r[0] for r in chunk],
             [r[1] for r in chunk],
@@ -72,6 +74,7 @@ async def insert_runs(
             project,
             start,
             end,
+            SYSTEM_ACTOR,
         )
 
 

@@ -128,6 +128,8 @@ async def test_a_run_created_meanwhile_for_the_target_group_fails_the_whole_batc
             RunKey(101, existing.project_id, existing.target_group_id, new_ulid()),
             RunStatus.LIVE,
             1,
+            existing.start_fielding_at,
+            existing.end_fielding_at,
         ),
         None,
         datetime.now(UTC),

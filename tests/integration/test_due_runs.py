@@ -23,6 +23,7 @@ from worker.adapters.postgres.migrate import upgrade
 from worker.adapters.postgres.runs import get_run, put_run
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import metrics
+from worker.service.auth import SYSTEM_ACTOR
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -107,47 +108,52 @@ async def test_one_accounts_hundred_thousand_due_runs_hold_back_another_accounts
     url = f"{services.postgres_url.rpartition('/')[0]}/{name}"
     try:
         await asyncio.to_thread(upgrade, url)
-        store = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        flood_at = datetime.now(UTC) + timedelta(seconds=20)  # the worker up and assigned by then
-        project = new_ulid()
-        flood = [new_ulid() for _ in range(100_000)]
-        await store.execute(
-            """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status,
-                                          version, start_fielding_at)
-               SELECT id, 555, $2, id, 'scheduled', 1, $3 FROM unnest($1::text[]) AS u(id)""",
-            flood,
-            project,
-            flood_at,
-        )
-        other = await put_run(
-            store,
-            account_id=777,
-            project_id=project,
-            target_group_id=new_ulid(),
-            fielding_run_id=new_ulid(),
-            status=S.SCHEDULED,
-            start_fielding_at=flood_at + timedelta(seconds=1),
-        )
-        worker = WorkerProcess(
-            settings.model_copy(update={"database_url": url}),
-            tmp_path,
-            "fair-timers",
-            FIELDING_SCHEDULER_INTERVAL_SECONDS="1",
-        )
-        worker.start()
-        try:
-            while (await get_run(store, other.id)).status is S.SCHEDULED:  # type: ignore[union-attr]
-                assert worker.alive(), worker.log()[-3000:]
-                late = datetime.now(UTC) - (flood_at + timedelta(seconds=1))
-                assert late < timedelta(seconds=5), f"still scheduled {late} after its time"
-                await asyncio.sleep(0.1)
-            flood_live = await store.fetchval(
-                "SELECT count(*) FROM fielding_runs WHERE account_id = 555 AND status = 'live'"
+        async with asyncpg.create_pool(url, min_size=1, max_size=2) as store:
+            # The worker is up and assigned by then.
+            flood_at = datetime.now(UTC) + timedelta(seconds=20)
+            project = new_ulid()
+            flood = [new_ulid() for _ in range(100_000)]
+            await store.execute(
+                """INSERT INTO fielding_runs (id, account_id, project_id, target_group_id, status,
+                                              version, start_fielding_at, end_fielding_at,
+                                              last_changed_by)
+                   SELECT id, 555, $2, id, 'scheduled', 1, $3, $3::timestamptz + interval '1 day', $4
+                     FROM unnest($1::text[]) AS u(id)""",
+                flood,
+                project,
+                flood_at,
+                SYSTEM_ACTOR,
             )
-            assert flood_live < len(flood), "the flood was still being applied"
-        finally:
-            worker.terminate()
-            await store.close()
+            other = await put_run(
+                store,
+                account_id=777,
+                project_id=project,
+                target_group_id=new_ulid(),
+                fielding_run_id=new_ulid(),
+                status=S.SCHEDULED,
+                start_fielding_at=flood_at + timedelta(seconds=1),
+                end_fielding_at=flood_at + timedelta(days=1),
+                changed_by=SYSTEM_ACTOR,
+            )
+            worker = WorkerProcess(
+                settings.model_copy(update={"database_url": url}),
+                tmp_path,
+                "fair-timers",
+                FIELDING_SCHEDULER_INTERVAL_SECONDS="1",
+            )
+            worker.start()
+            try:
+                while (await get_run(store, other.id)).status is S.SCHEDULED:  # type: ignore[union-attr]
+                    assert worker.alive(), worker.log()[-3000:]
+                    late = datetime.now(UTC) - (flood_at + timedelta(seconds=1))
+                    assert late < timedelta(seconds=5), f"still scheduled {late} after its time"
+                    await asyncio.sleep(0.1)
+                flood_live = await store.fetchval(
+                    "SELECT count(*) FROM fielding_runs WHERE account_id = 555 AND status = 'live'"
+                )
+                assert flood_live < len(flood), "the flood was still being applied"
+            finally:
+                worker.terminate()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
