@@ -351,6 +351,54 @@ class OpenLoop:
 
 
 @dataclass(frozen=True)
+class GatherPoint:
+    """Commands produced open-loop at one rate to a worker run with one gathering window
+    (FIELDING_BATCH_GATHER_MS); latency from send() to the result visible to a read_committed
+    reader; CPU per command by process."""
+
+    gather_ms: float
+    offered_per_second: float
+    sent_per_second: float
+    commands: int
+    p50_ms: float
+    p99_ms: float
+    busy_cores: float
+    cpu_us_per_command: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"cpu_us_per_command_total": cpu_total(self.cpu_us_per_command)}
+
+
+@dataclass(frozen=True)
+class GatherCurve:
+    """The gathering window's curve: every window at every rate, a worker per window."""
+
+    broker_jit: str
+    seconds_per_point: float
+    warmup_seconds: float
+    points: list[GatherPoint]
+
+    def without_gathering(self, point: GatherPoint) -> GatherPoint | None:
+        """The point at the same rate with no window (0 ms), when the curve has one."""
+        return next(
+            (
+                other
+                for other in self.points
+                if other.gather_ms == 0 and other.offered_per_second == point.offered_per_second
+            ),
+            None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "broker_jit": self.broker_jit,
+            "seconds_per_point": self.seconds_per_point,
+            "warmup_seconds": self.warmup_seconds,
+            "points": [point.to_json() for point in self.points],
+        }
+
+
+@dataclass(frozen=True)
 class Ratios:
     worker_vs_naive: float
     worker_vs_kafka_ceiling: float
@@ -611,9 +659,54 @@ def open_loop_table(open_loop: OpenLoop) -> str:
         "/s; CPU µs per command by process:",
         *_kafka_rows(open_loop.kafka_drain, open_loop.kafka),
     ]
-    if open_loop.broker_jit != "optimising":
-        lines.append(
-            f"The broker ran with the {open_loop.broker_jit} JIT, not as deployed: `make bench` "
-            "restarts it with the optimising one (LOCAL_KAFKA_JIT=optimising)."
-        )
+    lines += _jit_note(open_loop.broker_jit)
+    return "\n".join(lines)
+
+
+def _jit_note(broker_jit: str) -> list[str]:
+    if broker_jit == "optimising":
+        return []
+    return [
+        f"The broker ran with the {broker_jit} JIT, not as deployed: `make bench` "
+        "restarts it with the optimising one (LOCAL_KAFKA_JIT=optimising)."
+    ]
+
+
+def gather_curve_table(curve: GatherCurve) -> str:
+    """The gathering window's curve as printed: a row per rate and window, rates in the order
+    measured and each rate's windows together, with CPU µs per command by process, their
+    total, and that total against the same rate's without a window."""
+    processes = tuple(
+        name for name in PROCESSES if any(name in p.cpu_us_per_command for p in curve.points)
+    )
+    header = ("offered/s", "gather ms", "sent/s", "p50 ms", "p99 ms", "busy cores")
+    rates = list(dict.fromkeys(point.offered_per_second for point in curve.points))
+    rows = []
+    for rate in rates:
+        for point in (p for p in curve.points if p.offered_per_second == rate):
+            baseline = curve.without_gathering(point)
+            total, base_total = (
+                cpu_total(point.cpu_us_per_command),
+                cpu_total(baseline.cpu_us_per_command) if baseline else 0.0,
+            )
+            rows.append(
+                (
+                    f"{point.offered_per_second:,.0f}",
+                    f"{point.gather_ms:g}",
+                    f"{point.sent_per_second:,.1f}",
+                    f"{point.p50_ms:.1f}",
+                    f"{point.p99_ms:.1f}",
+                    f"{point.busy_cores:.2f}",
+                    *_cpu_cells(point.cpu_us_per_command, processes),
+                    f"{total / base_total:.2f}" if total and base_total else "-",
+                )
+            )
+    lines = [
+        f"gathering window (FIELDING_BATCH_GATHER_MS; the broker's JIT: {curve.broker_jit}): "
+        f"{curve.seconds_per_point:g} s at each rate after {curve.warmup_seconds:g} s "
+        "unmeasured; CPU µs per command by process; `vs 0 ms`: the total against the same "
+        "rate's without a window",
+        *aligned([(*header, *processes, "total", "vs 0 ms"), *rows]),
+        *_jit_note(curve.broker_jit),
+    ]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
     python -m bench.run [--commands N] [--naive-commands N] [--latency-commands N] [--scale] [--smoke]
     python -m bench.run --only open-loop [--open-loop-rates R ...] [--smoke]
+    python -m bench.run --only gather-curve [--gather-ms MS ...] [--gather-rates R ...] [--smoke]
 
 1. the worker under test (`fielding-worker run`, a real process: bench/drain.py);
 2. a naive baseline (bench/naive.py);
@@ -12,6 +13,9 @@
    (bench/tracing.py), and run states' cost (bench/states.py);
 5. load offered open-loop by generators outside the processes measured, HTTP (vegeta) and
    Kafka (a producer process), with CPU per request for each process (bench/open_loop.py).
+
+On request only: the gathering window's curve, CPU per command and latency at several rates
+for each value of FIELDING_BATCH_GATHER_MS (bench/gather_curve.py).
 
 Reports sustained commands/s, p50/p99 latency (command produced -> result visible to a
 read_committed consumer) at half and at a tenth of the worker's throughput, peak memory,
@@ -37,11 +41,19 @@ from bench.fixtures import (
     fresh_database,
     scenario_settings,
 )
+from bench.gather_curve import GatherSizes, measure_gather_curve
 from bench.http import measure_http
 from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import bench_naive
 from bench.open_loop import OpenLoopSizes, generator, measure_open_loop
-from bench.report import OpenLoop, Report, open_loop_table, table
+from bench.report import (
+    GatherCurve,
+    OpenLoop,
+    Report,
+    gather_curve_table,
+    open_loop_table,
+    table,
+)
 from bench.states import measure_states
 from bench.tracing import measure_tracing
 from worker.settings import Settings
@@ -49,10 +61,11 @@ from worker.settings import Settings
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main(args: argparse.Namespace) -> Report | OpenLoop:
+async def main(args: argparse.Namespace) -> Report | OpenLoop | GatherCurve:
     # vegeta is built on first use: before the long parts, so that a machine without Go fails
-    # at once.
-    await asyncio.to_thread(generator)
+    # at once. The gathering curve offers no HTTP load.
+    if args.only != "gather-curve":
+        await asyncio.to_thread(generator)
     base = Settings(
         jwt_secret=SECRET,
         system_jwt_secret=SECRET[::-1],
@@ -64,6 +77,16 @@ async def main(args: argparse.Namespace) -> Report | OpenLoop:
     try:
         if args.only == "open-loop":
             return await measure_open_loop(base, open_loop_sizes(args))
+        if args.only == "gather-curve":
+            return await measure_gather_curve(
+                base,
+                GatherSizes(
+                    args.gather_ms,
+                    args.gather_rates,
+                    args.open_loop_seconds,
+                    args.open_loop_warmup,
+                ),
+            )
         return await measure(base, args)
     finally:
         await drop_bench_topics(base.kafka_bootstrap_servers)
@@ -189,8 +212,9 @@ def cli() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["open-loop"],
-        help="run one section alone (its JSON goes to bench/results/open-loop.json)",
+        choices=["open-loop", "gather-curve"],
+        help="run one section alone (its JSON goes to bench/results/<section>.json); "
+        "gather-curve runs only on request",
     )
     parser.add_argument(
         "--open-loop-rates",
@@ -222,6 +246,23 @@ def cli() -> None:
         help="commands of the drain that gives the open-loop Kafka rates their maximum",
     )
     parser.add_argument(
+        "--gather-ms",
+        type=float,
+        nargs="+",
+        default=[0, 2, 5, 10, 20],
+        metavar="MS",
+        help="gather-curve: the FIELDING_BATCH_GATHER_MS values, a worker each",
+    )
+    parser.add_argument(
+        "--gather-rates",
+        type=float,
+        nargs="+",
+        default=[50, 100, 200, 400],
+        metavar="R",
+        help="gather-curve: commands per second offered over Kafka to each worker (the "
+        "open-loop section's seconds and warm-up at each)",
+    )
+    parser.add_argument(
         "--get-start-rate", type=int, default=250, help="the GET ceiling's first rate per second"
     )
     parser.add_argument(
@@ -242,24 +283,26 @@ def cli() -> None:
         args.open_loop_rates, args.open_loop_kafka_rate = [20, 40], 20.0
         args.open_loop_seconds, args.open_loop_warmup, args.open_loop_drain = 2.0, 1.0, 300
         args.get_start_rate, args.get_steps, args.get_step_seconds = 20, 2, 1.0
+        args.gather_ms, args.gather_rates = [0, 5], [20, 40]
     if args.tracing_commands < 200:  # shorter drains read no CPU time at all
         parser.error("--tracing-commands: at least 200")
     if args.states_commands < 200:
         parser.error("--states-commands: at least 200")
     if min(args.open_loop_rates) < 1 or args.get_start_rate < 1 or args.open_loop_seconds <= 0:
         parser.error("open-loop rates: at least 1 a second (vegeta's are whole numbers), for >0 s")
+    if min(args.gather_rates) <= 0 or min(args.gather_ms) < 0:
+        parser.error("gather-curve: rates above 0 a second, windows of 0 ms or more")
     if args.json is None:
-        args.json = RESULTS / ("open-loop.json" if args.only else "latest.json")
+        args.json = RESULTS / (f"{args.only}.json" if args.only else "latest.json")
     result = asyncio.run(main(args))
+    section = {"machine": {"cores": os.cpu_count() or 1}, "sizes": vars(args)}
     if isinstance(result, Report):
         figures, printed = result.to_json(), table(result)
+    elif isinstance(result, OpenLoop):
+        figures, printed = section | {"open_loop": result.to_json()}, open_loop_table(result)
     else:
-        figures = {
-            "machine": {"cores": os.cpu_count() or 1},
-            "sizes": vars(args),
-            "open_loop": result.to_json(),
-        }
-        printed = open_loop_table(result)
+        figures = section | {"gather_curve": result.to_json()}
+        printed = gather_curve_table(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     print(printed)

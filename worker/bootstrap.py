@@ -108,6 +108,7 @@ def build_consumer(
         settings.max_batch,
         settings.max_batch_bytes,
         renew_after_seconds=settings.transaction_timeout_ms / 3000,
+        gather_seconds=settings.batch_gather_ms / 1000,
     )
 
     def make_pipeline(

@@ -155,6 +155,16 @@ class Settings(BaseSettings):
         description="Most bytes of command records in one batch (a larger record goes alone); "
         "it also bounds a batch of bulk jobs (1,000 target groups are about 30 KB).",
     )
+    batch_gather_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        validation_alias=_env("FIELDING_BATCH_GATHER_MS"),
+        description="How long a batch that is not full waits for more commands after its "
+        "oldest arrived, so that at low rates one transaction carries several; 0 takes what is "
+        "waiting at once. A command waits at most this long for it "
+        "(docs/decisions/batch-gathering.md).",
+    )
     max_buffered_bytes: int = Field(
         32 << 20,
         ge=1,

@@ -93,3 +93,45 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
     assert "worker_vs_naive" in report["ratios"] and "commands/s" in ran.stdout
     timers = report["timers"]
     assert timers["events"] == timers["runs_with_one_event"] == timers["runs"], "one event each"
+
+
+@pytest.mark.timeout(660)
+def test_the_gather_curve_has_every_window_at_every_rate(
+    services: Services, tmp_path: Path
+) -> None:
+    output = tmp_path / "gather-curve.json"
+    env_overrides = {
+        "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
+        "DATABASE_URL": services.postgres_url,
+    }
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--only",
+            "gather-curve",
+            "--smoke",
+            "--json",
+            str(output),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env_overrides},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    points = json.loads(output.read_text())["gather_curve"]["points"]
+    assert [(p["gather_ms"], p["offered_per_second"]) for p in points] == [
+        (0, 20),
+        (0, 40),
+        (5, 20),
+        (5, 40),
+    ]
+    figures = [p[key] for p in points for key in (*OPEN_LOOP_FIGURES, "cpu_us_per_command_total")]
+    assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures
+    assert [set(p["cpu_us_per_command"]) for p in points] == [
+        {"worker", "broker", "postgres"}
+    ] * len(points)
+    assert "vs 0 ms" in ran.stdout

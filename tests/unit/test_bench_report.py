@@ -10,6 +10,8 @@ from bench.report import (
     Drain,
     DrainMedians,
     DueScale,
+    GatherCurve,
+    GatherPoint,
     GetCeiling,
     GetStep,
     HttpLatency,
@@ -29,6 +31,7 @@ from bench.report import (
     TimerBurst,
     Tracing,
     WorkerFigures,
+    gather_curve_table,
     open_loop_table,
     table,
 )
@@ -396,3 +399,60 @@ def test_the_open_loop_section_is_printed_last_and_kept_in_the_json() -> None:
     assert open_loop["kafka_drain"]["cpu_us_per_command_total"] == pytest.approx(105.3)
     assert [point["name"] for point in open_loop["kafka"]] == ["fixed", "tenth", "half"]
     assert open_loop["broker_jit"] == "optimising"
+
+
+def a_gather_curve(broker_jit: str = "optimising") -> GatherCurve:
+    def point(gather_ms: float, rate: float, p50: float, p99: float, worker: float) -> GatherPoint:
+        cpu = {"worker": worker, "broker": worker * 1.5, "postgres": worker / 4}
+        return GatherPoint(gather_ms, rate, rate - 0.1, int(rate * 20), p50, p99, 0.4, cpu)
+
+    return GatherCurve(
+        broker_jit=broker_jit,
+        seconds_per_point=20.0,
+        warmup_seconds=5.0,
+        points=[
+            point(0, 100.0, 13.0, 31.0, 3_800.0),
+            point(0, 400.0, 15.5, 38.0, 1_000.0),
+            point(10, 100.0, 17.25, 40.0, 1_900.0),
+            point(10, 400.0, 19.0, 44.5, 640.0),
+        ],
+    )
+
+
+PRINTED_GATHER_CURVE = """\
+gathering window (FIELDING_BATCH_GATHER_MS; the broker's JIT: optimising): 20 s at each rate after 5 s unmeasured; CPU µs per command by process; `vs 0 ms`: the total against the same rate's without a window
+offered/s  gather ms  sent/s  p50 ms  p99 ms  busy cores  worker  broker  postgres  total   vs 0 ms
+100        0          99.9    13.0    31.0    0.40        3,800   5,700   950       10,450  1.00
+100        10         99.9    17.2    40.0    0.40        1,900   2,850   475       5,225   0.50
+400        0          399.9   15.5    38.0    0.40        1,000   1,500   250       2,750   1.00
+400        10         399.9   19.0    44.5    0.40        640     960     160       1,760   0.64"""
+
+
+def test_the_gather_curve_puts_each_rates_windows_side_by_side_against_no_window() -> None:
+    assert gather_curve_table(a_gather_curve()) == PRINTED_GATHER_CURVE
+
+
+def test_a_gather_curve_without_a_0_ms_window_leaves_the_comparison_empty() -> None:
+    curve = a_gather_curve()
+    only_gathering = replace(curve, points=[p for p in curve.points if p.gather_ms])
+    rows = gather_curve_table(only_gathering).splitlines()[2:]
+    assert [row.split()[-1] for row in rows] == ["-", "-"]
+
+
+def test_a_gather_curve_on_a_fast_start_broker_says_so() -> None:
+    assert gather_curve_table(a_gather_curve("fast-start")).splitlines()[-1] == (
+        "The broker ran with the fast-start JIT, not as deployed: `make bench` restarts it "
+        "with the optimising one (LOCAL_KAFKA_JIT=optimising)."
+    )
+
+
+def test_the_gather_curve_json_keeps_every_point_with_its_total() -> None:
+    figures = a_gather_curve().to_json()
+    assert [(p["gather_ms"], p["offered_per_second"]) for p in figures["points"]] == [
+        (0, 100.0),
+        (0, 400.0),
+        (10, 100.0),
+        (10, 400.0),
+    ]
+    assert figures["points"][2]["cpu_us_per_command_total"] == pytest.approx(5_225.0)
+    assert figures["broker_jit"] == "optimising"

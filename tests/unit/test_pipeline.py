@@ -363,3 +363,143 @@ async def test_a_failure_the_group_took_the_partitions_away_before_reporting_is_
     await pipeline.close(timeout=1)
     assert "pipeline failed while closing" in caplog.text
     assert "publish failed: ProducerFenced" in caplog.text
+
+
+class TimedPublisher(RecordingPublisher):
+    """Notes when each batch was published (time.monotonic())."""
+
+    def __init__(self, expected: int, log: list[str] | None = None) -> None:
+        super().__init__(expected, log)
+        self.published_at: list[float] = []
+
+    async def publish(
+        self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+    ) -> None:
+        self.published_at.append(time.monotonic())
+        await super().publish(transaction, emissions)
+
+
+class ReadyPositions(Positions):
+    """Says when the pipeline has read its log ends: the last step of taking ownership."""
+
+    def __init__(self, committed: dict[int, int | None]) -> None:
+        super().__init__(committed)
+        self.ready = asyncio.Event()
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.ready.set()
+        return await super().end_offsets(tps)
+
+
+def gathering_pipeline(
+    publisher: RecordingPublisher,
+    gather_seconds: float,
+    max_batch: int = 100,
+    processor: object | None = None,
+) -> tuple[AssignmentPipeline, asyncio.Event]:
+    """A pipeline over partitions 0 and 1, and the event set once it owns them."""
+    positions = ReadyPositions({0: None, 1: None})
+    pipeline = AssignmentPipeline(
+        [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)],
+        AssignmentPipeline.new_owner_id("group.commands"),
+        publisher,
+        NoEarlierOwners(),
+        processor or AnswerEachRecord(),  # type: ignore[arg-type]
+        positions,
+        Limits(max_batch, 1 << 20, gather_seconds=gather_seconds),
+        Health(stall_seconds=60),
+    )
+    return pipeline, positions.ready
+
+
+async def offered_apart(
+    gather_seconds: float, records: list[ConsumerRecord[bytes, bytes]], apart: float
+) -> RecordingPublisher:
+    """Submits `records` one at a time, `apart` seconds from each other, to a pipeline that
+    already owns its partitions; returns its publisher once all are published."""
+    publisher = RecordingPublisher(len(records))
+    pipeline, owned = gathering_pipeline(publisher, gather_seconds)
+    pipeline.start()
+    await asyncio.wait_for(owned.wait(), 5)
+    for record_ in records:
+        pipeline.submit([record_])
+        await asyncio.sleep(apart)
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    return publisher
+
+
+async def test_records_arriving_within_the_gathering_window_share_one_transaction() -> None:
+    records = [record(0, 0), record(1, 0), record(0, 1), record(1, 1)]
+    publisher = await offered_apart(1.0, records, apart=0.02)
+    assert [offsets for _, offsets in publisher.batches] == [
+        {TopicPartition(TOPIC, 0): 2, TopicPartition(TOPIC, 1): 2}
+    ]
+    assert decided(publisher) == [b"0:0", b"1:0", b"0:1", b"1:1"]
+
+
+async def test_without_a_gathering_window_each_record_goes_as_soon_as_it_arrives() -> None:
+    records = [record(0, 0), record(1, 0), record(0, 1), record(1, 1)]
+    publisher = await offered_apart(0.0, records, apart=0.05)
+    assert [len(values) for values, _ in publisher.batches] == [1, 1, 1, 1]
+
+
+async def test_a_lone_record_waits_the_window_and_no_longer() -> None:
+    publisher = TimedPublisher(1)
+    pipeline, _ = gathering_pipeline(publisher, gather_seconds=0.2)
+    pipeline.start()
+    submitted = time.monotonic()
+    pipeline.submit([record(0, 0)])  # before ownership is taken: the window still counts
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    [published] = publisher.published_at
+    assert 0.2 <= published - submitted < 0.6
+    assert pipeline.committed[TopicPartition(TOPIC, 0)] == 1
+
+
+async def test_a_full_batch_does_not_wait_for_the_window() -> None:
+    publisher = RecordingPublisher(3)
+    pipeline, _ = gathering_pipeline(publisher, gather_seconds=60, max_batch=3)
+    pipeline.start()
+    pipeline.submit([record(0, 0), record(1, 0), record(0, 1)])
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    assert decided(publisher) == [b"0:0", b"1:0", b"0:1"]
+
+
+async def test_records_that_waited_while_the_batch_before_was_decided_are_not_held_again() -> None:
+    class SlowDecisions(AnswerEachRecord):
+        async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
+            await asyncio.sleep(0.4)
+            return await super().process(records)
+
+    publisher = TimedPublisher(2)
+    pipeline, owned = gathering_pipeline(publisher, gather_seconds=0.2, processor=SlowDecisions())
+    pipeline.start()
+    await asyncio.wait_for(owned.wait(), 5)
+    started = time.monotonic()
+    pipeline.submit([record(0, 0)])  # taken at 0.2 s, decided at 0.6 s
+    await asyncio.sleep(0.3)
+    pipeline.submit([record(1, 0)])  # its window ends at 0.5 s, while the first is decided
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    assert [len(values) for values, _ in publisher.batches] == [1, 1]
+    # Taken at hand-over (0.6 s) and decided by 1.0 s; held for another window, 1.2 s.
+    assert publisher.published_at[1] - started < 1.15
+
+
+async def test_closing_while_gathering_commits_nothing_and_does_not_wait_out_the_window() -> None:
+    # The records gathering are dropped; the partitions' next owner fetches them again from
+    # the committed offsets.
+    publisher = RecordingPublisher(1)
+    pipeline, owned = gathering_pipeline(publisher, gather_seconds=60)
+    pipeline.start()
+    await asyncio.wait_for(owned.wait(), 5)
+    pipeline.submit([record(0, 0)])
+    await asyncio.sleep(0.05)
+    closing = time.monotonic()
+    await pipeline.close(timeout=5)
+    assert time.monotonic() - closing < 1
+    assert publisher.batches == []
+    assert pipeline.committed == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert pipeline.task is not None and pipeline.task.exception() is None

@@ -6,7 +6,9 @@ One pipeline, not one per partition: each batch costs a database transaction and
 transaction whatever its size, so one stream of batches across all partitions keeps both few
 and large. Records of a partition keep their order; those of different partitions may
 share a batch. A batch is bounded in records and in bytes, so a partition of huge records
-makes smaller batches, not larger transactions.
+makes smaller batches, not larger transactions. A batch that is not full gathers records for
+a bounded time after its oldest arrived (`Limits.gather_seconds`), so that at low rates a
+transaction carries several commands rather than one.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ class Limits:
     # While a batch takes this long to decide, its transaction is opened afresh, well inside
     # the transaction timeout (a third of it).
     renew_after_seconds: float = 20.0
+    # How long a batch that is not full waits for more records after its oldest arrived; 0
+    # takes whatever is waiting at once. Nothing is opened meanwhile: no transaction, no lock.
+    gather_seconds: float = 0.0
 
 
 class AssignmentPipeline:
@@ -180,7 +185,8 @@ class AssignmentPipeline:
         self._limits = limits
         self._health = health
         self._tracer = tracer
-        self._queue: deque[tuple[Record, int]] = deque()  # records and their sizes
+        # Records, their sizes, and when each arrived (time.monotonic()).
+        self._queue: deque[tuple[Record, int, float]] = deque()
         self._queued_bytes = 0
         self._in_flight: deque[list[Record]] = deque()  # decided or deciding
         self._wake = asyncio.Event()
@@ -208,7 +214,7 @@ class AssignmentPipeline:
         oldest: dict[TopicPartition, int] = {}
         for record in (r for batch in self._in_flight for r in batch):
             oldest.setdefault(TopicPartition(record.topic, record.partition), int(record.timestamp))
-        for record, _ in self._queue:
+        for record, _, _ in self._queue:
             oldest.setdefault(TopicPartition(record.topic, record.partition), int(record.timestamp))
             if len(oldest) == len(self.partitions):
                 break
@@ -219,13 +225,14 @@ class AssignmentPipeline:
         partitions = {
             TopicPartition(r.topic, r.partition) for batch in self._in_flight for r in batch
         }
-        partitions |= {TopicPartition(r.topic, r.partition) for r, _ in self._queue}
+        partitions |= {TopicPartition(r.topic, r.partition) for r, _, _ in self._queue}
         return {f"{tp.topic}:{tp.partition}": self.committed.get(tp, -1) for tp in partitions}
 
     def submit(self, records: list[Record]) -> None:
+        arrived = time.monotonic()
         for record in records:
             size = record_size(record)
-            self._queue.append((record, size))
+            self._queue.append((record, size, arrived))
             self._queued_bytes += size
         self._wake.set()
 
@@ -328,6 +335,9 @@ class AssignmentPipeline:
                 if publishing is not None and publishing.done():
                     publishing.result()  # raises if the publish failed
                     publishing = None
+                if (gathering := self._gathering_left()) > 0:
+                    await self._woken_within(gathering)  # more records, closing, or a publish
+                    continue
                 batch, offsets = self._take_batch()
                 if not batch:
                     await self._wake.wait()  # new records, closing, or a publish ending
@@ -392,6 +402,25 @@ class AssignmentPipeline:
             "renewing a transaction",
         )
 
+    def _gathering_left(self) -> float:
+        """Seconds the next batch still waits for more records: until its oldest record has
+        waited `gather_seconds`, unless the batch is already full. Counted from arrival, so
+        records that waited while the batch before was decided are not held again."""
+        limits = self._limits
+        if limits.gather_seconds <= 0 or not self._queue:
+            return 0.0
+        if len(self._queue) >= limits.max_batch or self._queued_bytes >= limits.max_batch_bytes:
+            return 0.0
+        return self._queue[0][2] + limits.gather_seconds - time.monotonic()
+
+    async def _woken_within(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
     def _take_batch(self) -> tuple[list[Record], dict[TopicPartition, int]]:
         """The next batch, and the offsets committing it: per partition, the next to read."""
         batch: list[Record] = []
@@ -399,7 +428,7 @@ class AssignmentPipeline:
         size = 0
         limits = self._limits
         while self._queue and len(batch) < limits.max_batch:
-            record, record_bytes = self._queue[0]
+            record, record_bytes, _ = self._queue[0]
             if batch and size + record_bytes > limits.max_batch_bytes:
                 break
             self._queue.popleft()
