@@ -533,12 +533,7 @@ def table(report: Report) -> str:
         f"{tracing.on_10_vs_off_cpu_per_command:.2f} "
         f"({tracing.off.cpu_us_per_command:.0f} µs CPU per command off)"
     )
-    states = report.states
-    lines.append(
-        f"run states, against off: throughput {states.on_vs_off_throughput:.2f}, CPU per command "
-        f"{states.on_vs_off_cpu_per_command:.2f} "
-        f"({'within' if states.within_bound else 'NOT within'} 10% of the drain without them)"
-    )
+    lines.append(states_line(report.states))
     if report.due_scale is not None:
         lines.append(
             f"finding {report.due_scale.due} due runs of each kind: large/small table time "
@@ -710,3 +705,11 @@ def gather_curve_table(curve: GatherCurve) -> str:
         *_jit_note(curve.broker_jit),
     ]
     return "\n".join(lines)
+
+
+def states_line(states: RunStatesCost) -> str:
+    return (
+        f"run states, against off: throughput {states.on_vs_off_throughput:.2f}, CPU per command "
+        f"{states.on_vs_off_cpu_per_command:.2f} "
+        f"({'within' if states.within_bound else 'NOT within'} 10% of the drain without them)"
+    )

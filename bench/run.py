@@ -3,6 +3,7 @@
     python -m bench.run [--commands N] [--naive-commands N] [--latency-commands N] [--scale] [--smoke]
     python -m bench.run --only open-loop [--open-loop-rates R ...] [--smoke]
     python -m bench.run --only gather-curve [--gather-ms MS ...] [--gather-rates R ...] [--smoke]
+    python -m bench.run --only states [--states-commands N]
 
 1. the worker under test (`fielding-worker run`, a real process: bench/drain.py);
 2. a naive baseline (bench/naive.py);
@@ -29,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.ceilings import bench_database_ceiling, bench_kafka_ceiling
@@ -50,8 +52,10 @@ from bench.report import (
     GatherCurve,
     OpenLoop,
     Report,
+    RunStatesCost,
     gather_curve_table,
     open_loop_table,
+    states_line,
     table,
 )
 from bench.states import measure_states
@@ -61,10 +65,10 @@ from worker.settings import Settings
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main(args: argparse.Namespace) -> Report | OpenLoop | GatherCurve:
+async def main(args: argparse.Namespace) -> Report | OpenLoop | GatherCurve | RunStatesCost:
     # vegeta is built on first use: before the long parts, so that a machine without Go fails
     # at once. The gathering curve offers no HTTP load.
-    if args.only != "gather-curve":
+    if args.only not in ("gather-curve", "states"):
         await asyncio.to_thread(generator)
     base = Settings(
         jwt_secret=SECRET,
@@ -77,6 +81,8 @@ async def main(args: argparse.Namespace) -> Report | OpenLoop | GatherCurve:
     try:
         if args.only == "open-loop":
             return await measure_open_loop(base, open_loop_sizes(args))
+        if args.only == "states":
+            return await measure_states(base, args.states_commands)
         if args.only == "gather-curve":
             return await measure_gather_curve(
                 base,
@@ -212,7 +218,7 @@ def cli() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["open-loop", "gather-curve"],
+        choices=["open-loop", "gather-curve", "states"],
         help="run one section alone (its JSON goes to bench/results/<section>.json); "
         "gather-curve runs only on request",
     )
@@ -298,6 +304,8 @@ def cli() -> None:
     section = {"machine": {"cores": os.cpu_count() or 1}, "sizes": vars(args)}
     if isinstance(result, Report):
         figures, printed = result.to_json(), table(result)
+    elif isinstance(result, RunStatesCost):
+        figures, printed = section | {"states": asdict(result)}, states_line(result)
     elif isinstance(result, OpenLoop):
         figures, printed = section | {"open_loop": result.to_json()}, open_loop_table(result)
     else:
