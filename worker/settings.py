@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         "it also bounds a batch of bulk jobs (1,000 target groups are about 30 KB).",
     )
     batch_gather_ms: float = Field(
-        5.0,
+        0.0,
         ge=0,
         le=1000,
         validation_alias=_env("FIELDING_BATCH_GATHER_MS"),
