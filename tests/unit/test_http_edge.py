@@ -50,7 +50,7 @@ class Worker:
         if self.result is None:
             return None
         trace = [("traceparent", f"00-{'c' * 32}-{'d' * 16}-01".encode())]
-        return Reply(json.dumps(self.result).encode(), trace)
+        return Reply(json.dumps(self.result).encode(), trace, self.result)
 
 
 @pytest.fixture
