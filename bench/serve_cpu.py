@@ -11,6 +11,9 @@ machine only add); what the stand-ins cost is measured and shown apart.
 - `app`: the ASGI app alone, called as uvicorn calls it (no HTTP parsing).
 - `server`: the raw request through serve's protocol, then the app: serve's CPU per POST,
   less the socket's system calls and aiokafka's record encoding.
+- `server over a socket`: the same over a connected pair of Unix sockets, the event loop's
+  transport reading and writing them (no port is opened); the client's send and receive
+  are counted too.
 - `protocol (<name>)`: the raw request through each protocol serve could run, answered at
   once by an app that does nothing: the HTTP layer's own share.
 
@@ -24,6 +27,7 @@ import asyncio
 import cProfile
 import pstats
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -177,7 +181,14 @@ async def nothing_app(scope: Any, receive: Any, send: Any) -> None:
 
 def connection(app: Any, http: type[asyncio.Protocol] | str) -> tuple[Any, Transport]:
     """A protocol instance as serve's server makes one per connection, with a hook on each
-    response's end."""
+    response's end, on a transport that collects what is written."""
+    protocol = unconnected(app, http)
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def unconnected(app: Any, http: type[asyncio.Protocol] | str) -> Any:
     config = uvicorn.Config(
         app, http=http, log_config=None, access_log=False, lifespan="off", timeout_keep_alive=5
     )
@@ -191,10 +202,7 @@ def connection(app: Any, http: type[asyncio.Protocol] | str) -> tuple[Any, Trans
     protocol_class = type("BenchProtocol", (base,), {"on_response_complete": on_response_complete})
     state = ServerState()
     state.default_headers = [(b"date", b"Sun, 06 Dec 2026 12:00:00 GMT"), *config.encoded_headers]
-    protocol = protocol_class(config=config, server_state=state, app_state={})
-    transport = Transport()
-    protocol.connection_made(transport)
-    return protocol, transport
+    return protocol_class(config=config, server_state=state, app_state={})
 
 
 def serve_protocol() -> type[asyncio.Protocol]:
@@ -228,6 +236,42 @@ async def through_protocol(app: Any, http: type[asyncio.Protocol] | str, count: 
     expected = b"HTTP/1.1 204 " if app is nothing_app else b"HTTP/1.1 204 No Content"
     assert answered.count(expected) == measured, answered[:400]
     protocol.connection_lost(None)
+    return spent / measured
+
+
+async def through_socket(app: Any, http: type[asyncio.Protocol] | str, count: int) -> float:
+    """CPU seconds per request over a connected pair of Unix sockets, so that the loop's own
+    transport reads and writes as for a client's connection (no port is opened). The client's
+    share, a send and a receive per request, is counted too."""
+    protocol = unconnected(app, http)
+    client, server_end = socket.socketpair()
+    client.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.connect_accepted_socket(lambda: protocol, server_end)
+    bearer = token()
+    requests = [raw_request(bearer, i) for i in range(count)]
+    answered = bytearray()
+
+    async def one(request: bytes) -> None:
+        protocol.bench_done = loop.create_future()
+        await loop.sock_sendall(client, request)
+        await protocol.bench_done
+        answer = await loop.sock_recv(client, 65536)
+        while not answer.endswith(b"\r\n\r\n"):  # a 204's head, its whole answer
+            answer += await loop.sock_recv(client, 65536)
+        answered.extend(answer)
+
+    for request in requests[: count // 10]:  # warm-up
+        await one(request)
+    answered.clear()
+    started = time.process_time()
+    for request in requests[count // 10 :]:
+        await one(request)
+    spent = time.process_time() - started
+    measured = count - count // 10
+    assert answered.count(b"HTTP/1.1 204 No Content") == measured, answered[:400]
+    client.close()
+    await asyncio.sleep(0)
     return spent / measured
 
 
@@ -320,6 +364,7 @@ async def measure(count: int) -> list[tuple[str, float]]:
     rows = [
         ("app", await through_app(serve_app(), count)),
         ("server", await through_protocol(serve_app(), serve_protocol(), count)),
+        ("server over a socket", await through_socket(serve_app(), serve_protocol(), count)),
     ]
     for name, http in protocols().items():
         rows.append((f"protocol ({name})", await through_protocol(nothing_app, http, count)))
