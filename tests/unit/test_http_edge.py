@@ -50,7 +50,7 @@ class Worker:
         if self.result is None:
             return None
         trace = [("traceparent", f"00-{'c' * 32}-{'d' * 16}-01".encode())]
-        return Reply(json.dumps(self.result).encode(), trace)
+        return Reply(json.dumps(self.result).encode(), trace, self.result)
 
 
 @pytest.fixture
@@ -199,3 +199,65 @@ async def test_the_system_actor_is_401_on_every_route_whatever_verifier_serve_ha
         ):
             assert_api_error(response, 401, "authorization_error")
     assert worker.sent == [], "nothing reaches the commands topic"
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "name"),
+    [
+        ("account", "+101", "account_id"),
+        ("account", "0", "account_id"),
+        ("account", "2147483648", "account_id"),
+        ("account", "٣", "account_id"),
+        ("project", "01btgnyv6hrnk8k8vkzascfp0", "project_id"),
+        ("project", "01BTGNYV6HRNK8K8VKZASZCFP", "project_id"),
+        ("If-Match", "five", "If-Match"),
+        ("If-Match", 'W/"01"', "If-Match"),
+        ("If-Match", "", "If-Match"),
+        ("Cint-API-Version", "2025-02-30", "Cint-API-Version"),
+        ("Cint-API-Version", "2025-12-1", "Cint-API-Version"),
+        ("idempotency-key", "", "idempotency-key"),
+        ("idempotency-key", "k" * 256, "idempotency-key"),
+    ],
+)
+async def test_a_run_action_with_one_bad_parameter_is_a_400_naming_it_and_sends_nothing(
+    client: httpx.AsyncClient, worker: Worker, where: str, value: str, name: str
+) -> None:
+    worker.result = {"command_id": "k", "account_id": 101, "status": 204}
+    path, headers = RUN + "/complete", {**HEADERS, "If-Match": 'W/"1"'}
+    if where == "account":
+        path = path.replace("/accounts/101/", f"/accounts/{value}/")
+    elif where == "project":
+        path = path.replace("01BTGNYV6HRNK8K8VKZASZCFP0", value)
+    else:
+        headers[where] = value
+    response = await client.post(path, headers=headers)
+    body = assert_api_error(response, 400, "bad_request_error")
+    assert [p["name"] for p in body["invalid_params"]] == [name]
+    assert worker.sent == []
+
+
+async def test_a_run_action_judges_the_token_before_its_parameters(
+    client: httpx.AsyncClient, worker: Worker
+) -> None:
+    response = await client.post(
+        RUN + "/complete", headers={"Cint-API-Version": "2025-12-18", "If-Match": "five"}
+    )
+    assert_api_error(response, 401, "authorization_error")
+    assert worker.sent == []
+
+
+async def test_a_run_action_reads_its_headers_in_any_case_and_the_first_of_a_repeated_one(
+    client: httpx.AsyncClient, worker: Worker
+) -> None:
+    worker.result = {"command_id": "k-1", "account_id": 101, "status": 204, "etag": 'W/"2"'}
+    headers = [
+        ("authorization", HEADERS["Authorization"]),
+        ("CINT-API-VERSION", "2025-12-18"),
+        ("if-match", 'W/"1"'),
+        ("if-match", 'W/"7"'),
+        ("Idempotency-Key", "k-1"),
+    ]
+    response = await client.post(RUN + "/complete", headers=headers)
+    assert response.status_code == 204 and response.headers["ETag"] == 'W/"2"'
+    [(command, _)] = worker.sent
+    assert (command.command_id, command.expected_version) == ("k-1", 1)  # type: ignore[union-attr]

@@ -3,7 +3,6 @@ fielding run resource, and how the OpenAPI document describes the responses."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -127,7 +126,7 @@ def run_item(run: FieldingRunRecord) -> FieldingRunItem:
 def answer(reply: Reply, location: Callable[[str], str] | None = None) -> Response:
     """A command's result as the public API's response: its status; ETag, traceparent and
     tracestate; retry-after on 429; Location on 201; the body (none on 204)."""
-    result = json.loads(reply.value)
+    result = reply.result
     status = int(result["status"])
     headers = {
         name: value.decode("latin-1")

@@ -32,6 +32,7 @@ from worker.adapters.http.answers import (
     timed_out,
     trace_headers,
 )
+from worker.adapters.http.one_pass import one_pass_route
 from worker.adapters.http.params import (
     AccountId,
     ApiVersion,
@@ -355,10 +356,13 @@ def _add_run_route(entry: CommandType) -> None:
     assert entry.route is not None
     route, status = entry.route, int(entry.success)
     has_body = route.request is not None
+    endpoint = run_change(entry) if has_body else run_action(entry)
     router.add_api_route(
         route.path,
-        _with_body(run_change(entry) if has_body else run_action(entry), route.request),
+        _with_body(endpoint, route.request),
         methods=[route.method],
+        # An action's path and headers say everything: checked in one pass (`one_pass.py`).
+        route_class_override=None if has_body else one_pass_route(run_fields, endpoint),
         operation_id=route.operation_id,
         status_code=status,
         response_model=entry.body.model if entry.body is not None else None,

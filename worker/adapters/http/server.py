@@ -3,7 +3,7 @@ take it down.
 
 - A request's headers must arrive within `header_seconds` of the connection's first byte
   (or of its last response, on a kept-alive connection), else the connection is closed.
-  uvicorn has no such timer of its own: `BoundedH11Protocol` adds it.
+  uvicorn has no such timer of its own: `BoundedEdge` adds it.
 - Open connections are capped. At the cap, a new connection takes the place of the one that
   has waited longest for its request's headers (slow or idle clients go first); when every
   connection is busy with a request, the new one is answered 503 with `retry-after` and closed.
@@ -12,6 +12,11 @@ take it down.
 - Idle kept-alive connections close after `keep_alive_seconds` (uvicorn's own timer); a
   request's body must arrive within its bound (`limits.BodyLimit`); requests waiting for their
   replies are capped (`waits.py`); a stop waits at most `shutdown_seconds` for open requests.
+
+Requests are parsed by httptools (llhttp, in C), a quarter of h11's CPU per request
+(docs/decisions/serve-edge.md). What h11 bounded or answered on its own is kept as h11 had it:
+a request's head still incomplete past 16 KiB is refused, and a request that cannot be parsed
+gets h11's 400, byte for byte.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import logging
 import resource
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import httptools
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from schemas.errors import ServiceUnavailableProblem
 from worker.observability import metrics
@@ -60,19 +66,36 @@ def _busy_answer() -> bytes:
 BUSY = _busy_answer()
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers and a cap on open
-    connections (see the module's docstring). `limits` is set by `server()`."""
+# h11's own bound (its `max_incomplete_event_size`): a request's head, incomplete, held no larger.
+MAX_HEAD_BYTES = 16 * 1024
+# h11's answer to a request it cannot parse, as uvicorn sent it: kept, whatever parses.
+UNPARSABLE = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+# Type-checked as the protocol it extends; at run time a mixin over any uvicorn HTTP/1 protocol.
+if TYPE_CHECKING:
+    _Protocol = HttpToolsProtocol
+else:
+    _Protocol = object
+
+
+class BoundedEdge(_Protocol):
+    """A uvicorn HTTP/1 protocol with a deadline on each request's headers, a cap on open
+    connections (see the module's docstring) and h11's bound on a request's head. `limits` is
+    set by `server()`."""
 
     limits: ClassVar[EdgeLimits]
     # Connections waiting for a request's headers, oldest first, across the server.
-    waiting: ClassVar[OrderedDict[BoundedH11Protocol, None]]
+    waiting: ClassVar[OrderedDict[BoundedEdge, None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        self._head_bytes = 0  # of the request whose headers are awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections and not self._evict():
@@ -94,13 +117,25 @@ class BoundedH11Protocol(H11Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused or self.transport.is_closing():  # refused, or its answer was the last
             return
+        if not self._in_request():
+            self._head_bytes += len(data)
         super().data_received(data)
         if self._in_request():
+            self._head_bytes = 0
             self._headers_arrived()
+        elif self.transport.is_closing():  # refused by the parser
+            return
+        elif self._head_bytes > MAX_HEAD_BYTES:
+            self.send_400_response("Invalid HTTP request received.")
         elif self._header_deadline is None:  # bytes of a next request on a kept-alive one
             self._await_headers()
+
+    def send_400_response(self, msg: str) -> None:
+        self._headers_arrived()
+        self.transport.write(UNPARSABLE + msg.encode("ascii"))
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -187,10 +222,21 @@ def connection_cap(wanted: int) -> int:
     return cap
 
 
+class BoundedHttpToolsProtocol(BoundedEdge, HttpToolsProtocol):
+    """serve's protocol: httptools, bounded, judging a request's Host as h11 did."""
+
+    def on_headers_complete(self) -> None:
+        # One Host, and one in every HTTP/1.1 request (RFC 9112, 3.2): httptools takes any.
+        hosts = sum(1 for name, _ in self.headers if name == b"host")
+        if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
+            raise httptools.HttpParserError("a request has one Host")  # answered 400
+        super().on_headers_complete()
+
+
 def server(app: Any, host: str, port: int, limits: EdgeLimits) -> uvicorn.Server:
     protocol = type(
         "ServeProtocol",
-        (BoundedH11Protocol,),
+        (BoundedHttpToolsProtocol,),
         {"limits": limits, "waiting": OrderedDict()},
     )
     return uvicorn.Server(

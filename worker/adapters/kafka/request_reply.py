@@ -41,10 +41,12 @@ Headers = list[tuple[str, bytes]]
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A command's result as the worker published it: its JSON and its headers."""
+    """A command's result as the worker published it: its JSON, its headers, and the JSON
+    parsed (once: to match the reply to its request, then to answer it)."""
 
     value: bytes
     headers: Headers
+    result: dict[str, Any]
 
 
 # Replies a request keeps while its command's place is not yet known (the broker's
@@ -62,14 +64,16 @@ class Waiter:
     origin: bytes | None = None  # the command record's place, once the broker has said it
     early: list[Any] = field(default_factory=list)  # replies that came before that
 
-    def answers_command(self, record: Any) -> bool:
+    def result_of(self, record: Any) -> dict[str, Any] | None:
+        """The reply's result when it answers this request's command and account, else None."""
         try:
             result = json.loads(record.value or b"")
-            return bool(
+            answers = (
                 result["command_id"] == self.command_id and result["account_id"] == self.account_id
             )
         except (ValueError, TypeError, KeyError, RecursionError):  # never ends the reader
-            return False
+            return None
+        return result if answers else None
 
     def answers_record(self, record: Any) -> bool:
         """Whether the reply names the place of this request's command. A reply without the
@@ -80,16 +84,17 @@ class Waiter:
 
     def take(self, record: Any) -> None:
         if self.origin is None:
-            if len(self.early) < MOST_EARLY_REPLIES and self.answers_command(record):
+            if len(self.early) < MOST_EARLY_REPLIES and self.result_of(record) is not None:
                 self.early.append(record)
             return
-        if not (self.answers_command(record) and self.answers_record(record)):
+        result = self.result_of(record)
+        if result is None or not self.answers_record(record):
             log.warning(
                 "a reply that does not answer its request; ignored",
                 extra={"command_id": self.command_id},
             )
         elif not self.reply.done():
-            self.reply.set_result(Reply(record.value or b"", list(record.headers)))
+            self.reply.set_result(Reply(record.value or b"", list(record.headers), result))
 
     def sent(self, origin: bytes) -> None:
         """The command is on the topic, at `origin`: replies that came before are judged now."""
