@@ -24,14 +24,16 @@ from worker.adapters.postgres.runs import get_run, put_run
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import metrics
 from worker.service.auth import SYSTEM_ACTOR
+from worker.service.scheduler import TimerKind
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 S = RunStatus
 
 
-async def due_ids(pool: asyncpg.Pool, kind: str) -> list[str]:
-    return [r.fielding_run_id for r in await PostgresDueRuns(pool).due(kind, 100_000)]  # type: ignore[arg-type]
+async def due_ids(pool: asyncpg.Pool, kind: TimerKind) -> list[str]:
+    due = PostgresDueRuns(pool)
+    return [r.fielding_run_id for r in await due.due(kind, await due.due_accounts(kind))]
 
 
 async def test_due_runs_are_the_ones_whose_time_came_in_their_status(
@@ -68,7 +70,7 @@ async def test_due_runs_are_the_ones_whose_time_came_in_their_status(
     assert starting.id not in await due_ids(pool, "start")
 
 
-async def test_accounts_take_turns_each_earliest_first(
+async def test_each_accounts_due_runs_are_counted_and_read_earliest_first(
     pool: asyncpg.Pool, make_run: RunMaker
 ) -> None:
     base = datetime(2001, 1, 1, tzinfo=UTC)  # before anything other tests make
@@ -77,24 +79,24 @@ async def test_accounts_take_turns_each_earliest_first(
         await make_run(S.SCHEDULED, account_id=many, start_fielding_at=base + timedelta(seconds=n))
         for n in range(5)
     ]
-    later = await make_run(
-        S.SCHEDULED, account_id=many + 1, start_fielding_at=base + timedelta(hours=1)
+    one = await make_run(S.SCHEDULED, account_id=many + 1, start_fielding_at=base)
+    not_yet = await make_run(
+        S.SCHEDULED, account_id=many + 2, start_fielding_at=datetime.now(UTC) + timedelta(hours=1)
     )
-    order = await due_ids(pool, "start")
-    ours = [run_id for run_id in order if run_id in {r.id for r in [*burst, later]}]
-    assert ours[:3] == [burst[0].id, later.id, burst[1].id], (
-        "the other account's first comes second"
-    )
-    assert ours[2:] == [r.id for r in burst[1:]], "an account's own runs in time order"
-
     due = PostgresDueRuns(pool)
-    accounts = await pool.fetchval(
-        "SELECT count(DISTINCT account_id) FROM fielding_run_timers"
-        " WHERE kind = 'start' AND due_at <= now()"
-    )
-    page = await due.due("start", 2 * accounts)
-    assert len(page) <= 2 * accounts
-    assert sum(r.account_id == many for r in page) == 2, "an even share each"
+    counted = await due.due_accounts("start")
+    assert (counted[many], counted[many + 1]) == (5, 1)
+    assert not_yet.account_id not in counted, "an account with nothing due yet"
+    page = await due.due("start", {many: 2, many + 1: 3})
+    assert [r.fielding_run_id for r in page if r.account_id == many] == [r.id for r in burst[:2]]
+    assert [r.fielding_run_id for r in page if r.account_id == many + 1] == [one.id]
+    made = {r.id: r for r in [*burst, one]}
+    assert all(
+        (r.version, r.project_id, r.target_group_id)
+        == (1, made[r.fielding_run_id].project_id, made[r.fielding_run_id].target_group_id)
+        for r in page
+        if r.fielding_run_id in made
+    ), "each with what its timer command needs"
 
 
 async def test_one_accounts_hundred_thousand_due_runs_hold_back_another_accounts_by_seconds(

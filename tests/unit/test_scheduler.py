@@ -4,6 +4,8 @@ accepts and no token."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,6 +25,7 @@ from worker.service.scheduler import (
     Headers,
     TimerKind,
     TimerScheduler,
+    fair_shares,
 )
 
 DUE_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -46,17 +49,20 @@ class Store:
         self.lease_free = lease_free
         self.reads: list[int] = []
 
-    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
-        """What PostgresDueRuns answers: an even share per account, earliest first, in turns."""
+    def _due(self, kind: TimerKind) -> dict[int, list[DueRun]]:
         by_account: dict[int, list[DueRun]] = {}
         for run in sorted(self.runs, key=lambda r: (r.due_at, r.fielding_run_id)):
             if run.kind == kind:
                 by_account.setdefault(run.account_id, []).append(run)
-        share = max(1, limit // len(by_account)) if by_account else 0
-        turns = [
-            (turn, run) for runs in by_account.values() for turn, run in enumerate(runs[:share])
-        ]
-        page = [run for _, run in sorted(turns, key=lambda t: (t[0], t[1].due_at))][:limit]
+        return by_account
+
+    async def due_accounts(self, kind: TimerKind) -> dict[int, int]:
+        return {account: len(runs) for account, runs in self._due(kind).items()}
+
+    async def due(self, kind: TimerKind, limits: Mapping[int, int]) -> list[DueRun]:
+        """What PostgresDueRuns answers: each account's earliest, as many as its limit."""
+        by_account = self._due(kind)
+        page = [run for account, n in limits.items() for run in by_account.get(account, [])[:n]]
         self.reads.append(len(page))
         return page
 
@@ -201,3 +207,39 @@ async def test_only_the_lease_holder_sends_and_ids_need_the_key() -> None:
     assert len(ids) == 2
     sink = Sink()
     assert await scheduler(Store(run, lease_free=False), sink).scan() == 0 and sink.sent == []
+
+
+def test_what_one_account_does_not_need_goes_to_the_others() -> None:
+    rng = random.Random(7)
+    few = {account: 1 for account in range(1, 1001)}
+    shares = fair_shares({**few, 5000: 100_000}, 4_000, rng)
+    assert shares[5000] == 3_000 and all(shares[a] == 1 for a in few)
+    assert fair_shares({1: 10, 2: 10}, 4_000, rng) == {1: 10, 2: 10}
+    assert fair_shares({1: 5_000, 2: 5_000}, 4_000, rng) == {1: 2_000, 2: 2_000}
+
+
+def test_with_more_accounts_than_room_the_ones_left_out_change() -> None:
+    rng = random.Random(7)
+    due = {account: 1 for account in range(10)}
+    served = [set(fair_shares(due, 4, rng)) for _ in range(20)]
+    assert all(len(s) == 4 for s in served)
+    assert set().union(*served) == set(due), "every account served some time"
+
+
+async def test_timers_that_are_never_applied_do_not_hold_back_their_accounts_later_ones() -> None:
+    clock = Clock()
+    stuck = [due("end", n, account_id=101) for n in range(2)]
+    others = [due("end", 100 + n, account_id=202) for n in range(2)]
+    later = due("end", 50, account_id=101)
+    store, sink = Store(*stuck, *others), Sink()
+    timers = scheduler(store, sink, clock, chunk=4)
+    assert await timers.scan() == 4
+    store.runs = [*stuck, later]  # 202's applied; 101's two never are; a later one comes due
+    store.runs += [due("end", 200 + n, account_id=303) for n in range(10)]
+    clock.now += RESEND_AFTER_SECONDS
+    assert await timers.scan() == 4, "101's two again (not applied in 30 s), 303's share"
+    for _ in range(2):  # then 101's share reaches past the two that are never applied
+        await timers.scan()
+    sent = [command.fielding_run_id for command, _ in sink.sent]  # type: ignore[union-attr]
+    assert sent.count(later.fielding_run_id) == 1
+    assert sent.count(stuck[0].fielding_run_id) == 2, "not sent again before its backoff"

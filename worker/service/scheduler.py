@@ -16,12 +16,15 @@ One replica at a time scans (a lease in the store, renewed as it goes): others s
 replica that freezes holding it loses it when it expires; should it wake and send too, the
 duplicate is replayed, not applied.
 
-Accounts share each scan: it reads at most CHUNK due runs of each kind, split evenly among the
-accounts that have some, each account's earliest first. A timer sent and not yet applied stays
-in its account's share until the worker applies it, so an account has at most its share in the
+Accounts share each scan: it reads at most CHUNK due runs of each kind, split among the
+accounts that have some so that none gets more than an even share unless the others need less
+(`fair_shares`), each account's earliest first. A timer sent and not yet applied stays in its
+account's share until the worker applies it, so an account has at most its share in the
 pipeline at once: a burst of 100,000 due runs of one account goes out as fast as the worker
 applies them, and another account's due run waits behind at most a share, not behind the burst
-(docs/decisions/fair-timers.md). While scans find timers to send they come every
+(docs/decisions/fair-timers.md). An account whose earliest timers are not applied within 30 s
+(refused for good, or on a partition that is not consumed) gets that many more the next scan,
+so they do not hold back its later ones. While scans find timers to send they come every
 BUSY_INTERVAL_SECONDS. A timer not yet applied is sent again after 30 s, then 60 s, and so on
 up to every 10 minutes.
 """
@@ -30,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -74,10 +79,14 @@ class DueRun:
 
 
 class DueRuns(Protocol):
-    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
-        """At most `limit` runs whose `kind` time has come (in the store's clock), split evenly
-        among the accounts that have some (at least one each), each account's earliest first,
-        in turns: every account's first, then every account's second, and so on."""
+    async def due_accounts(self, kind: TimerKind) -> dict[int, int]:
+        """The accounts with runs whose `kind` time has come (in the store's clock), and how
+        many each has."""
+        ...
+
+    async def due(self, kind: TimerKind, limits: Mapping[int, int]) -> list[DueRun]:
+        """The earliest `limits[account]` due runs of `kind` of each account, in (time, id)
+        order within each account."""
         ...
 
     async def hold_lease(self, holder: str, seconds: float) -> bool:
@@ -101,6 +110,36 @@ class _Sent:
     interval: float
 
 
+def fair_shares(due: Mapping[int, int], capacity: int, rng: random.Random) -> dict[int, int]:
+    """How many of its due runs each account gets of `capacity`: the least demanding first,
+    none more than an even share of what is left, so what one account does not need goes to
+    the others (max-min fairness). With more accounts than capacity, those left out this time
+    are drawn at random among equals, so none is left out every time."""
+    accounts = list(due)
+    rng.shuffle(accounts)
+    accounts.sort(key=due.__getitem__)  # stable: equals stay shuffled
+    shares: dict[int, int] = {}
+    left = capacity
+    for served, account in enumerate(accounts):
+        if left <= 0:
+            break
+        share = min(due[account], max(1, left // (len(accounts) - served)))
+        shares[account] = share
+        left -= share
+    return shares
+
+
+def in_turns(runs: list[DueRun]) -> list[DueRun]:
+    """Every account's earliest due run, then every account's second, and so on."""
+    turn: Counter[int] = Counter()
+    ordered = []
+    for run in sorted(runs, key=lambda r: (r.due_at, r.fielding_run_id)):
+        ordered.append((turn[run.account_id], run))
+        turn[run.account_id] += 1
+    ordered.sort(key=lambda t: (t[0], t[1].due_at, t[1].fielding_run_id))
+    return [run for _, run in ordered]
+
+
 class TimerScheduler:
     def __init__(
         self,
@@ -112,6 +151,7 @@ class TimerScheduler:
         interval_seconds: float = 1.0,
         chunk: int = CHUNK,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self._due_runs = due_runs
         self._sink = sink
@@ -120,7 +160,12 @@ class TimerScheduler:
         self._interval = interval_seconds
         self._chunk = chunk
         self._clock = clock
+        self._rng = rng or random.Random()
         self._sent: dict[tuple[TimerKind, str, int], _Sent] = {}
+        # Per kind, the accounts whose timers in the last scan's share were not applied within
+        # RESEND_AFTER_SECONDS, and how many: read past them next time.
+        self._stuck: dict[TimerKind, Counter[int]] = {kind: Counter() for kind in TIMER_TYPES}
+        self._forgotten_at = 0.0
         self._holding = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -146,6 +191,7 @@ class TimerScheduler:
                 log.info("timer scheduler lost its lease", extra={"holder": self._holder})
             self._holding = False
             self._sent.clear()  # another replica scans; start afresh should this one take over
+            self._stuck = {kind: Counter() for kind in TIMER_TYPES}
             return 0
         if not self._holding:
             log.info("timer scheduler took the lease", extra={"holder": self._holder})
@@ -154,15 +200,26 @@ class TimerScheduler:
         self._forget_old(now)
         sent = 0
         for kind in TIMER_TYPES:
-            sent += await self._send_due(await self._due_runs.due(kind, self._chunk), now)
+            due = await self._due_runs.due_accounts(kind)
+            if not due:
+                self._stuck[kind].clear()
+                continue
+            shares = fair_shares(due, self._chunk, self._rng)
+            stuck = self._stuck[kind]
+            limits = {a: min(due[a], share + stuck[a]) for a, share in shares.items()}
+            runs = in_turns(await self._due_runs.due(kind, limits))
+            sent += await self._send_due(kind, runs, now)
         return sent
 
-    async def _send_due(self, due: list[DueRun], now: float) -> int:
+    async def _send_due(self, kind: TimerKind, due: list[DueRun], now: float) -> int:
         commands: list[tuple[Command, Headers]] = []
         resent: dict[tuple[TimerKind, str, int], _Sent] = {}
+        stuck: Counter[int] = Counter()
         for done, run in enumerate(due):
             await take_turn(done)
             before = self._sent.get(run.timer)
+            if before is not None and before.interval > RESEND_AFTER_SECONDS:
+                stuck[run.account_id] += 1  # sent twice at least, still due
             if before is not None and before.next_at > now:
                 continue  # in the pipeline: not sent again until its resend time
             command_type = TIMER_TYPES[run.kind]
@@ -180,12 +237,15 @@ class TimerScheduler:
             await self._sink.send(commands)
             self._sent.update(resent)  # only once sent: a failed send is tried next round
             log.info("timer commands sent", extra={"count": len(commands)})
+        self._stuck[kind] = stuck
         return len(commands)
 
     def _forget_old(self, now: float) -> None:
         """Timers whose resend time is long past are of runs no longer due (or whose timer was
-        applied): they are dropped, so memory follows the runs that are due."""
-        if len(self._sent) > 2 * self._chunk:
+        applied): they are dropped, so memory follows the runs that are due. At most every
+        RESEND_AFTER_SECONDS: a scan comes every 0.2 s while busy."""
+        if len(self._sent) > 2 * self._chunk and now - self._forgotten_at > RESEND_AFTER_SECONDS:
+            self._forgotten_at = now
             self._sent = {
                 k: v
                 for k, v in self._sent.items()

@@ -1,43 +1,37 @@
 """Due runs and the scheduler's lease, in Postgres.
 
 Due runs are read from `fielding_run_timers` (migrations 0005 and 0007: the runs that can come
-due, with what their timer commands need, kept by triggers), account by account through the
-(kind, account_id, due_at, run_id) index: a scan costs the due runs it reads plus one index probe
-per account with a timer, not what the table holds (docs/decisions/fair-timers.md).
+due, with what their timer commands need, kept by triggers). The accounts with due runs are
+counted through the (kind, due_at) index, which carries the account: the cost follows the due
+runs, not what the table holds. Each account's share is then read through the
+(kind, account_id, due_at, run_id) index (docs/decisions/fair-timers.md).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import asyncpg
 
 from worker.adapters.postgres.errors import translate_transient
 from worker.service.scheduler import DueRun, TimerKind
 
-# The accounts with a timer of the kind, one index probe each (a loose index scan), those with
-# one due kept; then each one's earliest due runs, an even share of the limit each, in turns.
+DUE_ACCOUNTS = """
+SELECT account_id, count(*) FROM fielding_run_timers
+ WHERE kind = $1 AND due_at <= now()
+ GROUP BY account_id
+"""
+
+# Each account's earliest due runs, as many as its share.
 DUE = """
-WITH RECURSIVE accounts(account_id, first_due) AS (
-    (SELECT account_id, due_at FROM fielding_run_timers WHERE kind = $1
-      ORDER BY account_id, due_at LIMIT 1)
-    UNION ALL
-    SELECT later.account_id, later.due_at
-      FROM accounts AS a CROSS JOIN LATERAL (
-           SELECT account_id, due_at FROM fielding_run_timers
-            WHERE kind = $1 AND account_id > a.account_id
-            ORDER BY account_id, due_at LIMIT 1) AS later
-), due_accounts AS (
-    SELECT account_id FROM accounts WHERE first_due <= now()
-)
 SELECT t.run_id, t.account_id, t.project_id, t.target_group_id, t.version, t.due_at
-  FROM due_accounts AS a CROSS JOIN LATERAL (
-       SELECT run_id, account_id, project_id, target_group_id, version, due_at,
-              row_number() OVER (ORDER BY due_at, run_id) AS turn
+  FROM unnest($2::integer[], $3::integer[]) AS a(account_id, share)
+ CROSS JOIN LATERAL (
+       SELECT run_id, account_id, project_id, target_group_id, version, due_at
          FROM fielding_run_timers
         WHERE kind = $1 AND account_id = a.account_id AND due_at <= now()
         ORDER BY account_id, due_at, run_id
-        LIMIT greatest(1, $2 / (SELECT count(*) FROM due_accounts))) AS t
- ORDER BY t.turn, t.due_at, t.run_id
- LIMIT $2
+        LIMIT a.share) AS t
 """
 
 # Taken when free or expired, renewed by its holder; one row per lease name.
@@ -54,9 +48,14 @@ class PostgresDueRuns:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def due(self, kind: TimerKind, limit: int) -> list[DueRun]:
+    async def due_accounts(self, kind: TimerKind) -> dict[int, int]:
         with translate_transient():
-            rows = await self._pool.fetch(DUE, kind, limit)
+            rows = await self._pool.fetch(DUE_ACCOUNTS, kind)
+        return {account: count for account, count in rows}
+
+    async def due(self, kind: TimerKind, limits: Mapping[int, int]) -> list[DueRun]:
+        with translate_transient():
+            rows = await self._pool.fetch(DUE, kind, list(limits), list(limits.values()))
         return [
             DueRun(
                 kind=kind,

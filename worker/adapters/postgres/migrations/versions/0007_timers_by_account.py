@@ -1,8 +1,9 @@
 """Due runs are found account by account: each timer row carries what its timer command needs
 (the run's account, project, target group and version; the trigger rewrites the row on every
-change of the run), indexed by (kind, account_id, due_at, run_id), so a scan takes the first due
-runs of every account in turn, without a join, and one account's burst cannot hold back another's
-(docs/decisions/fair-timers.md). The index by time stays for the overdue counts.
+change of the run). The index by time carries the account, so the accounts with due runs are
+counted from the due entries alone; an index by (kind, account_id, due_at, run_id) gives each
+account's earliest, without a join, so one account's burst cannot hold back another's
+(docs/decisions/fair-timers.md). A timer row whose run is gone is deleted first.
 
 Revision ID: 0007
 Revises: 0006
@@ -35,6 +36,10 @@ $$"""
 
 def upgrade() -> None:
     op.execute("""
+    DELETE FROM fielding_run_timers AS t
+     WHERE NOT EXISTS (SELECT FROM fielding_runs AS r WHERE r.id = t.run_id)
+    """)
+    op.execute("""
     ALTER TABLE fielding_run_timers
         ADD COLUMN account_id integer, ADD COLUMN project_id text,
         ADD COLUMN target_group_id text, ADD COLUMN version integer
@@ -54,6 +59,11 @@ def upgrade() -> None:
     op.execute("""
     CREATE INDEX fielding_run_timers_due_by_account
         ON fielding_run_timers (kind, account_id, due_at, run_id)
+    """)
+    op.execute("DROP INDEX fielding_run_timers_due")
+    op.execute("""
+    CREATE INDEX fielding_run_timers_due
+        ON fielding_run_timers (kind, due_at, run_id) INCLUDE (account_id)
     """)
 
 
