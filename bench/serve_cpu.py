@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
 import pstats
 import re
 import socket
@@ -391,12 +392,11 @@ def profile(count: int) -> None:
 def loops() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """asyncio's own loop, and uvloop's when it is installed."""
     found: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
-    try:
-        import uvloop
-
-        found["uvloop"] = uvloop.new_event_loop
+    try:  # not a dependency: imported by name, so that type checking does not need it
+        uvloop = importlib.import_module("uvloop")
     except ImportError:
-        pass
+        return found
+    found["uvloop"] = uvloop.new_event_loop
     return found
 
 
