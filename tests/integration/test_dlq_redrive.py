@@ -63,6 +63,15 @@ def results_of(outputs: Outputs, command_id: str) -> list[dict[str, Any]]:
     return [r for r in outputs.results.values() if r["command_id"] == command_id]
 
 
+async def test_an_empty_dlq_is_listed_and_re_driven_as_empty(settings: Settings) -> None:
+    printed = dlq_cli(settings, "list")
+    assert printed.returncode == 0, printed.stderr
+    assert "0 dead letters" in printed.stdout
+    assert listed(settings) == {}
+    redriven = dlq_cli(settings, "redrive", "--yes")
+    assert redriven.returncode == 0, redriven.stderr
+
+
 async def test_dead_letters_are_listed_re_driven_once_answered_once_and_stubs_refused(
     settings: Settings,
     outputs: Outputs,

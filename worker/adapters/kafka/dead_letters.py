@@ -79,6 +79,8 @@ async def read_dlq(
 ) -> AsyncIterator[DeadLetterRecord]:
     """The records of `spans`, partition by partition, in offset order. Offsets inside a span
     with no record (transaction markers, aborted records, compaction) are skipped."""
+    if not spans:  # an empty DLQ: no consumer (aiokafka's stop right after its start raises)
+        return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         isolation_level="read_committed",
