@@ -120,6 +120,12 @@ def test_a_count_that_is_not_a_number_reads_as_zero(written: bytes | None) -> No
     assert letter_of(encode(command()), headers=[(REDRIVES, written)]).redrives == 0
 
 
+def test_a_count_of_thousands_of_digits_reads_as_over_every_limit() -> None:
+    letter = letter_of(encode(command()), headers=[(REDRIVES, b"9" * 5000)])
+    refused = refusal(letter, max_redrives=3, redriven=None, answered=None)
+    assert refused is not None and refused.forceable
+
+
 def test_over_the_limit_only_force_re_drives() -> None:
     letter = letter_of(encode(command()), headers=[(REDRIVES, b"3")])
     refused = refusal(letter, max_redrives=3, redriven=None, answered=None)

@@ -104,10 +104,18 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
 
+# More digits than any real count: read as this, over every limit (int() refuses 4,300 digits).
+COUNT_DIGITS = 9
+HUGE_COUNT = 10**COUNT_DIGITS
+
+
 def _count(value: bytes | None) -> int:
-    """A re-drive count as written; anything else reads as 0 (a sender may set any header)."""
+    """A re-drive count as written; anything else reads as 0 (a sender may set any header),
+    and a number too long for a count as HUGE_COUNT."""
     text = _text(value)
-    return int(text) if text is not None and text.isascii() and text.isdigit() else 0
+    if text is None or not (text.isascii() and text.isdigit()):
+        return 0
+    return int(text) if len(text) <= COUNT_DIGITS else HUGE_COUNT
 
 
 def _members(value: bytes | None) -> dict[str, Any]:
