@@ -12,7 +12,6 @@ whose row meets the latency targets at the least CPU per command.
 
 from __future__ import annotations
 
-import math
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -26,9 +25,15 @@ from bench.fixtures import (
     scenario_settings,
     start_worker,
 )
-from bench.http import percentile
-from bench.open_loop import Processes, Slices, broker_jit, offer_from_process
-from bench.report import GatherCurve, GatherPoint
+from bench.open_loop import (
+    Processes,
+    Slices,
+    broker_jit,
+    commands_at,
+    measured_point,
+    offer_from_process,
+)
+from bench.report import GatherCurve, KafkaPoint
 from bench.system import broker_pid, local_services, postmaster_pid
 from worker.bootstrap import create_topics
 from worker.settings import Settings
@@ -46,9 +51,8 @@ class GatherSizes:
     warmup_seconds: float  # unmeasured, at the same rate, before it
 
     def counts(self, rate: float) -> tuple[int, int]:
-        """Commands of the warm-up and of the measured part at `rate` (two at least measured,
-        so that the rate they were sent at can be read)."""
-        return math.ceil(rate * self.warmup_seconds), max(2, math.ceil(rate * self.seconds))
+        """Commands of the warm-up and of the measured part at `rate`."""
+        return commands_at(rate, self.warmup_seconds, self.seconds)
 
     def runs_per_worker(self) -> int:
         return READY_COMMANDS + sum(sum(self.counts(rate)) for rate in self.rates)
@@ -61,7 +65,7 @@ async def measure_gather_curve(base: Settings, sizes: GatherSizes) -> GatherCurv
     url = await fresh_database(base.database_url, "fielding_bench_gather")
     runs = await create_runs(url, sizes.runs_per_worker() * len(sizes.gather_ms))
     slices = Slices(runs)
-    points: list[GatherPoint] = []
+    points: list[KafkaPoint[float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gather-") as scratch:
         for gather_ms in sizes.gather_ms:
             settings = scenario_settings(base, url, f"gather-{gather_ms:g}ms").model_copy(
@@ -83,8 +87,9 @@ async def one_window(
     slices: Slices,
     sizes: GatherSizes,
     scratch: Path,
-) -> list[GatherPoint]:
+) -> list[KafkaPoint[float]]:
     """Every rate, offered to one worker run with `settings.batch_gather_ms`."""
+    window = settings.batch_gather_ms
     await create_topics(settings)
     watcher = ResultWatcher(settings)
     await watcher.start()
@@ -96,27 +101,10 @@ async def one_window(
             settings, watcher, runs, slices.take(READY_COMMANDS), 100.0, scratch, measured
         )
         for rate in sizes.rates:
-            warm, timed = sizes.counts(rate)
-            if warm:
-                await offer_from_process(
-                    settings, watcher, runs, slices.take(warm), rate, scratch, measured
-                )
-            indexes = slices.take(timed)
-            offered = await offer_from_process(
-                settings, watcher, runs, indexes, rate, scratch, measured
+            point = await measured_point(
+                window, settings, watcher, slices, rate, sizes.counts(rate), scratch, measured
             )
-            points.append(
-                GatherPoint(
-                    gather_ms=settings.batch_gather_ms,
-                    offered_per_second=rate,
-                    sent_per_second=offered.sent_per_second,
-                    commands=len(indexes),
-                    p50_ms=percentile(offered.latencies_ms, 0.5),
-                    p99_ms=percentile(offered.latencies_ms, 0.99),
-                    busy_cores=offered.busy_cores,
-                    cpu_us_per_command=offered.cpu_us_per_command,
-                )
-            )
+            points.append(point)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)

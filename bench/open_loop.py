@@ -51,6 +51,7 @@ from bench.report import (
     HttpPoint,
     KafkaDrainPoint,
     KafkaPoint,
+    Label,
     OpenLoop,
 )
 from bench.system import (
@@ -316,7 +317,7 @@ async def get_ceiling(
 
 async def open_loop_kafka(
     base: Settings, processes: Processes, sizes: OpenLoopSizes, scratch: Path
-) -> tuple[KafkaDrainPoint, list[KafkaPoint]]:
+) -> tuple[KafkaDrainPoint, list[KafkaPoint[str]]]:
     url = await fresh_database(base.database_url, "fielding_bench_open_loop_kafka")
     drain_runs = await create_runs(url, sizes.drain_commands)
     settings = await backlog_scenario(
@@ -332,36 +333,18 @@ async def open_loop_kafka(
             name: drain.commands_per_second * fraction
             for name, fraction in sizes.kafka_fractions.items()
         }
-        # Two commands at least, so that the rate they were sent at can be read.
         counts = {
-            name: (math.ceil(rate * sizes.warmup_seconds), max(2, math.ceil(rate * sizes.seconds)))
+            name: commands_at(rate, sizes.warmup_seconds, sizes.seconds)
             for name, rate in rates.items()
         }
         runs = await create_runs(url, sum(warm + timed for warm, timed in counts.values()))
         slices = Slices(runs)
         points = []
         for name, rate in rates.items():
-            warm, timed = counts[name]
-            if warm:
-                await offer_from_process(
-                    settings, watcher, runs, slices.take(warm), rate, scratch, measured_processes
-                )
-            indexes = slices.take(timed)
-            offered = await offer_from_process(
-                settings, watcher, runs, indexes, rate, scratch, measured_processes
+            point = await measured_point(
+                name, settings, watcher, slices, rate, counts[name], scratch, measured_processes
             )
-            points.append(
-                KafkaPoint(
-                    name=name,
-                    offered_per_second=rate,
-                    sent_per_second=offered.sent_per_second,
-                    commands=len(indexes),
-                    p50_ms=percentile(offered.latencies_ms, 0.5),
-                    p99_ms=percentile(offered.latencies_ms, 0.99),
-                    busy_cores=offered.busy_cores,
-                    cpu_us_per_command=offered.cpu_us_per_command,
-                )
-            )
+            points.append(point)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
@@ -386,6 +369,45 @@ async def measured_drain(
         commands_per_second=timed / drained if drained > 0 else float("inf"),
         busy_cores=reading.busy_cores,
         cpu_us_per_command=reading.cpu_us_per(timed),
+    )
+
+
+def commands_at(rate: float, warmup_seconds: float, seconds: float) -> tuple[int, int]:
+    """Commands of the warm-up and of the measured part at `rate` (two at least measured, so
+    that the rate they were sent at can be read)."""
+    return math.ceil(rate * warmup_seconds), max(2, math.ceil(rate * seconds))
+
+
+async def measured_point(
+    label: Label,
+    settings: Settings,
+    watcher: ResultWatcher,
+    slices: Slices,
+    rate: float,
+    counts: tuple[int, int],
+    scratch: Path,
+    processes: Processes,
+) -> KafkaPoint[Label]:
+    """The point `label`: commands for runs of `slices` offered at `rate` by offer_from_process,
+    first `counts[0]` unmeasured (a warm-up; none when 0), then `counts[1]` measured."""
+    warm, timed = counts
+    runs = slices.runs
+    if warm:
+        await offer_from_process(
+            settings, watcher, runs, slices.take(warm), rate, scratch, processes
+        )
+    offered = await offer_from_process(
+        settings, watcher, runs, slices.take(timed), rate, scratch, processes
+    )
+    return KafkaPoint(
+        label=label,
+        offered_per_second=rate,
+        sent_per_second=offered.sent_per_second,
+        commands=timed,
+        p50_ms=percentile(offered.latencies_ms, 0.5),
+        p99_ms=percentile(offered.latencies_ms, 0.99),
+        busy_cores=offered.busy_cores,
+        cpu_us_per_command=offered.cpu_us_per_command,
     )
 
 

@@ -5,7 +5,7 @@ results read) and the table printed at the end of a run."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 @dataclass(frozen=True)
@@ -305,12 +305,17 @@ class KafkaDrainPoint:
         return asdict(self) | {"cpu_us_per_command_total": cpu_total(self.cpu_us_per_command)}
 
 
-@dataclass(frozen=True)
-class KafkaPoint:
-    """Commands produced open-loop by a producer process at one rate; latency from send() to
-    the result being visible to a read_committed reader; CPU per command by process."""
+Label = TypeVar("Label")
 
-    name: str  # "fixed", "tenth" or "half" (of the drain's rate)
+
+@dataclass(frozen=True)
+class KafkaPoint(Generic[Label]):
+    """Commands produced open-loop by a producer process at one rate; latency from send() to
+    the result being visible to a read_committed reader; CPU per command by process. The
+    label says which point of its series it is: in the open loop the rate's name ("fixed",
+    "tenth" or "half" of the drain's), in the gathering curve the window in ms."""
+
+    label: Label
     offered_per_second: float
     sent_per_second: float
     commands: int
@@ -319,8 +324,13 @@ class KafkaPoint:
     busy_cores: float
     cpu_us_per_command: dict[str, float]
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"cpu_us_per_command_total": cpu_total(self.cpu_us_per_command)}
+    def to_json(self, label_key: str) -> dict[str, Any]:
+        """The figures with the label first, under `label_key`: the key each series' JSON has
+        always had ("name" in the open loop, "gather_ms" in the gathering curve)."""
+        figures = asdict(self)
+        label = figures.pop("label")
+        total = cpu_total(self.cpu_us_per_command)
+        return {label_key: label, **figures, "cpu_us_per_command_total": total}
 
 
 @dataclass(frozen=True)
@@ -335,7 +345,7 @@ class OpenLoop:
     http: list[HttpPoint]
     get_ceiling: GetCeiling
     kafka_drain: KafkaDrainPoint
-    kafka: list[KafkaPoint]
+    kafka: list[KafkaPoint[str]]  # labelled by the rate's name
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -346,27 +356,8 @@ class OpenLoop:
             "http": [point.to_json() for point in self.http],
             "get_ceiling": self.get_ceiling.to_json(),
             "kafka_drain": self.kafka_drain.to_json(),
-            "kafka": [point.to_json() for point in self.kafka],
+            "kafka": [point.to_json("name") for point in self.kafka],
         }
-
-
-@dataclass(frozen=True)
-class GatherPoint:
-    """Commands produced open-loop at one rate to a worker run with one gathering window
-    (FIELDING_BATCH_GATHER_MS); latency from send() to the result visible to a read_committed
-    reader; CPU per command by process."""
-
-    gather_ms: float
-    offered_per_second: float
-    sent_per_second: float
-    commands: int
-    p50_ms: float
-    p99_ms: float
-    busy_cores: float
-    cpu_us_per_command: dict[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"cpu_us_per_command_total": cpu_total(self.cpu_us_per_command)}
 
 
 @dataclass(frozen=True)
@@ -376,15 +367,15 @@ class GatherCurve:
     broker_jit: str
     seconds_per_point: float
     warmup_seconds: float
-    points: list[GatherPoint]
+    points: list[KafkaPoint[float]]  # labelled by the window, in ms
 
-    def without_gathering(self, point: GatherPoint) -> GatherPoint | None:
+    def without_gathering(self, point: KafkaPoint[float]) -> KafkaPoint[float] | None:
         """The point at the same rate with no window (0 ms), when the curve has one."""
         return next(
             (
                 other
                 for other in self.points
-                if other.gather_ms == 0 and other.offered_per_second == point.offered_per_second
+                if other.label == 0 and other.offered_per_second == point.offered_per_second
             ),
             None,
         )
@@ -394,7 +385,7 @@ class GatherCurve:
             "broker_jit": self.broker_jit,
             "seconds_per_point": self.seconds_per_point,
             "warmup_seconds": self.warmup_seconds,
-            "points": [point.to_json() for point in self.points],
+            "points": [point.to_json("gather_ms") for point in self.points],
         }
 
 
@@ -601,7 +592,7 @@ def _get_rows(steps: list[GetStep]) -> list[str]:
     )
 
 
-def _kafka_rows(drain: KafkaDrainPoint, points: list[KafkaPoint]) -> list[str]:
+def _kafka_rows(drain: KafkaDrainPoint, points: list[KafkaPoint[str]]) -> list[str]:
     processes = tuple(name for name in PROCESSES if name in drain.cpu_us_per_command)
     header = ("rate", "offered/s", "sent/s", "commands", "p50 ms", "p99 ms", "busy cores")
     drained = (
@@ -619,7 +610,7 @@ def _kafka_rows(drain: KafkaDrainPoint, points: list[KafkaPoint]) -> list[str]:
             (*drained, *_cpu_cells(drain.cpu_us_per_command, processes)),
             *(
                 (
-                    point.name,
+                    point.label,
                     f"{point.offered_per_second:,.0f}",
                     f"{point.sent_per_second:,.1f}",
                     f"{point.commands:,}",
@@ -687,7 +678,7 @@ def gather_curve_table(curve: GatherCurve) -> str:
             rows.append(
                 (
                     f"{point.offered_per_second:,.0f}",
-                    f"{point.gather_ms:g}",
+                    f"{point.label:g}",
                     f"{point.sent_per_second:,.1f}",
                     f"{point.p50_ms:.1f}",
                     f"{point.p99_ms:.1f}",

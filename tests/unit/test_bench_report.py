@@ -11,7 +11,6 @@ from bench.report import (
     DrainMedians,
     DueScale,
     GatherCurve,
-    GatherPoint,
     GetCeiling,
     GetStep,
     HttpLatency,
@@ -402,9 +401,11 @@ def test_the_open_loop_section_is_printed_last_and_kept_in_the_json() -> None:
 
 
 def a_gather_curve(broker_jit: str = "optimising") -> GatherCurve:
-    def point(gather_ms: float, rate: float, p50: float, p99: float, worker: float) -> GatherPoint:
+    def point(
+        gather_ms: float, rate: float, p50: float, p99: float, worker: float
+    ) -> KafkaPoint[float]:
         cpu = {"worker": worker, "broker": worker * 1.5, "postgres": worker / 4}
-        return GatherPoint(gather_ms, rate, rate - 0.1, int(rate * 20), p50, p99, 0.4, cpu)
+        return KafkaPoint(gather_ms, rate, rate - 0.1, int(rate * 20), p50, p99, 0.4, cpu)
 
     return GatherCurve(
         broker_jit=broker_jit,
@@ -434,7 +435,7 @@ def test_the_gather_curve_puts_each_rates_windows_side_by_side_against_no_window
 
 def test_a_gather_curve_without_a_0_ms_window_leaves_the_comparison_empty() -> None:
     curve = a_gather_curve()
-    only_gathering = replace(curve, points=[p for p in curve.points if p.gather_ms])
+    only_gathering = replace(curve, points=[p for p in curve.points if p.label])
     rows = gather_curve_table(only_gathering).splitlines()[2:]
     assert [row.split()[-1] for row in rows] == ["-", "-"]
 
