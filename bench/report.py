@@ -4,8 +4,9 @@ results read) and the table printed at the end of a run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 
 @dataclass(frozen=True)
@@ -478,8 +479,7 @@ def table(report: Report) -> str:
             f"{report.database_ceiling.commands_per_second:,.0f}",
         ),
     ]
-    width = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(r)) for r in rows]
+    lines = aligned(rows, pad_last=True)
     ratios = report.ratios
     lines += [
         "",
@@ -538,10 +538,12 @@ def table(report: Report) -> str:
     return "\n".join(lines)
 
 
-def aligned(rows: list[tuple[str, ...]]) -> list[str]:
-    """Rows of cells as lines, each column as wide as its widest cell, two spaces apart."""
+def aligned(rows: Sequence[tuple[str, ...]], *, pad_last: bool = False) -> list[str]:
+    """Rows of cells as lines, each column as wide as its widest cell, two spaces apart; the
+    last column is padded too only with `pad_last` (the scenario table always was)."""
     width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)) for row in rows]
+    return lines if pad_last else [line.rstrip() for line in lines]
 
 
 def _cpu_cells(cpu_us: dict[str, float], processes: tuple[str, ...]) -> tuple[str, ...]:
@@ -550,79 +552,92 @@ def _cpu_cells(cpu_us: dict[str, float], processes: tuple[str, ...]) -> tuple[st
     return (*(f"{cpu_us[name]:,.0f}" for name in processes), f"{cpu_total(cpu_us):,.0f}")
 
 
-def _http_rows(points: list[HttpPoint]) -> list[str]:
-    header = ("offered/s", "sent/s", "statuses", "p50 ms", "p99 ms", "busy cores")
+class _Row(NamedTuple):
+    """A row of a table with CPU columns: its own cells, its CPU µs by process (empty when none
+    was read), then the cells that follow the CPU columns, if any."""
+
+    cells: tuple[str, ...]
+    cpu_us: dict[str, float]
+    after: tuple[str, ...] = ()
+
+
+def _cpu_table(
+    header: tuple[str, ...],
+    processes: tuple[str, ...],
+    rows: Iterable[_Row],
+    after: tuple[str, ...] = (),
+) -> list[str]:
+    """Aligned lines: `header`'s columns, a column of CPU µs for each of `processes` and their
+    total ("-" where none was read), then `after`'s columns; a line for each row."""
     return aligned(
         [
-            (*header, *PROCESSES, "total"),
-            *(
-                (
-                    f"{point.offered_per_second:,}",
-                    f"{point.sent_per_second:,.1f}",
-                    " ".join(f"{code}:{n}" for code, n in point.statuses.items()),
-                    f"{point.p50_ms:.1f}",
-                    f"{point.p99_ms:.1f}",
-                    f"{point.busy_cores:.2f}",
-                    *_cpu_cells(point.cpu_us_per_request, PROCESSES),
-                )
-                for point in points
-            ),
+            (*header, *processes, "total", *after),
+            *((*row.cells, *_cpu_cells(row.cpu_us, processes), *row.after) for row in rows),
         ]
     )
+
+
+def _http_rows(points: list[HttpPoint]) -> list[str]:
+    header = ("offered/s", "sent/s", "statuses", "p50 ms", "p99 ms", "busy cores")
+    rows = (
+        _Row(
+            (
+                f"{point.offered_per_second:,}",
+                f"{point.sent_per_second:,.1f}",
+                " ".join(f"{code}:{n}" for code, n in point.statuses.items()),
+                f"{point.p50_ms:.1f}",
+                f"{point.p99_ms:.1f}",
+                f"{point.busy_cores:.2f}",
+            ),
+            point.cpu_us_per_request,
+        )
+        for point in points
+    )
+    return _cpu_table(header, PROCESSES, rows)
 
 
 def _get_rows(steps: list[GetStep]) -> list[str]:
     header = ("offered/s", "sent/s", "answered/s", "success", "p50 ms", "p99 ms")
-    return aligned(
-        [
-            (*header, *PROCESSES, "total"),
-            *(
-                (
-                    f"{step.offered_per_second:,}",
-                    f"{step.sent_per_second:,.1f}",
-                    f"{step.answered_per_second:,.1f}",
-                    f"{step.success_ratio:.2%}",
-                    f"{step.p50_ms:.1f}",
-                    f"{step.p99_ms:.1f}",
-                    *_cpu_cells(step.cpu_us_per_request, PROCESSES),
-                )
-                for step in steps
+    rows = (
+        _Row(
+            (
+                f"{step.offered_per_second:,}",
+                f"{step.sent_per_second:,.1f}",
+                f"{step.answered_per_second:,.1f}",
+                f"{step.success_ratio:.2%}",
+                f"{step.p50_ms:.1f}",
+                f"{step.p99_ms:.1f}",
             ),
-        ]
+            step.cpu_us_per_request,
+        )
+        for step in steps
     )
+    return _cpu_table(header, PROCESSES, rows)
 
 
 def _kafka_rows(drain: KafkaDrainPoint, points: list[KafkaPoint[str]]) -> list[str]:
     processes = tuple(name for name in PROCESSES if name in drain.cpu_us_per_command)
     header = ("rate", "offered/s", "sent/s", "commands", "p50 ms", "p99 ms", "busy cores")
-    drained = (
-        "drain",
-        "backlog",
-        "-",
-        f"{drain.commands:,}",
-        "-",
-        "-",
-        f"{drain.busy_cores:.2f}",
+    drained = _Row(
+        ("drain", "backlog", "-", f"{drain.commands:,}", "-", "-", f"{drain.busy_cores:.2f}"),
+        drain.cpu_us_per_command,
     )
-    return aligned(
-        [
-            (*header, *processes, "total"),
-            (*drained, *_cpu_cells(drain.cpu_us_per_command, processes)),
-            *(
-                (
-                    point.label,
-                    f"{point.offered_per_second:,.0f}",
-                    f"{point.sent_per_second:,.1f}",
-                    f"{point.commands:,}",
-                    f"{point.p50_ms:.1f}",
-                    f"{point.p99_ms:.1f}",
-                    f"{point.busy_cores:.2f}",
-                    *_cpu_cells(point.cpu_us_per_command, processes),
-                )
-                for point in points
+    measured = (
+        _Row(
+            (
+                point.label,
+                f"{point.offered_per_second:,.0f}",
+                f"{point.sent_per_second:,.1f}",
+                f"{point.commands:,}",
+                f"{point.p50_ms:.1f}",
+                f"{point.p99_ms:.1f}",
+                f"{point.busy_cores:.2f}",
             ),
-        ]
+            point.cpu_us_per_command,
+        )
+        for point in points
     )
+    return _cpu_table(header, processes, [drained, *measured])
 
 
 def open_loop_table(open_loop: OpenLoop) -> str:
@@ -675,24 +690,22 @@ def gather_curve_table(curve: GatherCurve) -> str:
                 cpu_total(point.cpu_us_per_command),
                 cpu_total(baseline.cpu_us_per_command) if baseline else 0.0,
             )
-            rows.append(
-                (
-                    f"{point.offered_per_second:,.0f}",
-                    f"{point.label:g}",
-                    f"{point.sent_per_second:,.1f}",
-                    f"{point.p50_ms:.1f}",
-                    f"{point.p99_ms:.1f}",
-                    f"{point.busy_cores:.2f}",
-                    *_cpu_cells(point.cpu_us_per_command, processes),
-                    f"{total / base_total:.2f}" if total and base_total else "-",
-                )
+            cells = (
+                f"{point.offered_per_second:,.0f}",
+                f"{point.label:g}",
+                f"{point.sent_per_second:,.1f}",
+                f"{point.p50_ms:.1f}",
+                f"{point.p99_ms:.1f}",
+                f"{point.busy_cores:.2f}",
             )
+            against_no_window = f"{total / base_total:.2f}" if total and base_total else "-"
+            rows.append(_Row(cells, point.cpu_us_per_command, (against_no_window,)))
     lines = [
         f"gathering window (FIELDING_BATCH_GATHER_MS; the broker's JIT: {curve.broker_jit}): "
         f"{curve.seconds_per_point:g} s at each rate after {curve.warmup_seconds:g} s "
         "unmeasured; CPU µs per command by process; `vs 0 ms`: the total against the same "
         "rate's without a window",
-        *aligned([(*header, *processes, "total", "vs 0 ms"), *rows]),
+        *_cpu_table(header, processes, rows, after=("vs 0 ms",)),
         *_jit_note(curve.broker_jit),
     ]
     return "\n".join(lines)
