@@ -169,113 +169,95 @@ def open_loop_sizes(args: argparse.Namespace) -> OpenLoopSizes:
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description="fielding-worker benchmark")
-    parser.add_argument("--commands", type=int, default=100_000)
-    parser.add_argument("--naive-commands", type=int, default=1_000)
-    parser.add_argument(
+    Kind = type[int] | type[float]
+
+    # Most options are a number, or several (a point each): flag, type, default, help.
+    def number(flag: str, kind: Kind, default: float, help: str | None = None) -> None:
+        parser.add_argument(flag, type=kind, default=default, help=help)
+
+    def numbers(
+        flag: str, kind: Kind, default: list[float] | None, metavar: str, help: str
+    ) -> None:
+        parser.add_argument(flag, type=kind, nargs="+", default=default, metavar=metavar, help=help)
+
+    number("--commands", int, 100_000)
+    number("--naive-commands", int, 1_000)
+    number(
         "--latency-commands",
-        type=int,
-        default=20_000,
-        help="commands offered at half the throughput (proportionally fewer at a tenth)",
+        int,
+        20_000,
+        "commands offered at half the throughput (proportionally fewer at a tenth)",
     )
     parser.add_argument(
         "--scale", action="store_true", help="also compare a 10k and a 1M-run table"
     )
-    parser.add_argument("--scale-small-table", type=int, default=10_000)
-    parser.add_argument("--scale-large-table", type=int, default=1_000_000)
-    parser.add_argument(
+    number("--scale-small-table", int, 10_000)
+    number("--scale-large-table", int, 1_000_000)
+    numbers(
         "--memory",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="worker RSS after each N commands in one process, e.g. 100000 1000000",
+        int,
+        None,
+        "N",
+        "worker RSS after each N commands in one process, e.g. 100000 1000000",
     )
-    parser.add_argument(
-        "--mixed-commands", type=int, default=50_000, help="a backlog of every command type"
-    )
-    parser.add_argument(
-        "--timer-runs", type=int, default=100_000, help="runs coming due in the same second"
-    )
-    parser.add_argument(
-        "--due-runs", type=int, default=1_000, help="due runs of each kind in the scale check"
-    )
-    parser.add_argument(
-        "--http-requests",
-        type=int,
-        default=3_000,
-        help="HTTP complete requests (and as many Kafka commands)",
-    )
-    parser.add_argument(
-        "--http-rate", type=float, default=100.0, help="requests per second offered to serve"
-    )
-    parser.add_argument(
-        "--tracing-commands", type=int, default=20_000, help="commands per drain, tracing on or off"
-    )
-    parser.add_argument(
-        "--states-commands",
-        type=int,
-        default=20_000,
-        help="commands per drain, run states on or off",
-    )
+    number("--mixed-commands", int, 50_000, "a backlog of every command type")
+    number("--timer-runs", int, 100_000, "runs coming due in the same second")
+    number("--due-runs", int, 1_000, "due runs of each kind in the scale check")
+    number("--http-requests", int, 3_000, "HTTP complete requests (and as many Kafka commands)")
+    number("--http-rate", float, 100.0, "requests per second offered to serve")
+    number("--tracing-commands", int, 20_000, "commands per drain, tracing on or off")
+    number("--states-commands", int, 20_000, "commands per drain, run states on or off")
     parser.add_argument(
         "--only",
         choices=["open-loop", "gather-curve", "states"],
         help="run one section alone (its JSON goes to bench/results/<section>.json); "
         "gather-curve runs only on request",
     )
-    parser.add_argument(
+    numbers(
         "--open-loop-rates",
-        type=int,
-        nargs="+",
-        default=[100, 200, 400, 800],
-        metavar="R",
-        help="complete requests per second offered to serve by vegeta, one point each",
+        int,
+        [100, 200, 400, 800],
+        "R",
+        "complete requests per second offered to serve by vegeta, one point each",
     )
-    parser.add_argument(
+    number(
         "--open-loop-kafka-rate",
-        type=float,
-        default=100.0,
-        help="commands per second offered over Kafka (besides a tenth and half of the drain's)",
+        float,
+        100.0,
+        "commands per second offered over Kafka (besides a tenth and half of the drain's)",
     )
-    parser.add_argument(
-        "--open-loop-seconds", type=float, default=20.0, help="measured, at each open-loop rate"
-    )
-    parser.add_argument(
+    number("--open-loop-seconds", float, 20.0, "measured, at each open-loop rate")
+    number(
         "--open-loop-warmup",
-        type=float,
-        default=5.0,
-        help="unmeasured, at each open-loop rate before its measured seconds",
+        float,
+        5.0,
+        "unmeasured, at each open-loop rate before its measured seconds",
     )
-    parser.add_argument(
+    number(
         "--open-loop-drain",
-        type=int,
-        default=20_000,
-        help="commands of the drain that gives the open-loop Kafka rates their maximum",
+        int,
+        20_000,
+        "commands of the drain that gives the open-loop Kafka rates their maximum",
     )
-    parser.add_argument(
+    numbers(
         "--gather-ms",
-        type=float,
-        nargs="+",
-        default=[0, 2, 5, 10, 20],
-        metavar="MS",
-        help="gather-curve: the FIELDING_BATCH_GATHER_MS values, a worker each",
+        float,
+        [0, 2, 5, 10, 20],
+        "MS",
+        "gather-curve: the FIELDING_BATCH_GATHER_MS values, a worker each",
     )
-    parser.add_argument(
+    numbers(
         "--gather-rates",
-        type=float,
-        nargs="+",
-        default=[50, 100, 200, 400],
-        metavar="R",
-        help="gather-curve: commands per second offered over Kafka to each worker (the "
+        float,
+        [50, 100, 200, 400],
+        "R",
+        "gather-curve: commands per second offered over Kafka to each worker (the "
         "open-loop section's seconds and warm-up at each)",
     )
-    parser.add_argument(
-        "--get-start-rate", type=int, default=250, help="the GET ceiling's first rate per second"
-    )
-    parser.add_argument(
-        "--get-factor", type=float, default=1.5, help="each GET step's rate over the one before"
-    )
-    parser.add_argument("--get-steps", type=int, default=8, help="GET steps at most")
-    parser.add_argument("--get-step-seconds", type=float, default=5.0)
+    number("--get-start-rate", int, 250, "the GET ceiling's first rate per second")
+    number("--get-factor", float, 1.5, "each GET step's rate over the one before")
+    number("--get-steps", int, 8, "GET steps at most")
+    number("--get-step-seconds", float, 5.0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", type=Path, help="default: bench/results/latest.json")
     args = parser.parse_args()
