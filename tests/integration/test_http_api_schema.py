@@ -5,17 +5,15 @@ body as documented; invalid requests refused."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import datetime
 from typing import Any
 
 import hypothesis
 import pytest
 import schemathesis
-from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from fielding_statemachine.status import RunStatus
+from tests.support.generated_requests import PER_OPERATION, generated_cases
 from tests.support.harness import RunMaker, WorkerFactory
 from tests.support.http import ApiStarter, headers
 from worker.adapters.http.documents import openapi_document
@@ -27,8 +25,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
 ]
 
-# Small, as CI runs it: about 22 operations x 2 modes x this many requests.
-EXAMPLES_PER_OPERATION = 8
 # A well-formed request may still name a run that is not there (404), at another version (412)
 # or in a state that forbids it (422), or come too often (429): none of those refuse its shape.
 CONFIG = schemathesis.Config.from_str(
@@ -37,26 +33,6 @@ CONFIG = schemathesis.Config.from_str(
 expected-statuses = ["2xx", "401", "403", "404", "412", "422", "429"]
 """
 )
-
-
-def fresh_key(case: Any) -> Any:
-    """The generator reuses keys ("0") across operations, and a key reused for another command
-    is a 400 by contract; each valid request gets a key of its own."""
-    if case.headers and "idempotency-key" in case.headers:
-        case.headers["idempotency-key"] = str(uuid.uuid4())
-    return case
-
-
-def times_in_order(case: Any) -> bool:
-    """The one rule JSON Schema cannot say: a run ends after it starts (400 otherwise)."""
-    body = case.body if isinstance(case.body, dict) else {}
-    start, end = body.get("start_fielding_at"), body.get("end_fielding_at")
-    if not (isinstance(start, str) and isinstance(end, str)):
-        return True
-    try:
-        return datetime.fromisoformat(end) > datetime.fromisoformat(start)
-    except ValueError:
-        return True
 
 
 async def test_generated_requests_get_documented_answers_and_never_a_5xx(
@@ -80,23 +56,9 @@ async def test_generated_requests_get_documented_answers_and_never_a_5xx(
     def exercise(mode: GenerationMode) -> None:
         for result in schema.get_all_operations():
             operation = result.ok()
-            names = {parameter.name for parameter in operation.path_parameters}
-            pinned = {name: value for name, value in known.items() if name in names}
-            strategy = st.one_of(
-                operation.as_strategy(mode),
-                operation.as_strategy(mode, path_parameters=pinned),
-            )
-            if mode is GenerationMode.POSITIVE:
-                strategy = strategy.filter(times_in_order).map(fresh_key)
 
-            @hypothesis.given(strategy)
-            @hypothesis.settings(
-                max_examples=EXAMPLES_PER_OPERATION,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-                phases=[hypothesis.Phase.generate],
-            )
+            @hypothesis.given(generated_cases(operation, mode, known))
+            @PER_OPERATION
             def check(case: Any) -> None:
                 response = case.call_and_validate(base_url=base_url, headers=auth)
                 tried.setdefault(case.operation.label, set()).add(response.status_code)

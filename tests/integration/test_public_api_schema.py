@@ -25,6 +25,7 @@ from schemathesis import GenerationMode
 from fielding_statemachine.status import RunStatus
 from schemas.api import API_VERSION
 from schemas.types import etag_of, new_ulid
+from tests.support.generated_requests import PER_OPERATION, generated_cases
 from tests.support.harness import RunMaker, WorkerFactory
 from tests.support.http import ApiStarter, headers
 from tests.support.public_api import RESPONSE_CHECKS, public_schemas
@@ -38,7 +39,6 @@ pytestmark = [
 ]
 
 S = RunStatus
-EXAMPLES_PER_OPERATION = 8
 # A run operation's success: the status the run must be in, and the public document's answer.
 RUN_OPERATIONS = {
     "complete_fielding_run": (S.LIVE, 204),
@@ -164,26 +164,6 @@ async def test_every_success_answer_is_as_the_public_document_shapes_it(
     assert len(expected) == 22 and answered == expected
 
 
-def fresh_key(case: Any) -> Any:
-    """The generator reuses keys across operations, and a key reused for another command is
-    a 400 by contract; each request gets a key of its own."""
-    if case.headers and "idempotency-key" in case.headers:
-        case.headers["idempotency-key"] = str(uuid.uuid4())
-    return case
-
-
-def times_in_order(case: Any) -> bool:
-    """The one rule JSON Schema cannot say: a run ends after it starts (400 otherwise)."""
-    body = case.body if isinstance(case.body, dict) else {}
-    start, end = body.get("start_fielding_at"), body.get("end_fielding_at")
-    if not (isinstance(start, str) and isinstance(end, str)):
-        return True
-    try:
-        return datetime.fromisoformat(end) > datetime.fromisoformat(start)
-    except ValueError:
-        return True
-
-
 async def test_generated_requests_get_answers_the_public_document_accepts(
     settings: Settings, api: ApiStarter, workers: WorkerFactory, make_run: RunMaker
 ) -> None:
@@ -213,21 +193,10 @@ async def test_generated_requests_get_answers_the_public_document_accepts(
 
     def exercise() -> None:
         for operation in operations():
-            names = {parameter.name for parameter in operation.path_parameters}
-            pinned = {name: value for name, value in known.items() if name in names}
-            strategy = st.one_of(
-                operation.as_strategy(GenerationMode.POSITIVE),
-                operation.as_strategy(GenerationMode.POSITIVE, path_parameters=pinned),
-            )
+            valid = generated_cases(operation, GenerationMode.POSITIVE, known)
 
-            @hypothesis.given(strategy.filter(times_in_order).map(fresh_key), st.booleans())
-            @hypothesis.settings(
-                max_examples=EXAMPLES_PER_OPERATION,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-                phases=[hypothesis.Phase.generate],
-            )
+            @hypothesis.given(valid, st.booleans())
+            @PER_OPERATION
             def check(case: Any, at_current_version: bool) -> None:
                 sent = dict(auth)
                 if at_current_version and case.headers and "If-Match" in case.headers:
