@@ -18,14 +18,12 @@ import pytest
 from fielding_statemachine.status import RunStatus
 from schemas.types import etag_of, new_ulid
 from tests.support.commands import (
-    auth_headers,
     command,
-    encode,
     timer_headers,
     timer_id,
 )
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
-from tests.support.kafka import Outgoing, produce
+from tests.support.kafka import send
 from tests.support.processes import WorkerProcess
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import get_run
@@ -45,23 +43,6 @@ USER_COMMANDS = {
     "relaunch_fielding_run": ({S.COMPLETED}, 204, "target_group_opened"),
     "update_fielding_run": ({S.SCHEDULED, S.LIVE, S.PAUSED}, 202, "fielding_run_updated"),
 }
-
-
-async def send(
-    settings: Settings, *bodies: dict[str, Any], headers: list[tuple[str, bytes]] | None = None
-) -> None:
-    await produce(
-        settings.kafka_bootstrap_servers,
-        settings.commands_topic,
-        [
-            Outgoing(
-                encode(b),
-                str(b.get("fielding_run_id") or b["project_id"]).encode(),
-                auth_headers([101]) if headers is None else headers,
-            )
-            for b in bodies
-        ],
-    )
 
 
 def by_command(outputs: Outputs) -> dict[str, dict[str, Any]]:

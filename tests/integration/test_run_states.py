@@ -14,9 +14,9 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
-from tests.support.commands import auth_headers, command, encode
+from tests.support.commands import command
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, expected_state, for_run
-from tests.support.kafka import Outgoing, produce
+from tests.support.kafka import send
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.topics import CLEANUP_POLICY, topic_configs
 from worker.adapters.postgres.runs import get_run, runs_of_target_group
@@ -25,22 +25,6 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 HOUR = timedelta(hours=1)
-
-
-async def send(settings: Settings, *bodies: dict[str, Any]) -> None:
-    """Each command keyed as the contract says: by its run, else by its project."""
-    await produce(
-        settings.kafka_bootstrap_servers,
-        settings.commands_topic,
-        [
-            Outgoing(
-                encode(b),
-                str(b.get("fielding_run_id") or b["project_id"]).encode(),
-                auth_headers([101]),
-            )
-            for b in bodies
-        ],
-    )
 
 
 def states_by_run(outputs: Outputs) -> dict[str, list[dict[str, Any]]]:

@@ -18,28 +18,11 @@ from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
 from tests.support.commands import auth_headers, command, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
-from tests.support.kafka import Outgoing, produce
+from tests.support.kafka import Outgoing, produce, send
 from worker.adapters.postgres.runs import FieldingRunRecord, get_run
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-async def send(
-    settings: Settings, *bodies: dict[str, Any], headers: list[tuple[str, bytes]] | None = None
-) -> None:
-    await produce(
-        settings.kafka_bootstrap_servers,
-        settings.commands_topic,
-        [
-            Outgoing(
-                encode(b),
-                str(b.get("fielding_run_id", "")).encode(),
-                auth_headers([101]) if headers is None else headers,
-            )
-            for b in bodies
-        ],
-    )
 
 
 def assert_error(result: dict[str, Any], status: int, error_object: str) -> None:

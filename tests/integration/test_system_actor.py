@@ -15,10 +15,10 @@ import pytest
 
 from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
-from tests.support.commands import encode, system_headers, timer_headers, timer_id
+from tests.support.commands import system_headers, timer_headers, timer_id
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.http import ApiStarter, headers, run_path
-from tests.support.kafka import Outgoing, TopicReader, produce
+from tests.support.kafka import TopicReader, send
 from worker.adapters.postgres.runs import FieldingRunRecord, get_run
 from worker.service.auth import SYSTEM_ACTOR, TIMER_SIGNATURE
 from worker.settings import Settings
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.integration
 
 S = RunStatus
 HOUR = timedelta(hours=1)
-
-
-async def send(
-    settings: Settings, body: dict[str, Any], record_headers: list[tuple[str, bytes]]
-) -> None:
-    await produce(
-        settings.kafka_bootstrap_servers,
-        settings.commands_topic,
-        [Outgoing(encode(body), body["fielding_run_id"].encode(), record_headers)],
-    )
 
 
 async def results_until(
@@ -94,12 +84,18 @@ async def test_a_timer_record_carries_no_token_and_a_copy_is_good_for_that_comma
 
     copied = list(timer.headers)
     # The copy as it is (a redelivery, or the scheduler sending it again): the same result.
-    await send(settings, body, copied)
+    await send(settings, body, headers=copied)
     # Its signature on the same timer of another account's run: refused.
-    await send(settings, for_run(other, "end_fielding_run", command_id=timer_command), copied)
+    await send(
+        settings, for_run(other, "end_fielding_run", command_id=timer_command), headers=copied
+    )
     # Its signature on a user command: refused.
     user_command = new_ulid()
-    await send(settings, for_run(other, "complete_fielding_run", command_id=user_command), copied)
+    await send(
+        settings,
+        for_run(other, "complete_fielding_run", command_id=user_command),
+        headers=copied,
+    )
     results = await results_until(outputs, lambda rs: len(statuses(rs, user_command, 555)) == 1)
     assert statuses(results, timer_command, 101) == [204, 204]
     assert statuses(results, timer_command, 555) == [401]
@@ -128,9 +124,11 @@ async def test_an_older_schedulers_token_still_sends_its_own_timer_during_an_upg
     make_run: RunMaker,
 ) -> None:
     run, legacy = await ended_run_and_its_timer(settings, workers, make_run)
-    await send(settings, legacy, system_headers())
+    await send(settings, legacy, headers=system_headers())
     # With that token, anything but that timer: 403.
-    await send(settings, for_run(run, "pause_fielding_run", if_match='W/"4"'), system_headers())
+    await send(
+        settings, for_run(run, "pause_fielding_run", if_match='W/"4"'), headers=system_headers()
+    )
     first, second = (json.loads(r.value) for r in await outputs.results.read(at_least=2))
     assert (first["status"], second["status"]) == (204, 403)
 
@@ -142,8 +140,8 @@ async def test_a_signed_timer_is_accepted_and_its_copy_replayed(
     make_run: RunMaker,
 ) -> None:
     _, timer = await ended_run_and_its_timer(settings, workers, make_run)
-    await send(settings, timer, timer_headers(timer))
-    await send(settings, timer, timer_headers(timer))
+    await send(settings, timer, headers=timer_headers(timer))
+    await send(settings, timer, headers=timer_headers(timer))
     first, again = (json.loads(r.value) for r in await outputs.results.read(at_least=2))
     assert first == again and first["status"] == 204
     assert len(await outputs.events.read(at_least=1)) == 1, "one change, one event"

@@ -11,6 +11,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from tests.support.commands import auth_headers, encode
+from worker.settings import Settings
+
 Headers = Sequence[tuple[str, bytes]]
 
 
@@ -31,6 +34,23 @@ async def produce(bootstrap: str, topic: str, records: Sequence[Outgoing]) -> No
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+async def send(settings: Settings, *bodies: dict[str, Any], headers: Headers | None = None) -> None:
+    """Commands to the commands topic, each keyed as the contract says (by its run, else by its
+    project), with `headers`: by default a user's token for account 101."""
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.commands_topic,
+        [
+            Outgoing(
+                encode(body),
+                str(body.get("fielding_run_id") or body["project_id"]).encode(),
+                auth_headers([101]) if headers is None else headers,
+            )
+            for body in bodies
+        ],
+    )
 
 
 class TopicReader:
