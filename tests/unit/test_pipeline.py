@@ -503,3 +503,62 @@ async def test_closing_while_gathering_commits_nothing_and_does_not_wait_out_the
     assert publisher.batches == []
     assert pipeline.committed == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
     assert pipeline.task is not None and pipeline.task.exception() is None
+
+
+class FirstCommitSlow(RecordingPublisher):
+    """The first batch's commit takes 0.3 s; the others' none. Logs when each starts and ends."""
+
+    async def publish(
+        self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
+    ) -> None:
+        first = not self.batches and not self.log.count("publish start")
+        self.log.append("publish start")
+        if first:
+            await asyncio.sleep(0.3)
+        await super().publish(transaction, emissions)
+        self.log.append("publish end")
+
+
+class LoggedDecisions(AnswerEachRecord):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
+        self.log.append(f"decide {len(records)}")
+        return await super().process(records)
+
+
+async def test_a_few_records_arriving_while_a_batch_commits_go_together_after_it() -> None:
+    # Deciding them at once would give each a transaction of its own; waiting for the commit
+    # costs them only the decision's time.
+    log: list[str] = []
+    publisher = FirstCommitSlow(3, log)
+    pipeline, owned = gathering_pipeline(publisher, 0, processor=LoggedDecisions(log))
+    pipeline.start()
+    await asyncio.wait_for(owned.wait(), 5)
+    pipeline.submit([record(0, 0)])
+    await asyncio.sleep(0.05)  # the first batch is committing
+    pipeline.submit([record(1, 0)])
+    await asyncio.sleep(0.05)
+    pipeline.submit([record(0, 1)])
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    assert [len(values) for values, _ in publisher.batches] == [1, 2]
+    assert log[log.index("publish end") + 1] == "decide 2"  # taken once the first committed
+    assert decided(publisher) == [b"0:0", b"1:0", b"0:1"]
+
+
+async def test_a_next_batch_of_many_records_is_decided_while_the_one_before_commits() -> None:
+    log: list[str] = []
+    records = [record(p, o) for o in range(1, 9) for p in (0, 1)]  # 16 records
+    publisher = FirstCommitSlow(1 + len(records), log)
+    pipeline, owned = gathering_pipeline(publisher, 0, processor=LoggedDecisions(log))
+    pipeline.start()
+    await asyncio.wait_for(owned.wait(), 5)
+    pipeline.submit([record(0, 0)])
+    await asyncio.sleep(0.05)
+    pipeline.submit(records)
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
+    steps = [line for line in log if line.startswith(("decide", "publish"))]
+    assert steps[:4] == ["decide 1", "publish start", "decide 16", "publish end"]
