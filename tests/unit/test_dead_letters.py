@@ -19,6 +19,7 @@ from worker.service.dead_letters import (
     DeadLetterRecord,
     Redrive,
     Selection,
+    describe,
     plan,
     read_dead_letter,
     redriven_headers,
@@ -26,7 +27,8 @@ from worker.service.dead_letters import (
 )
 from worker.service.ports import RecordOrigin
 
-ORIGIN = RecordOrigin("fielding-run-commands", 2, 417)
+TOPIC = "fielding-run-commands"
+ORIGIN = RecordOrigin(TOPIC, 2, 417)
 AT = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 REASON = "unexpected_internal_error: RuntimeError: boom"
 
@@ -78,22 +80,28 @@ def test_a_copy_of_an_unreadable_record_has_no_command_and_may_be_re_driven(
 ) -> None:
     letter = letter_of(value)
     assert letter.command_id is None and letter.command is None
-    assert refusal(letter, max_redrives=3, redriven=None, answered=None) is None
+    assert (
+        refusal(letter, commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None) is None
+    )
 
 
 def test_a_stub_is_not_re_drivable_and_says_why() -> None:
     stub = outputs.dlq_stub(ORIGIN, b"run-key", b"x" * 5000, "a dlq record does not fit")
     letter = read_dead_letter(dead_letter_record(stub))
     assert letter.stub and letter.size == 5000 and letter.command_id is None
-    refused = refusal(letter, max_redrives=3, redriven=None, answered=None)
+    refused = refusal(letter, commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None)
     assert refused is not None and not refused.forceable
     assert "stub" in refused.why and "does not fit" in refused.why
-    assert plan([letter], max_redrives=3, redrives={}, answered={}, force=True)[0].refused
+    assert plan(
+        [letter], commands_topic=TOPIC, max_redrives=3, redrives={}, answered={}, force=True
+    )[0].refused
 
 
 def test_a_record_the_worker_did_not_write_is_not_re_drivable() -> None:
     record = DeadLetterRecord(0, 0, 0, b"k", encode(command()), [("x", b"y")])
-    refused = refusal(read_dead_letter(record), max_redrives=3, redriven=None, answered=None)
+    refused = refusal(
+        read_dead_letter(record), commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None
+    )
     assert refused is not None and "dlq.original" in refused.why
 
 
@@ -122,23 +130,31 @@ def test_a_count_that_is_not_a_number_reads_as_zero(written: bytes | None) -> No
 
 def test_a_count_of_thousands_of_digits_reads_as_over_every_limit() -> None:
     letter = letter_of(encode(command()), headers=[(REDRIVES, b"9" * 5000)])
-    refused = refusal(letter, max_redrives=3, redriven=None, answered=None)
+    refused = refusal(letter, commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None)
     assert refused is not None and refused.forceable
 
 
 def test_over_the_limit_only_force_re_drives() -> None:
     letter = letter_of(encode(command()), headers=[(REDRIVES, b"3")])
-    refused = refusal(letter, max_redrives=3, redriven=None, answered=None)
+    refused = refusal(letter, commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None)
     assert refused is not None and refused.forceable and "3 times" in refused.why
-    assert refusal(letter, max_redrives=4, redriven=None, answered=None) is None
-    assert plan([letter], max_redrives=3, redrives={}, answered={}, force=True)[0].goes
-    assert not plan([letter], max_redrives=3, redrives={}, answered={})[0].goes
+    assert (
+        refusal(letter, commands_topic=TOPIC, max_redrives=4, redriven=None, answered=None) is None
+    )
+    assert plan(
+        [letter], commands_topic=TOPIC, max_redrives=3, redrives={}, answered={}, force=True
+    )[0].goes
+    assert not plan([letter], commands_topic=TOPIC, max_redrives=3, redrives={}, answered={})[
+        0
+    ].goes
 
 
 def test_a_dead_letter_re_driven_and_confirmed_never_goes_again_even_forced() -> None:
     letter = letter_of(encode(command()))
     done = {letter.coordinates: Redrive(AT, (0, 99))}
-    (planned,) = plan([letter], max_redrives=3, redrives=done, answered={}, force=True)
+    (planned,) = plan(
+        [letter], commands_topic=TOPIC, max_redrives=3, redrives=done, answered={}, force=True
+    )
     assert planned.refused is not None and "0:99" in planned.refused.why
     assert not planned.refused.forceable
 
@@ -146,14 +162,20 @@ def test_a_dead_letter_re_driven_and_confirmed_never_goes_again_even_forced() ->
 def test_an_unconfirmed_re_drive_goes_again_only_when_forced() -> None:
     letter = letter_of(encode(command()))
     begun = {letter.coordinates: Redrive(AT, None)}
-    assert not plan([letter], max_redrives=3, redrives=begun, answered={})[0].goes
-    assert plan([letter], max_redrives=3, redrives=begun, answered={}, force=True)[0].goes
+    assert not plan([letter], commands_topic=TOPIC, max_redrives=3, redrives=begun, answered={})[
+        0
+    ].goes
+    assert plan(
+        [letter], commands_topic=TOPIC, max_redrives=3, redrives=begun, answered={}, force=True
+    )[0].goes
 
 
 def test_a_command_whose_outcome_is_remembered_is_never_re_driven() -> None:
     letter = letter_of(encode(command(account_id=101, command_id="cmd-1")))
     answered = {(101, "cmd-1"): 204}
-    (planned,) = plan([letter], max_redrives=3, redrives={}, answered=answered, force=True)
+    (planned,) = plan(
+        [letter], commands_topic=TOPIC, max_redrives=3, redrives={}, answered=answered, force=True
+    )
     assert planned.refused is not None and "answered 204" in planned.refused.why
 
 
@@ -161,7 +183,9 @@ def test_of_two_dead_letters_of_one_command_only_the_first_goes() -> None:
     body = encode(command(account_id=101, command_id="cmd-1"))
     first, second = letter_of(body, offset=5), letter_of(body, offset=6)
     other = letter_of(encode(command(account_id=101, command_id="cmd-2")), offset=7)
-    planned = plan([first, second, other], max_redrives=3, redrives={}, answered={})
+    planned = plan(
+        [first, second, other], commands_topic=TOPIC, max_redrives=3, redrives={}, answered={}
+    )
     assert [p.goes for p in planned] == [True, False, True]
 
 
@@ -193,3 +217,49 @@ def test_describe_is_json() -> None:
 
     shown = json.loads(json.dumps(describe(letter_of(encode(command(command_id="c"))))))
     assert shown["command_id"] == "c" and shown["original"]["offset"] == 417
+
+
+@pytest.mark.parametrize(
+    "topic", ["fielding-run-command-results", "other-deployment.fielding-run-commands"]
+)
+def test_a_dead_letter_read_from_another_topic_is_refused_even_forced(topic: str) -> None:
+    # Only the commands topic's records are copied to the DLQ: one naming another topic was
+    # written by another deployment sharing the DLQ, or forged; re-driving it would send it to
+    # this deployment's commands topic, whose store knows nothing of its outcome.
+    other = outputs.dlq_copy(RecordOrigin(topic, 0, 3), b"k", encode(command()), [], REASON)
+    letter = read_dead_letter(dead_letter_record(other))
+    refused = refusal(letter, commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None)
+    assert refused is not None and not refused.forceable
+    assert topic in refused.why and TOPIC in refused.why
+    assert not plan(
+        [letter], commands_topic=TOPIC, max_redrives=3, redrives={}, answered={}, force=True
+    )[0].goes
+
+
+def test_a_sender_s_own_dlq_original_headers_do_not_count_the_worker_s_do() -> None:
+    forged = [("dlq.original.topic", b"fielding-run-command-results"), ("dlq.stub", b"false")]
+    letter = letter_of(encode(command()), headers=forged)
+    assert letter.original == ("fielding-run-commands", 2, 417)
+    assert (
+        refusal(letter, commands_topic=TOPIC, max_redrives=3, redriven=None, answered=None) is None
+    )
+
+
+@pytest.mark.parametrize("timestamp_ms", [2**63 - 1, -(2**63), 253402300800000])
+def test_a_dead_letter_with_any_timestamp_is_read(timestamp_ms: int) -> None:
+    record = copy_of(encode(command()))
+    letter = read_dead_letter(
+        DeadLetterRecord(1, 5, timestamp_ms, None, record.value, record.headers)
+    )
+    assert letter.dead_lettered_at.year in (1, 9999)
+    assert json.loads(json.dumps(describe(letter)))["dead_lettered_at"]
+
+
+@pytest.mark.parametrize("command_id", ["a\x00b", "\ud800"])
+def test_a_command_id_the_store_cannot_hold_reads_as_none(command_id: str) -> None:
+    # The store is asked for the outcomes of dead letters' commands: an id Postgres cannot
+    # take (a NUL; a lone surrogate, which asyncpg cannot encode) would stop `dlq list` and
+    # `redrive` for the whole DLQ. The worker refuses such an id, so it has no outcome.
+    value = json.dumps({**command(), "command_id": command_id}).encode()
+    letter = letter_of(value)
+    assert letter.command_id is None and letter.command is None

@@ -62,6 +62,7 @@ async def make_plan(settings: Settings, selection: Selection, *, force: bool = F
         await pool.close()
     planned = plan(
         letters,
+        commands_topic=settings.commands_topic,
         max_redrives=settings.dlq_max_redrives,
         redrives=recorded,
         answered=remembered,
@@ -140,6 +141,7 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
         await pool.close()
     refused = refusal(
         letter,
+        commands_topic=settings.commands_topic,
         max_redrives=settings.dlq_max_redrives,
         redriven=recorded.get(letter.coordinates),
         answered=remembered.get(letter.command) if letter.command else None,

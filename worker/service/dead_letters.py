@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from worker.service import outputs
@@ -137,6 +137,25 @@ def _original(headers: Headers) -> tuple[str, int, int] | None:
         return None
 
 
+# The timestamps a datetime holds: a record's timestamp is whatever its producer set (any int64).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_FIRST_MS = -((_EPOCH - datetime.min.replace(tzinfo=UTC)) // _MS)
+_LAST_MS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MS
+
+
+def _storable_id(command_id: str) -> bool:
+    """True when the store can hold the id (as the worker's CommandId: no NUL, and UTF-8
+    encodable, so no lone surrogate): any other cannot have a remembered outcome."""
+    if "\x00" in command_id:
+        return False
+    try:
+        command_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
     """What the record says about itself. Total: whatever it holds, it reads as a dead letter
     (one the worker did not write has no reason and no original)."""
@@ -149,7 +168,9 @@ def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
     else:
         size = len(record.value or b"")
         command_id, account_id = members.get("command_id"), members.get("account_id")
-    readable_id = isinstance(command_id, str) and 1 <= len(command_id) <= 255
+    readable_id = (
+        isinstance(command_id, str) and 1 <= len(command_id) <= 255 and _storable_id(command_id)
+    )
     readable_account = (
         isinstance(account_id, int)
         and not isinstance(account_id, bool)
@@ -158,7 +179,7 @@ def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
     return DeadLetter(
         partition=record.partition,
         offset=record.offset,
-        dead_lettered_at=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC),
+        dead_lettered_at=_EPOCH + min(max(record.timestamp_ms, _FIRST_MS), _LAST_MS) * _MS,
         reason=_text(_header(headers, outputs.DLQ_REASON)),
         size=size if isinstance(size, int) and not isinstance(size, bool) else 0,
         command_id=command_id if readable_id else None,
@@ -172,12 +193,14 @@ def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
 def refusal(
     letter: DeadLetter,
     *,
+    commands_topic: str,
     max_redrives: int,
     redriven: Redrive | None,
     answered: int | None,
 ) -> Refusal | None:
-    """Why `letter` may not be re-driven, or None. `redriven`: this dead letter's re-drive as
-    the store recorded it; `answered`: the status the worker remembers for its command."""
+    """Why `letter` may not be re-driven, or None. `commands_topic`: where it would go, and so
+    where it must have come from; `redriven`: this dead letter's re-drive as the store
+    recorded it; `answered`: the status the worker remembers for its command."""
     if letter.stub:
         return Refusal(
             f"a stub: the record could not be copied ({letter.reason}); the DLQ does not "
@@ -185,6 +208,11 @@ def refusal(
         )
     if letter.original is None:
         return Refusal("not written by the worker: it has no dlq.original.* headers")
+    if letter.original[0] != commands_topic:
+        return Refusal(
+            f"read from {letter.original[0]!r}, not from the commands topic {commands_topic!r}: "
+            "another deployment's dead letter, or a forged one"
+        )
     if redriven is not None and redriven.sent_to is not None:
         partition, offset = redriven.sent_to
         return Refusal(
@@ -260,6 +288,7 @@ class Planned:
 def plan(
     letters: Iterable[DeadLetter],
     *,
+    commands_topic: str,
     max_redrives: int,
     redrives: dict[tuple[int, int], Redrive],
     answered: dict[tuple[int, str], int],
@@ -273,6 +302,7 @@ def plan(
         command = letter.command
         refused = refusal(
             letter,
+            commands_topic=commands_topic,
             max_redrives=max_redrives,
             redriven=redrives.get(letter.coordinates),
             answered=answered.get(command) if command is not None else None,
