@@ -4,8 +4,10 @@ and the headers a re-driven record carries. Dead letters are built by the worker
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -26,6 +28,7 @@ from worker.service.dead_letters import (
     refusal,
 )
 from worker.service.ports import RecordOrigin
+from worker.settings import Settings
 
 TOPIC = "fielding-run-commands"
 ORIGIN = RecordOrigin(TOPIC, 2, 417)
@@ -263,3 +266,96 @@ def test_a_command_id_the_store_cannot_hold_reads_as_none(command_id: str) -> No
     value = json.dumps({**command(), "command_id": command_id}).encode()
     letter = letter_of(value)
     assert letter.command_id is None and letter.command is None
+
+
+class ClaimsTable:
+    """dlq_redrives as CLAIM and TAKE_OVER use it: (began_at, sent_to) by coordinates."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int], tuple[datetime, tuple[int, int] | None]] = {}
+        self.clock = AT
+
+    def claim_by_another_run(self, coordinates: tuple[int, int]) -> None:
+        self.clock += timedelta(seconds=1)
+        self.rows[coordinates] = (self.clock, None)
+
+    async def claim(self, _pool, _topic, coordinates, _command, *, take_over=None) -> bool:  # type: ignore[no-untyped-def]
+        row = self.rows.get(coordinates)
+        # (take_over=True: the SQL before the plan's claim was checked, any unconfirmed one.)
+        seen = take_over is True or (
+            take_over is not None and row is not None and row[0] == take_over
+        )
+        if row is not None and (row[1] is not None or not seen):
+            return False
+        self.clock += timedelta(seconds=1)
+        self.rows[coordinates] = (self.clock, None)
+        return True
+
+    async def confirm(self, _pool, _topic, coordinates, sent_to) -> None:  # type: ignore[no-untyped-def]
+        self.rows[coordinates] = (self.rows[coordinates][0], sent_to)
+
+
+def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run B plans with --force; run A, started earlier, then claims a dead letter B planned
+    and is sending it. B must skip that one (A's send is the answer), and still take over the
+    claim its plan reported as never confirmed."""
+    from worker.adapters.postgres import redrives as store
+    from worker.entrypoints import dlq
+
+    stale, fresh = copy_of(encode(command()), offset=5), copy_of(encode(command()), offset=6)
+    table = ClaimsTable()
+    table.rows[(1, 5)] = (AT, None)  # a tool stopped between claim and confirm, long ago
+    planned = plan(
+        [read_dead_letter(stale), read_dead_letter(fresh)],
+        commands_topic=TOPIC,
+        max_redrives=3,
+        redrives={(1, 5): Redrive(AT, None)},
+        answered={},
+        force=True,
+    )
+    assert [p.goes for p in planned] == [True, True]
+    table.claim_by_another_run((1, 6))  # run A, after B's plan
+
+    sent: list[bytes | None] = []
+
+    class Commands:
+        async def __aenter__(self) -> Commands:
+            return self
+
+        async def __aexit__(self, *_: object) -> None:
+            return None
+
+        async def send(self, key, value, headers) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+            sent.append(value)
+            return 0, len(sent)
+
+    class Pool:
+        async def close(self) -> None:
+            return None
+
+    async def pool(*_: object, **__: object) -> Pool:
+        return Pool()
+
+    async def records(*_: object) -> AsyncIterator[DeadLetterRecord]:
+        for record in (stale, fresh):
+            yield record
+
+    async def nothing_answered(*_: object) -> dict[tuple[int, str], int]:
+        return {}
+
+    monkeypatch.setattr(dlq, "create_pool", pool)
+    monkeypatch.setattr(dlq, "CommandsTopic", lambda *_: Commands())
+    monkeypatch.setattr(dlq, "read_dlq", records)
+    monkeypatch.setattr(store, "answered", nothing_answered)
+    monkeypatch.setattr(store, "claim", table.claim)
+    monkeypatch.setattr(store, "confirm", table.confirm)
+    settings = Settings()
+    report = asyncio.run(dlq.redrive(settings, planned, force=True))
+
+    assert [letter.coordinates for letter, _ in report.sent] == [(1, 5)]
+    assert [(letter.coordinates, why) for letter, why in report.skipped] == [
+        ((1, 6), "another re-drive sent it meanwhile")
+    ]
+    assert len(sent) == 1

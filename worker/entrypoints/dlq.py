@@ -98,20 +98,25 @@ async def redrive(
     sent, confirmed. One that another re-drive claimed meanwhile, or whose command the worker
     has answered since the plan, is skipped. `force`: as the plan was made with."""
     server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
-    wanted = {p.letter.coordinates: p.letter for p in going}
+    wanted = {p.letter.coordinates: p for p in going}
     report = Report([], [])
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         async with CommandsTopic(server, settings.commands_topic) as commands:
             async for record in read_dlq(server, topic, _spans_of(going)):
-                letter = wanted.pop((record.partition, record.offset), None)
-                if letter is None:
+                planned = wanted.pop((record.partition, record.offset), None)
+                if planned is None:
                     continue
+                letter = planned.letter
                 command = letter.command
                 if command is not None and (await store.answered(pool, [command])):
                     report.skipped.append((letter, "its command was answered meanwhile"))
                 elif not await store.claim(
-                    pool, topic, letter.coordinates, command, take_over=force
+                    pool,
+                    topic,
+                    letter.coordinates,
+                    command,
+                    take_over=planned.unconfirmed_since if force else None,
                 ):
                     report.skipped.append((letter, "another re-drive sent it meanwhile"))
                 else:
@@ -122,7 +127,7 @@ async def redrive(
                 on_done(letter)
     finally:
         await pool.close()
-    report.skipped.extend((letter, "no longer in the DLQ") for letter in wanted.values())
+    report.skipped.extend((p.letter, "no longer in the DLQ") for p in wanted.values())
     return report
 
 

@@ -279,6 +279,15 @@ class Selection:
 class Planned:
     letter: DeadLetter
     refused: Refusal | None
+    redriven: Redrive | None = None  # its re-drive as the store recorded it when planned
+
+    @property
+    def unconfirmed_since(self) -> datetime | None:
+        """When the unconfirmed re-drive the plan saw began: the only claim --force takes over
+        (a claim made since is another re-drive's, perhaps sending right now)."""
+        if self.redriven is None or self.redriven.confirmed:
+            return None
+        return self.redriven.began_at
 
     @property
     def goes(self) -> bool:
@@ -300,11 +309,12 @@ def plan(
     commands: set[tuple[int, str]] = set()
     for letter in letters:
         command = letter.command
+        redriven = redrives.get(letter.coordinates)
         refused = refusal(
             letter,
             commands_topic=commands_topic,
             max_redrives=max_redrives,
-            redriven=redrives.get(letter.coordinates),
+            redriven=redriven,
             answered=answered.get(command) if command is not None else None,
         )
         if refused is not None and refused.forceable and force:
@@ -315,7 +325,7 @@ def plan(
                     "an earlier dead letter of the same command goes in this re-drive"
                 )
             commands.add(command)
-        planned.append(Planned(letter, refused))
+        planned.append(Planned(letter, refused, redriven))
     return planned
 
 

@@ -4,6 +4,7 @@ worker remembers for dead letters' commands, and claiming a dead letter before i
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import asyncpg
 
@@ -25,13 +26,14 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING
 RETURNING true
 """
-# With --force, an earlier re-drive's claim that was never confirmed is taken over; a
-# confirmed one never is.
+# With --force, an earlier re-drive's claim that was never confirmed is taken over: the one
+# the plan saw (began at $6), never one made since (another re-drive's, perhaps sending right
+# now), and never a confirmed one.
 TAKE_OVER = """
 INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, command_id)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET began_at = now()
- WHERE dlq_redrives.sent_offset IS NULL
+ WHERE dlq_redrives.sent_offset IS NULL AND dlq_redrives.began_at = $6
 RETURNING true
 """
 CONFIRM = """
@@ -81,16 +83,17 @@ async def claim(
     coordinates: tuple[int, int],
     command: tuple[int, str] | None,
     *,
-    take_over: bool = False,
+    take_over: datetime | None = None,
 ) -> bool:
     """Records that this dead letter is about to be sent; False when a re-drive already
-    stands for it (another `dlq redrive` got there first). `take_over`: an unconfirmed one
-    does not count."""
+    stands for it (another `dlq redrive` got there first). `take_over`: when the unconfirmed
+    re-drive the plan saw began; that one, still unconfirmed, does not count."""
     account_id, command_id = command if command is not None else (None, None)
     partition, offset = coordinates
-    sql = TAKE_OVER if take_over else CLAIM
-    claimed = await connection.fetchval(sql, dlq_topic, partition, offset, account_id, command_id)
-    return bool(claimed)
+    key = (dlq_topic, partition, offset, account_id, command_id)
+    if take_over is None:
+        return bool(await connection.fetchval(CLAIM, *key))
+    return bool(await connection.fetchval(TAKE_OVER, *key, take_over))
 
 
 async def confirm(
