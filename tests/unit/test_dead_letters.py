@@ -455,3 +455,44 @@ def test_the_commands_topic_says_too_large_when_the_producer_refuses_a_record() 
     with pytest.raises(TooLarge) as raised:
         asyncio.run(topic.send(b"k", b"v" * 1048600, [(REDRIVES, b"1")]))
     assert raised.value.limit == 1048576 and raised.value.size > 1048600
+
+
+def test_a_command_re_driven_in_an_earlier_run_is_refused_for_its_other_dead_letters() -> None:
+    """D1 and D2 are dead letters of one command; run 1 re-drove D1 (the worker has not
+    answered it yet, or its outcome is not one it remembers). Run 2 must not send D2: the
+    command would be answered twice. The refusal names the earlier re-drive, even forced."""
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1, d2 = letter_of(body, offset=5), letter_of(body, offset=6)
+    other = letter_of(encode(command(account_id=101, command_id="cmd-2")), offset=7)
+    run_1 = AT + timedelta(minutes=5)  # after both were dead-lettered (at AT)
+    for sent_to, says in [((0, 99), "to commands 0:99"), (None, "never confirmed")]:
+        recorded = {d1.coordinates: Redrive(run_1, sent_to, (101, "cmd-1"))}
+        planned = plan(
+            [d1, d2, other],
+            commands_topic=TOPIC,
+            max_redrives=3,
+            redrives=recorded,
+            answered={},
+            force=True,
+        )
+        # (D1's own claim: never again when confirmed; forced when not, as always.)
+        assert [p.goes for p in planned] == [sent_to is None, False, True]
+        refused = planned[1].refused
+        assert refused is not None and not refused.forceable
+        assert "1:5" in refused.why and says in refused.why and "answered twice" in refused.why
+
+
+def test_a_newer_dead_letter_of_a_re_driven_command_stays_re_drivable() -> None:
+    """D1 was re-driven and failed again: D2 is its dead letter, written after the re-drive
+    began. D2 is the command's latest failure and may go."""
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1 = letter_of(body, offset=5)
+    d1_headers = list(copy_of(body).headers)
+    d2 = read_dead_letter(
+        DeadLetterRecord(
+            1, 6, int((AT + timedelta(minutes=10)).timestamp() * 1000), b"k", body, d1_headers
+        )
+    )
+    recorded = {d1.coordinates: Redrive(AT + timedelta(minutes=5), (0, 99), (101, "cmd-1"))}
+    planned = plan([d1, d2], commands_topic=TOPIC, max_redrives=3, redrives=recorded, answered={})
+    assert [p.goes for p in planned] == [False, True]

@@ -31,6 +31,7 @@ from worker.service.dead_letters import (
     Selection,
     describe,
     headers_as_text,
+    later_redrive,
     plan,
     read_dead_letter,
     redriven_headers,
@@ -173,6 +174,7 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
         max_redrives=settings.dlq_max_redrives,
         redriven=recorded.get(letter.coordinates),
         answered=remembered.get(letter.command) if letter.command else None,
+        command_redriven=later_redrive(letter, recorded),
     )
     return {
         **describe(letter),

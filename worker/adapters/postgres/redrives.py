@@ -10,8 +10,10 @@ import asyncpg
 
 from worker.service.dead_letters import Redrive
 
+# Every re-drive of the DLQ topic, with its command: the plan matches dead letters of the same
+# command in memory (served by the primary key's leading column, dlq_topic; no other index).
 REDRIVES = """
-SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset
+SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
   FROM dlq_redrives WHERE dlq_topic = $1
 """
 ANSWERED = """
@@ -66,7 +68,8 @@ class RedrivesTableMissing(RuntimeError):
 async def redrives(
     connection: asyncpg.Connection | asyncpg.Pool, dlq_topic: str
 ) -> dict[tuple[int, int], Redrive]:
-    """Every re-drive recorded for `dlq_topic`, by the dead letter's (partition, offset)."""
+    """Every re-drive recorded for `dlq_topic`, by the dead letter's (partition, offset), each
+    with the dead letter's command."""
     try:
         rows = await connection.fetch(REDRIVES, dlq_topic)
     except asyncpg.UndefinedTableError:
@@ -75,6 +78,11 @@ async def redrives(
         (row["dlq_partition"], row["dlq_offset"]): Redrive(
             row["began_at"],
             None if row["sent_offset"] is None else (row["sent_partition"], row["sent_offset"]),
+            (
+                None
+                if row["account_id"] is None or row["command_id"] is None
+                else (row["account_id"], row["command_id"])
+            ),
         )
         for row in rows
     }
