@@ -279,20 +279,64 @@ class ClaimsTable:
         self.clock += timedelta(seconds=1)
         self.rows[coordinates] = (self.clock, None)
 
-    async def claim(self, _pool, _topic, coordinates, _command, *, take_over=None) -> bool:  # type: ignore[no-untyped-def]
+    async def claim(self, _pool, _topic, coordinates, _command, *, take_over=None):  # type: ignore[no-untyped-def]
         row = self.rows.get(coordinates)
         # (take_over=True: the SQL before the plan's claim was checked, any unconfirmed one.)
         seen = take_over is True or (
             take_over is not None and row is not None and row[0] == take_over
         )
         if row is not None and (row[1] is not None or not seen):
-            return False
+            return None
         self.clock += timedelta(seconds=1)
         self.rows[coordinates] = (self.clock, None)
-        return True
+        return self.clock
 
     async def confirm(self, _pool, _topic, coordinates, sent_to) -> None:  # type: ignore[no-untyped-def]
         self.rows[coordinates] = (self.rows[coordinates][0], sent_to)
+
+    async def release(self, _pool, _topic, coordinates, began_at, *, taken_over=None) -> None:  # type: ignore[no-untyped-def]
+        # RELEASE and RESTORE: only the claim that began at `began_at`, never confirmed.
+        row = self.rows.get(coordinates)
+        if row is None or row != (began_at, None):
+            return
+        if taken_over is None:
+            del self.rows[coordinates]
+        else:
+            self.rows[coordinates] = (taken_over, None)
+
+
+def patch_redrive(
+    monkeypatch: pytest.MonkeyPatch,
+    table: ClaimsTable,
+    commands: object,
+    dlq_records: list[DeadLetterRecord],
+) -> None:
+    """`dlq.redrive` against `table` for dlq_redrives, `commands` for the commands topic and
+    `dlq_records` for the DLQ; no outcome remembered."""
+    from worker.adapters.postgres import redrives as store
+    from worker.entrypoints import dlq
+
+    class Pool:
+        async def close(self) -> None:
+            return None
+
+    async def pool(*_: object, **__: object) -> Pool:
+        return Pool()
+
+    async def records(*_: object) -> AsyncIterator[DeadLetterRecord]:
+        for record in dlq_records:
+            yield record
+
+    async def nothing_answered(*_: object) -> dict[tuple[int, str], int]:
+        return {}
+
+    monkeypatch.setattr(dlq, "create_pool", pool)
+    monkeypatch.setattr(dlq, "CommandsTopic", lambda *_: commands)
+    monkeypatch.setattr(dlq, "read_dlq", records)
+    monkeypatch.setattr(store, "answered", nothing_answered)
+    monkeypatch.setattr(store, "claim", table.claim)
+    monkeypatch.setattr(store, "confirm", table.confirm)
+    monkeypatch.setattr(store, "release", table.release)
 
 
 def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
@@ -301,7 +345,6 @@ def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
     """Run B plans with --force; run A, started earlier, then claims a dead letter B planned
     and is sending it. B must skip that one (A's send is the answer), and still take over the
     claim its plan reported as never confirmed."""
-    from worker.adapters.postgres import redrives as store
     from worker.entrypoints import dlq
 
     stale, fresh = copy_of(encode(command()), offset=5), copy_of(encode(command()), offset=6)
@@ -331,26 +374,7 @@ def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
             sent.append(value)
             return 0, len(sent)
 
-    class Pool:
-        async def close(self) -> None:
-            return None
-
-    async def pool(*_: object, **__: object) -> Pool:
-        return Pool()
-
-    async def records(*_: object) -> AsyncIterator[DeadLetterRecord]:
-        for record in (stale, fresh):
-            yield record
-
-    async def nothing_answered(*_: object) -> dict[tuple[int, str], int]:
-        return {}
-
-    monkeypatch.setattr(dlq, "create_pool", pool)
-    monkeypatch.setattr(dlq, "CommandsTopic", lambda *_: Commands())
-    monkeypatch.setattr(dlq, "read_dlq", records)
-    monkeypatch.setattr(store, "answered", nothing_answered)
-    monkeypatch.setattr(store, "claim", table.claim)
-    monkeypatch.setattr(store, "confirm", table.confirm)
+    patch_redrive(monkeypatch, table, Commands(), [stale, fresh])
     settings = Settings()
     report = asyncio.run(dlq.redrive(settings, planned, force=True))
 
@@ -359,3 +383,116 @@ def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
         ((1, 6), "another re-drive sent it meanwhile")
     ]
     assert len(sent) == 1
+
+
+def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the_rest_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fielding-redrives header takes a record near the commands topic's limit over it:
+    the producer refuses it and nothing is written. The operator sees it skipped with its size
+    and the limit, the others sent; its claim is undone (a fresh one removed, one --force took
+    over put back as the plan saw it), so it is not labelled as perhaps sent."""
+    from worker.adapters.kafka.dead_letters import TooLarge
+    from worker.entrypoints import dlq
+
+    small, big, taken = (
+        copy_of(encode(command()), offset=5),
+        copy_of(encode({**command(), "pad": "x" * 900}), offset=6),
+        copy_of(encode({**command(), "pad": "y" * 900}), offset=7),
+    )
+    limit = 1000
+    table = ClaimsTable()
+    table.rows[(1, 7)] = (AT, None)  # an earlier run stopped between claim and confirm
+    planned = plan(
+        [read_dead_letter(r) for r in (big, small, taken)],
+        commands_topic=TOPIC,
+        max_redrives=3,
+        redrives={(1, 7): Redrive(AT, None)},
+        answered={},
+        force=True,
+    )
+    sent: list[bytes | None] = []
+
+    class Commands:
+        async def __aenter__(self) -> Commands:
+            return self
+
+        async def __aexit__(self, *_: object) -> None:
+            return None
+
+        async def send(self, key, value, headers) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+            if len(value) > limit - 100:
+                raise TooLarge(len(value) + 100, limit)
+            sent.append(value)
+            return 0, len(sent)
+
+    patch_redrive(monkeypatch, table, Commands(), [big, small, taken])
+    report = asyncio.run(dlq.redrive(Settings(), planned, force=True))
+
+    assert [letter.coordinates for letter, _ in report.sent] == [(1, 5)]
+    assert sent == [small.value]
+    skipped = dict((letter.coordinates, why) for letter, why in report.skipped)
+    assert set(skipped) == {(1, 6), (1, 7)}
+    assert "too large" in skipped[(1, 6)] and "limit of 1000" in skipped[(1, 6)]
+    assert str(len(big.value or b"")) in skipped[(1, 6)]
+    assert (1, 6) not in table.rows  # nothing claims it: a later run may send it
+    assert table.rows[(1, 7)] == (AT, None)  # the earlier run's claim, as it was
+    assert table.rows[(1, 5)][1] == (0, 1)
+
+
+def test_the_commands_topic_says_too_large_when_the_producer_refuses_a_record() -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    from worker.adapters.kafka.dead_letters import CommandsTopic, TooLarge
+
+    class Producer:
+        async def send_and_wait(self, *_: object, **__: object) -> None:
+            raise MessageSizeTooLargeError("The message is 1048700 bytes when serialized")
+
+    topic = CommandsTopic("localhost:9092", TOPIC)
+    topic._producer = Producer()  # type: ignore[assignment]
+    topic.limit = 1048576
+    with pytest.raises(TooLarge) as raised:
+        asyncio.run(topic.send(b"k", b"v" * 1048600, [(REDRIVES, b"1")]))
+    assert raised.value.limit == 1048576 and raised.value.size > 1048600
+
+
+def test_a_command_re_driven_in_an_earlier_run_is_refused_for_its_other_dead_letters() -> None:
+    """D1 and D2 are dead letters of one command; run 1 re-drove D1 (the worker has not
+    answered it yet, or its outcome is not one it remembers). Run 2 must not send D2: the
+    command would be answered twice. The refusal names the earlier re-drive, even forced."""
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1, d2 = letter_of(body, offset=5), letter_of(body, offset=6)
+    other = letter_of(encode(command(account_id=101, command_id="cmd-2")), offset=7)
+    run_1 = AT + timedelta(minutes=5)  # after both were dead-lettered (at AT)
+    for sent_to, says in [((0, 99), "to commands 0:99"), (None, "never confirmed")]:
+        recorded = {d1.coordinates: Redrive(run_1, sent_to, (101, "cmd-1"))}
+        planned = plan(
+            [d1, d2, other],
+            commands_topic=TOPIC,
+            max_redrives=3,
+            redrives=recorded,
+            answered={},
+            force=True,
+        )
+        # (D1's own claim: never again when confirmed; forced when not, as always.)
+        assert [p.goes for p in planned] == [sent_to is None, False, True]
+        refused = planned[1].refused
+        assert refused is not None and not refused.forceable
+        assert "1:5" in refused.why and says in refused.why and "answered twice" in refused.why
+
+
+def test_a_newer_dead_letter_of_a_re_driven_command_stays_re_drivable() -> None:
+    """D1 was re-driven and failed again: D2 is its dead letter, written after the re-drive
+    began. D2 is the command's latest failure and may go."""
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1 = letter_of(body, offset=5)
+    d1_headers = list(copy_of(body).headers)
+    d2 = read_dead_letter(
+        DeadLetterRecord(
+            1, 6, int((AT + timedelta(minutes=10)).timestamp() * 1000), b"k", body, d1_headers
+        )
+    )
+    recorded = {d1.coordinates: Redrive(AT + timedelta(minutes=5), (0, 99), (101, "cmd-1"))}
+    planned = plan([d1, d2], commands_topic=TOPIC, max_redrives=3, redrives=recorded, answered={})
+    assert [p.goes for p in planned] == [False, True]

@@ -13,16 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.adapters.kafka.dead_letters import CommandsTopic, Span, dlq_spans, read_dlq, read_one
+from worker.adapters.kafka.dead_letters import (
+    CommandsTopic,
+    Span,
+    TooLarge,
+    dlq_spans,
+    read_dlq,
+    read_one,
+)
 from worker.adapters.postgres import redrives as store
 from worker.adapters.postgres.pool import create_pool
 from worker.service.dead_letters import (
+    REDRIVES,
     DeadLetter,
     Planned,
     Refusal,
     Selection,
     describe,
     headers_as_text,
+    later_redrive,
     plan,
     read_dead_letter,
     redriven_headers,
@@ -96,7 +105,8 @@ async def redrive(
 ) -> Report:
     """Sends each dead letter of `going` back to the commands topic: claimed in the store,
     sent, confirmed. One that another re-drive claimed meanwhile, or whose command the worker
-    has answered since the plan, is skipped. `force`: as the plan was made with."""
+    has answered since the plan, is skipped; so is one too large for the commands topic (its
+    claim undone: nothing of it was written). `force`: as the plan was made with."""
     server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
     wanted = {p.letter.coordinates: p for p in going}
     report = Report([], [])
@@ -109,26 +119,40 @@ async def redrive(
                     continue
                 letter = planned.letter
                 command = letter.command
+                take_over = planned.unconfirmed_since if force else None
                 if command is not None and (await store.answered(pool, [command])):
                     report.skipped.append((letter, "its command was answered meanwhile"))
-                elif not await store.claim(
-                    pool,
-                    topic,
-                    letter.coordinates,
-                    command,
-                    take_over=planned.unconfirmed_since if force else None,
-                ):
+                elif (
+                    began_at := await store.claim(
+                        pool, topic, letter.coordinates, command, take_over=take_over
+                    )
+                ) is None:
                     report.skipped.append((letter, "another re-drive sent it meanwhile"))
                 else:
                     headers = redriven_headers(record.headers, letter.redrives)
-                    sent_to = await commands.send(record.key, record.value, headers)
-                    await store.confirm(pool, topic, letter.coordinates, sent_to)
-                    report.sent.append((letter, sent_to))
+                    try:
+                        sent_to = await commands.send(record.key, record.value, headers)
+                    except TooLarge as too_large:
+                        await store.release(
+                            pool, topic, letter.coordinates, began_at, taken_over=take_over
+                        )
+                        report.skipped.append((letter, _too_large(letter, too_large)))
+                    else:
+                        await store.confirm(pool, topic, letter.coordinates, sent_to)
+                        report.sent.append((letter, sent_to))
                 on_done(letter)
     finally:
         await pool.close()
     report.skipped.extend((p.letter, "no longer in the DLQ") for p in wanted.values())
     return report
+
+
+def _too_large(letter: DeadLetter, error: TooLarge) -> str:
+    return (
+        f"too large for the commands topic: {error.size} bytes as a record with the "
+        f"{REDRIVES} header (its value {letter.size} bytes), over the limit of {error.limit}; "
+        "nothing was sent and its claim was undone"
+    )
 
 
 async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any] | None:
@@ -150,6 +174,7 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
         max_redrives=settings.dlq_max_redrives,
         redriven=recorded.get(letter.coordinates),
         answered=remembered.get(letter.command) if letter.command else None,
+        command_redriven=later_redrive(letter, recorded),
     )
     return {
         **describe(letter),

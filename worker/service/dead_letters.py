@@ -73,10 +73,12 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class Redrive:
     """A re-drive the store recorded: begun at `began_at`, and where the record landed on the
-    commands topic once the broker acknowledged it (None until then)."""
+    commands topic once the broker acknowledged it (None until then); `command`: the dead
+    letter's command, when it had a readable one."""
 
     began_at: datetime
     sent_to: tuple[int, int] | None
+    command: tuple[int, str] | None = None  # (account_id, command_id) of the dead letter
 
     @property
     def confirmed(self) -> bool:
@@ -197,10 +199,13 @@ def refusal(
     max_redrives: int,
     redriven: Redrive | None,
     answered: int | None,
+    command_redriven: tuple[tuple[int, int], Redrive] | None = None,
 ) -> Refusal | None:
     """Why `letter` may not be re-driven, or None. `commands_topic`: where it would go, and so
     where it must have come from; `redriven`: this dead letter's re-drive as the store
-    recorded it; `answered`: the status the worker remembers for its command."""
+    recorded it; `answered`: the status the worker remembers for its command;
+    `command_redriven`: another dead letter of its command, by (partition, offset), re-driven
+    after this one was dead-lettered (`later_redrive`)."""
     if letter.stub:
         return Refusal(
             f"a stub: the record could not be copied ({letter.reason}); the DLQ does not "
@@ -224,6 +229,18 @@ def refusal(
             f"its command was answered {answered} and the worker remembers it: sent again, "
             "it would publish that result a second time"
         )
+    if command_redriven is not None:
+        (partition, offset), other = command_redriven
+        where = (
+            "never confirmed: it may have reached the commands topic"
+            if other.sent_to is None
+            else f"to commands {other.sent_to[0]}:{other.sent_to[1]}"
+        )
+        return Refusal(
+            f"its command was re-driven after this dead letter was written: dead letter "
+            f"{partition}:{offset} at {_when(other.began_at)}, {where}; sent too, the command "
+            "would be answered twice (a newer dead letter of it, if that failed again, may go)"
+        )
     if redriven is not None:
         return Refusal(
             f"a re-drive began at {_when(redriven.began_at)} and was never confirmed: the record "
@@ -237,6 +254,27 @@ def refusal(
             forceable=True,
         )
     return None
+
+
+def later_redrive(
+    letter: DeadLetter, redrives: dict[tuple[int, int], Redrive]
+) -> tuple[tuple[int, int], Redrive] | None:
+    """The latest recorded re-drive of another dead letter of `letter`'s command that began
+    after `letter` was dead-lettered, by (partition, offset): that re-drive reached, or may
+    have reached, the worker after this dead letter was written, so the command is (being)
+    answered again. A re-drive that began before it is what this dead letter may be the
+    failure of: a newer dead letter of the command stays re-drivable."""
+    command = letter.command
+    if command is None:
+        return None
+    later = [
+        (coordinates, redrive)
+        for coordinates, redrive in redrives.items()
+        if redrive.command == command
+        and coordinates != letter.coordinates
+        and redrive.began_at > letter.dead_lettered_at
+    ]
+    return max(later, key=lambda found: found[1].began_at, default=None)
 
 
 def _when(moment: datetime) -> str:
@@ -304,7 +342,9 @@ def plan(
     force: bool = False,
 ) -> list[Planned]:
     """Each dead letter with whether it goes. Of several dead letters of one command, only the
-    first that may go goes in one re-drive: the worker would answer each record of it."""
+    first that may go goes in one re-drive: the worker would answer each record of it. One
+    whose command an earlier run re-drove (another dead letter of it, after this one was
+    written) does not go either. `redrives`: every re-drive recorded for the DLQ topic."""
     planned = []
     commands: set[tuple[int, str]] = set()
     for letter in letters:
@@ -316,6 +356,7 @@ def plan(
             max_redrives=max_redrives,
             redriven=redriven,
             answered=answered.get(command) if command is not None else None,
+            command_redriven=later_redrive(letter, redrives),
         )
         if refused is not None and refused.forceable and force:
             refused = None

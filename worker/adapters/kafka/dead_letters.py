@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.lag import topic_partitions
+from worker.adapters.kafka.topics import message_limits
 from worker.service.dead_letters import DeadLetterRecord
 from worker.service.trace_context import Headers
 
@@ -127,16 +130,47 @@ async def read_one(
     return None
 
 
+# aiokafka's default max_request_size: the limit when the topic's cannot be read.
+DEFAULT_LIMIT = 1024 * 1024
+
+
+class TooLarge(Exception):
+    """A record the commands topic does not take: nothing of it was written (the producer
+    refused it before sending, or the broker rejected its batch whole)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes as a record, over the commands topic's limit of {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class CommandsTopic:
-    """Sends records to the commands topic and says where each landed."""
+    """Sends records to the commands topic and says where each landed. The producer's
+    max_request_size is the topic's max.message.bytes, read when it starts (aiokafka's
+    default, 1 MiB, when it cannot be read)."""
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
         self._topic = topic
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, enable_idempotence=True, linger_ms=5
-        )
+        self.limit = DEFAULT_LIMIT
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _read_limit(self) -> int:
+        try:
+            async with admin_client(self._bootstrap_servers) as admin:
+                limits = await message_limits(admin, [self._topic])
+        except (KafkaError, RuntimeError, ValueError):
+            return DEFAULT_LIMIT
+        return limits.get(self._topic, DEFAULT_LIMIT)
 
     async def __aenter__(self) -> CommandsTopic:
+        self.limit = await self._read_limit()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=self.limit,
+        )
         try:
             await self._producer.start()
         except BaseException:
@@ -145,13 +179,20 @@ class CommandsTopic:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def send(
         self, key: bytes | None, value: bytes | None, headers: Headers
     ) -> tuple[int, int]:
-        """Sends one record, waits for the broker's acknowledgement: (partition, offset)."""
-        metadata = await self._producer.send_and_wait(
-            self._topic, value, key=key, headers=list(headers)
-        )
+        """Sends one record, waits for the broker's acknowledgement: (partition, offset).
+        TooLarge: the record is over the topic's limit and nothing of it was written."""
+        assert self._producer is not None, "send() outside `async with`"
+        try:
+            metadata = await self._producer.send_and_wait(
+                self._topic, value, key=key, headers=list(headers)
+            )
+        except (MessageSizeTooLargeError, RecordListTooLargeError):
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+            raise TooLarge(size, self.limit) from None
         return metadata.partition, metadata.offset

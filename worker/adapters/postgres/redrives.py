@@ -10,8 +10,10 @@ import asyncpg
 
 from worker.service.dead_letters import Redrive
 
+# Every re-drive of the DLQ topic, with its command: the plan matches dead letters of the same
+# command in memory (served by the primary key's leading column, dlq_topic; no other index).
 REDRIVES = """
-SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset
+SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
   FROM dlq_redrives WHERE dlq_topic = $1
 """
 ANSWERED = """
@@ -24,7 +26,7 @@ CLAIM = """
 INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, command_id)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING
-RETURNING true
+RETURNING began_at
 """
 # With --force, an earlier re-drive's claim that was never confirmed is taken over: the one
 # the plan saw (began at $6), never one made since (another re-drive's, perhaps sending right
@@ -34,7 +36,21 @@ INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, comm
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET began_at = now()
  WHERE dlq_redrives.sent_offset IS NULL AND dlq_redrives.began_at = $6
-RETURNING true
+RETURNING began_at
+"""
+# A claim whose send wrote nothing (the record is too large for the commands topic) is undone:
+# only this run's claim (began at $4, never confirmed), never another run's made since.
+# RELEASE removes a fresh claim; RESTORE puts back the unconfirmed claim a --force took over
+# (began at $5), which still says an earlier send may have reached the commands topic.
+RELEASE = """
+DELETE FROM dlq_redrives
+ WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3
+   AND began_at = $4 AND sent_offset IS NULL
+"""
+RESTORE = """
+UPDATE dlq_redrives SET began_at = $5
+ WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3
+   AND began_at = $4 AND sent_offset IS NULL
 """
 CONFIRM = """
 UPDATE dlq_redrives SET sent_partition = $4, sent_offset = $5
@@ -52,7 +68,8 @@ class RedrivesTableMissing(RuntimeError):
 async def redrives(
     connection: asyncpg.Connection | asyncpg.Pool, dlq_topic: str
 ) -> dict[tuple[int, int], Redrive]:
-    """Every re-drive recorded for `dlq_topic`, by the dead letter's (partition, offset)."""
+    """Every re-drive recorded for `dlq_topic`, by the dead letter's (partition, offset), each
+    with the dead letter's command."""
     try:
         rows = await connection.fetch(REDRIVES, dlq_topic)
     except asyncpg.UndefinedTableError:
@@ -61,6 +78,11 @@ async def redrives(
         (row["dlq_partition"], row["dlq_offset"]): Redrive(
             row["began_at"],
             None if row["sent_offset"] is None else (row["sent_partition"], row["sent_offset"]),
+            (
+                None
+                if row["account_id"] is None or row["command_id"] is None
+                else (row["account_id"], row["command_id"])
+            ),
         )
         for row in rows
     }
@@ -84,16 +106,36 @@ async def claim(
     command: tuple[int, str] | None,
     *,
     take_over: datetime | None = None,
-) -> bool:
-    """Records that this dead letter is about to be sent; False when a re-drive already
-    stands for it (another `dlq redrive` got there first). `take_over`: when the unconfirmed
-    re-drive the plan saw began; that one, still unconfirmed, does not count."""
+) -> datetime | None:
+    """Records that this dead letter is about to be sent: when the claim began (what `release`
+    matches), or None when a re-drive already stands for it (another `dlq redrive` got there
+    first). `take_over`: when the unconfirmed re-drive the plan saw began; that one, still
+    unconfirmed, does not count."""
     account_id, command_id = command if command is not None else (None, None)
     partition, offset = coordinates
     key = (dlq_topic, partition, offset, account_id, command_id)
     if take_over is None:
-        return bool(await connection.fetchval(CLAIM, *key))
-    return bool(await connection.fetchval(TAKE_OVER, *key, take_over))
+        began_at: datetime | None = await connection.fetchval(CLAIM, *key)
+    else:
+        began_at = await connection.fetchval(TAKE_OVER, *key, take_over)
+    return began_at
+
+
+async def release(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    dlq_topic: str,
+    coordinates: tuple[int, int],
+    began_at: datetime,
+    *,
+    taken_over: datetime | None = None,
+) -> None:
+    """Undoes this run's claim (the one that began at `began_at`) after a send that wrote
+    nothing: removed, or, when it took over an earlier unconfirmed claim (`taken_over`, when
+    that one began), that one put back as it was."""
+    if taken_over is None:
+        await connection.execute(RELEASE, dlq_topic, *coordinates, began_at)
+    else:
+        await connection.execute(RESTORE, dlq_topic, *coordinates, began_at, taken_over)
 
 
 async def confirm(
