@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from fielding_statemachine.status import RunStatus
 from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from tests.support.processes import environment
+from worker.adapters.kafka.admin import admin_client
 from worker.service import outputs as built
 from worker.service.dead_letters import REDRIVES
 from worker.service.ports import RecordOrigin
@@ -181,3 +183,44 @@ async def test_dead_letters_are_listed_re_driven_once_answered_once_and_stubs_re
     )
     assert refused.returncode == 1
     assert "nothing to re-drive" in refused.stdout and "stub" in refused.stdout
+
+
+async def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the_rest_go(
+    settings: Settings, outputs: Outputs, make_run: RunMaker
+) -> None:
+    # The commands topic takes less than the DLQ: a copy that fit the DLQ cannot go back.
+    async with admin_client(settings.kafka_bootstrap_servers) as admin:
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    settings.commands_topic,
+                    configs={"max.message.bytes": "20000"},
+                )
+            ]
+        )
+    run = await make_run(RunStatus.LIVE)
+    small, large = for_run(run), {**for_run(run), "padding": "x" * 40_000}
+    letters = [
+        built.dlq_copy(
+            RecordOrigin(settings.commands_topic, 0, offset),
+            run.id.encode(),
+            encode(body),
+            auth_headers([run.account_id]),
+            "unexpected_internal_error: InterfaceError: connection was closed",
+        )
+        for offset, body in enumerate((large, small))
+    ]
+    await produce(settings.kafka_bootstrap_servers, settings.dlq_topic, map(as_outgoing, letters))
+    written = await outputs.dlq.read(at_least=2)
+    too_large = next((r.partition, r.offset) for r in written if b"padding" in (r.value or b""))
+
+    sent = dlq_cli(settings, "redrive", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert "1 re-driven, 1 skipped" in sent.stdout
+    assert "too large for the commands topic" in sent.stdout
+    assert "over the limit of 20000" in sent.stdout
+
+    # Nothing of it was sent, and the tool does not say it may have been.
+    again = listed(settings)[too_large]
+    assert again["redrivable"] is True, again
