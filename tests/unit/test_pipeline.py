@@ -505,16 +505,22 @@ async def test_closing_while_gathering_commits_nothing_and_does_not_wait_out_the
     assert pipeline.task is not None and pipeline.task.exception() is None
 
 
-class FirstCommitSlow(RecordingPublisher):
-    """The first batch's commit takes 0.3 s; the others' none. Logs when each starts and ends."""
+class FirstCommitHeld(RecordingPublisher):
+    """The first batch's commit lasts until the test releases it. Logs when each starts and ends."""
+
+    def __init__(self, expected: int, log: list[str]) -> None:
+        super().__init__(expected, log)
+        self.first_started = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def publish(
         self, transaction: dict[TopicPartition, int], emissions: Sequence[Emission]
     ) -> None:
-        first = not self.batches and not self.log.count("publish start")
+        first = not self.first_started.is_set()
         self.log.append("publish start")
         if first:
-            await asyncio.sleep(0.3)
+            self.first_started.set()
+            await self.release.wait()
         await super().publish(transaction, emissions)
         self.log.append("publish end")
 
@@ -522,43 +528,79 @@ class FirstCommitSlow(RecordingPublisher):
 class LoggedDecisions(AnswerEachRecord):
     def __init__(self, log: list[str]) -> None:
         self.log = log
+        self.decided = asyncio.Event()  # set at each decision
 
     async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
         self.log.append(f"decide {len(records)}")
+        self.decided.set()
         return await super().process(records)
+
+    async def batch_of(self, size: int) -> None:
+        """Waits (5 s at most) until a batch of `size` records has been decided."""
+        async with asyncio.timeout(5):
+            while f"decide {size}" not in self.log:
+                self.decided.clear()
+                await self.decided.wait()
+
+
+async def committing_first(
+    expected: int,
+) -> tuple[AssignmentPipeline, FirstCommitHeld, LoggedDecisions]:
+    """A pipeline whose first batch, one record, is committing until the test releases it."""
+    log: list[str] = []
+    publisher = FirstCommitHeld(expected, log)
+    processor = LoggedDecisions(log)
+    pipeline, owned = gathering_pipeline(publisher, 0, processor=processor)
+    pipeline.start()
+    await asyncio.wait_for(owned.wait(), 5)
+    pipeline.submit([record(0, 0)])
+    await asyncio.wait_for(publisher.first_started.wait(), 5)
+    return pipeline, publisher, processor
+
+
+def decisions(log: list[str]) -> list[str]:
+    return [line for line in log if line.startswith("decide")]
 
 
 async def test_a_few_records_arriving_while_a_batch_commits_go_together_after_it() -> None:
     # Deciding them at once would give each a transaction of its own; waiting for the commit
-    # costs them only the decision's time.
-    log: list[str] = []
-    publisher = FirstCommitSlow(3, log)
-    pipeline, owned = gathering_pipeline(publisher, 0, processor=LoggedDecisions(log))
-    pipeline.start()
-    await asyncio.wait_for(owned.wait(), 5)
-    pipeline.submit([record(0, 0)])
-    await asyncio.sleep(0.05)  # the first batch is committing
+    # costs them only what would have overlapped it.
+    pipeline, publisher, processor = await committing_first(3)
+    log = processor.log
     pipeline.submit([record(1, 0)])
     await asyncio.sleep(0.05)
     pipeline.submit([record(0, 1)])
+    await asyncio.sleep(0.05)
+    assert decisions(log) == ["decide 1"]  # held while the first commits
+    publisher.release.set()
     await asyncio.wait_for(publisher.all_published.wait(), 5)
     await pipeline.close(timeout=5)
     assert [len(values) for values, _ in publisher.batches] == [1, 2]
-    assert log[log.index("publish end") + 1] == "decide 2"  # taken once the first committed
+    assert log[log.index("publish end") + 1] == "decide 2"
     assert decided(publisher) == [b"0:0", b"1:0", b"0:1"]
 
 
-async def test_a_next_batch_of_many_records_is_decided_while_the_one_before_commits() -> None:
-    log: list[str] = []
-    records = [record(p, o) for o in range(1, 9) for p in (0, 1)]  # 16 records
-    publisher = FirstCommitSlow(1 + len(records), log)
-    pipeline, owned = gathering_pipeline(publisher, 0, processor=LoggedDecisions(log))
-    pipeline.start()
-    await asyncio.wait_for(owned.wait(), 5)
-    pipeline.submit([record(0, 0)])
+async def test_a_held_batch_goes_once_it_reaches_the_hold_size_while_the_commit_lasts() -> None:
+    pipeline, publisher, processor = await committing_first(17)
+    log = processor.log
+    pipeline.submit([record(1, 0)])
     await asyncio.sleep(0.05)
-    pipeline.submit(records)
+    assert decisions(log) == ["decide 1"]
+    pipeline.submit([record(p, o) for o in range(1, 9) for p in (0, 1) if (p, o) != (1, 8)])
+    await processor.batch_of(16)
+    assert "publish end" not in log  # decided beside the commit
+    publisher.release.set()
     await asyncio.wait_for(publisher.all_published.wait(), 5)
     await pipeline.close(timeout=5)
-    steps = [line for line in log if line.startswith(("decide", "publish"))]
-    assert steps[:4] == ["decide 1", "publish start", "decide 16", "publish end"]
+    assert [len(values) for values, _ in publisher.batches] == [1, 16]
+
+
+async def test_a_next_batch_of_many_records_is_decided_while_the_one_before_commits() -> None:
+    pipeline, publisher, processor = await committing_first(17)
+    log = processor.log
+    pipeline.submit([record(p, o) for o in range(1, 9) for p in (0, 1)])  # 16 records
+    await processor.batch_of(16)
+    assert "publish end" not in log
+    publisher.release.set()
+    await asyncio.wait_for(publisher.all_published.wait(), 5)
+    await pipeline.close(timeout=5)
