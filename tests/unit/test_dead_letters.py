@@ -305,6 +305,30 @@ class ClaimsTable:
             self.rows[coordinates] = (taken_over, None)
 
 
+class CommandsTopicStandIn:
+    """The commands topic as `dlq.redrive` writes to it: keeps what is sent. With a `limit`,
+    refuses (TooLarge) a value that the fielding-redrives header and the record's overhead,
+    counted as 100 bytes, would take over it, as the producer does."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.sent: list[bytes | None] = []
+
+    async def __aenter__(self) -> CommandsTopicStandIn:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    async def send(self, key: bytes | None, value: bytes, headers: object) -> tuple[int, int]:
+        from worker.adapters.kafka.dead_letters import TooLarge
+
+        if self.limit is not None and len(value) > self.limit - 100:
+            raise TooLarge(len(value) + 100, self.limit)
+        self.sent.append(value)
+        return 0, len(self.sent)
+
+
 def patch_redrive(
     monkeypatch: pytest.MonkeyPatch,
     table: ClaimsTable,
@@ -361,20 +385,8 @@ def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
     assert [p.goes for p in planned] == [True, True]
     table.claim_by_another_run((1, 6))  # run A, after B's plan
 
-    sent: list[bytes | None] = []
-
-    class Commands:
-        async def __aenter__(self) -> Commands:
-            return self
-
-        async def __aexit__(self, *_: object) -> None:
-            return None
-
-        async def send(self, key, value, headers) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-            sent.append(value)
-            return 0, len(sent)
-
-    patch_redrive(monkeypatch, table, Commands(), [stale, fresh])
+    commands = CommandsTopicStandIn()
+    patch_redrive(monkeypatch, table, commands, [stale, fresh])
     settings = Settings()
     report = asyncio.run(dlq.redrive(settings, planned, force=True))
 
@@ -382,7 +394,7 @@ def test_force_takes_over_only_the_unconfirmed_claim_its_plan_saw(
     assert [(letter.coordinates, why) for letter, why in report.skipped] == [
         ((1, 6), "another re-drive sent it meanwhile")
     ]
-    assert len(sent) == 1
+    assert len(commands.sent) == 1
 
 
 def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the_rest_go(
@@ -392,7 +404,6 @@ def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the_rest_
     the producer refuses it and nothing is written. The operator sees it skipped with its size
     and the limit, the others sent; its claim is undone (a fresh one removed, one --force took
     over put back as the plan saw it), so it is not labelled as perhaps sent."""
-    from worker.adapters.kafka.dead_letters import TooLarge
     from worker.entrypoints import dlq
 
     small, big, taken = (
@@ -411,26 +422,12 @@ def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the_rest_
         answered={},
         force=True,
     )
-    sent: list[bytes | None] = []
-
-    class Commands:
-        async def __aenter__(self) -> Commands:
-            return self
-
-        async def __aexit__(self, *_: object) -> None:
-            return None
-
-        async def send(self, key, value, headers) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-            if len(value) > limit - 100:
-                raise TooLarge(len(value) + 100, limit)
-            sent.append(value)
-            return 0, len(sent)
-
-    patch_redrive(monkeypatch, table, Commands(), [big, small, taken])
+    commands = CommandsTopicStandIn(limit)
+    patch_redrive(monkeypatch, table, commands, [big, small, taken])
     report = asyncio.run(dlq.redrive(Settings(), planned, force=True))
 
     assert [letter.coordinates for letter, _ in report.sent] == [(1, 5)]
-    assert sent == [small.value]
+    assert commands.sent == [small.value]
     skipped = dict((letter.coordinates, why) for letter, why in report.skipped)
     assert set(skipped) == {(1, 6), (1, 7)}
     assert "too large" in skipped[(1, 6)] and "limit of 1000" in skipped[(1, 6)]
