@@ -49,6 +49,7 @@ from bench.report import (
     GetCeiling,
     GetStep,
     HttpPoint,
+    IdlePoint,
     KafkaDrainPoint,
     KafkaPoint,
     Label,
@@ -71,6 +72,8 @@ from worker.service.catalogue import RUN
 from worker.settings import Settings
 
 API_VERSION = "2025-12-18"
+# After serve first answers: its start-up and the worker's joining the group are over.
+IDLE_SETTLE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Processes:
 
 
 def cpu_us_per(
-    before: dict[str, float], after: dict[str, float], answered: int
+    before: dict[str, float], after: dict[str, float], answered: float
 ) -> dict[str, float]:
     """Each process's CPU µs per answered request between two readings; empty when none was
     answered."""
@@ -132,7 +135,7 @@ class Reading:
         self._cpu_after = self.processes.cpu_seconds()
         self.busy_cores = busy_cores(self._machine, cpu_jiffies())
 
-    def cpu_us_per(self, answered: int) -> dict[str, float]:
+    def cpu_us_per(self, answered: float) -> dict[str, float]:
         return cpu_us_per(self._cpu_before, self._cpu_after, answered)
 
 
@@ -206,13 +209,14 @@ async def measure_open_loop(base: Settings, sizes: OpenLoopSizes) -> OpenLoop:
     broker = broker_pid(services)
     processes = Processes({"broker": broker, "postgres": postmaster_pid(services)})
     with tempfile.TemporaryDirectory(prefix="bench-open-loop-") as scratch:
-        http, ceiling = await open_loop_http(base, vegeta, processes, sizes, Path(scratch))
+        idle, http, ceiling = await open_loop_http(base, vegeta, processes, sizes, Path(scratch))
         drain, kafka = await open_loop_kafka(base, processes, sizes, Path(scratch))
     return OpenLoop(
         generator=f"vegeta {VERSION} for HTTP, a producer process for Kafka",
         broker_jit=broker_jit(broker),
         seconds_per_point=sizes.seconds,
         warmup_seconds=sizes.warmup_seconds,
+        idle=idle,
         http=http,
         get_ceiling=ceiling,
         kafka_drain=drain,
@@ -225,7 +229,7 @@ async def measure_open_loop(base: Settings, sizes: OpenLoopSizes) -> OpenLoop:
 
 async def open_loop_http(
     base: Settings, vegeta: Path, processes: Processes, sizes: OpenLoopSizes, scratch: Path
-) -> tuple[list[HttpPoint], GetCeiling]:
+) -> tuple[IdlePoint, list[HttpPoint], GetCeiling]:
     url = await fresh_database(base.database_url, "fielding_bench_open_loop_http")
     needed = sum(
         targets_needed(rate, sizes.warmup_seconds) + targets_needed(rate, sizes.seconds)
@@ -243,6 +247,10 @@ async def open_loop_http(
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
             await wait_until_serving(client, serve)
+        await asyncio.sleep(IDLE_SETTLE_SECONDS)
+        with Reading(measured_processes) as reading:
+            await asyncio.sleep(sizes.seconds)
+        idle = IdlePoint(sizes.seconds, reading.cpu_us_per(sizes.seconds))
         slices = Slices(runs)
         points = []
         for rate in sizes.http_rates:
@@ -275,7 +283,7 @@ async def open_loop_http(
         for process in (serve, worker):
             process.terminate()
             process.wait(60)
-    return points, ceiling
+    return idle, points, ceiling
 
 
 async def get_ceiling(

@@ -294,6 +294,18 @@ class GetCeiling:
 
 
 @dataclass(frozen=True)
+class IdlePoint:
+    """serve and the worker running with nothing offered: what each process costs a second
+    (polls, heartbeats, the scheduler's scans), and so each request's share at low rates."""
+
+    seconds: float
+    cpu_us_per_second: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"cpu_us_per_second_total": cpu_total(self.cpu_us_per_second)}
+
+
+@dataclass(frozen=True)
 class KafkaDrainPoint:
     """A backlog drained by the worker, timed from its first results: its maximum rate."""
 
@@ -343,6 +355,7 @@ class OpenLoop:
     broker_jit: str  # "optimising" as deployed, or "fast-start" (C1 only)
     seconds_per_point: float
     warmup_seconds: float
+    idle: IdlePoint
     http: list[HttpPoint]
     get_ceiling: GetCeiling
     kafka_drain: KafkaDrainPoint
@@ -354,6 +367,7 @@ class OpenLoop:
             "broker_jit": self.broker_jit,
             "seconds_per_point": self.seconds_per_point,
             "warmup_seconds": self.warmup_seconds,
+            "idle": self.idle.to_json(),
             "http": [point.to_json() for point in self.http],
             "get_ceiling": self.get_ceiling.to_json(),
             "kafka_drain": self.kafka_drain.to_json(),
@@ -649,6 +663,9 @@ def open_loop_table(open_loop: OpenLoop) -> str:
         f"open loop ({open_loop.generator}; the broker's JIT: {open_loop.broker_jit}): "
         f"{open_loop.seconds_per_point:g} s at each rate after {open_loop.warmup_seconds:g} s "
         "unmeasured",
+        f"idle for {open_loop.idle.seconds:g} s (serve and the worker running, nothing offered), "
+        "CPU µs per second by process:",
+        *_cpu_table((), PROCESSES, [_Row((), open_loop.idle.cpu_us_per_second)]),
         "HTTP complete, CPU µs per 204 by process:",
         *_http_rows(open_loop.http),
         "GET ceiling: "

@@ -80,6 +80,7 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
         *(step["answered_per_second"] for step in open_loop["get_ceiling"]["steps"]),
         open_loop["kafka_drain"]["commands_per_second"],
         open_loop["kafka_drain"]["cpu_us_per_command_total"],
+        open_loop["idle"]["cpu_us_per_second_total"],
     ]
     assert all(isinstance(f, int | float) and math.isfinite(f) and f > 0 for f in figures), figures
     # Each complete request answered 204 once: a run and a command id of its own.
@@ -89,6 +90,7 @@ def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path)
     assert [set(point["cpu_us_per_request"]) for point in open_loop["http"]] == [
         {"serve", "worker", "broker", "postgres"}
     ] * len(open_loop["http"])
+    assert set(open_loop["idle"]["cpu_us_per_second"]) == {"serve", "worker", "broker", "postgres"}
     assert [point["name"] for point in open_loop["kafka"]] == ["fixed", "tenth", "half"]
     assert "worker_vs_naive" in report["ratios"] and "commands/s" in ran.stdout
     timers = report["timers"]

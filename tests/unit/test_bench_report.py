@@ -15,6 +15,7 @@ from bench.report import (
     GetStep,
     HttpLatency,
     HttpPoint,
+    IdlePoint,
     KafkaCeiling,
     KafkaDrainPoint,
     KafkaPoint,
@@ -271,6 +272,9 @@ def an_open_loop(broker_jit: str = "optimising") -> OpenLoop:
         broker_jit=broker_jit,
         seconds_per_point=20.0,
         warmup_seconds=5.0,
+        idle=IdlePoint(
+            20.0, {"serve": 4_210.0, "worker": 7_960.4, "broker": 21_500.0, "postgres": 1_020.0}
+        ),
         http=[
             HttpPoint(
                 offered_per_second=100,
@@ -339,6 +343,9 @@ def a_get_step(rate: int, answered: float, success: float) -> GetStep:
 
 PRINTED_OPEN_LOOP = """\
 open loop (vegeta v12.13.0 for HTTP, a producer process for Kafka; the broker's JIT: optimising): 20 s at each rate after 5 s unmeasured
+idle for 20 s (serve and the worker running, nothing offered), CPU µs per second by process:
+serve  worker  broker  postgres  total
+4,210  7,960   21,500  1,020     34,690
 HTTP complete, CPU µs per 204 by process:
 offered/s  sent/s  statuses                p50 ms  p99 ms  busy cores  serve  worker  broker  postgres  total
 100        100.0   204:2000                14.2    31.5    0.61        1,210  980     402     311       2,903
@@ -396,6 +403,7 @@ def test_the_open_loop_section_is_printed_last_and_kept_in_the_json() -> None:
     assert open_loop["get_ceiling"]["sustained_per_second"] == 250
     assert [step["sustained"] for step in open_loop["get_ceiling"]["steps"]] == [True, False]
     assert open_loop["kafka_drain"]["cpu_us_per_command_total"] == pytest.approx(105.3)
+    assert open_loop["idle"]["cpu_us_per_second_total"] == pytest.approx(34_690.4)
     assert [point["name"] for point in open_loop["kafka"]] == ["fixed", "tenth", "half"]
     assert open_loop["broker_jit"] == "optimising"
 
