@@ -49,6 +49,12 @@ class Reply:
     result: dict[str, Any]
 
 
+# How long the replies reader's fetch may wait on the broker. A fetch waiting there is answered
+# as soon as a commit makes a reply visible (the commit marker's append wakes it), so a long
+# wait delays no reply; a short one costs a fetch per wait, idle or not, in serve and in the
+# broker (docs/decisions/reply-fetch-wait.md).
+REPLY_FETCH_WAIT_MS = 500
+
 # Replies a request keeps while its command's place is not yet known (the broker's
 # acknowledgement can come after the reply, in principle): the true one and a few forgeries.
 MOST_EARLY_REPLIES = 8
@@ -141,7 +147,7 @@ class RequestReply:
             bootstrap_servers=self._bootstrap_servers,
             isolation_level="read_committed",
             enable_auto_commit=False,
-            fetch_max_wait_ms=10,
+            fetch_max_wait_ms=REPLY_FETCH_WAIT_MS,
         )
         await producer.start()
         await consumer.start()
