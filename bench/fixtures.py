@@ -152,14 +152,15 @@ class ResultWatcher:
     """A read_committed consumer of the results topic noting when each result became visible."""
 
     def __init__(self, settings: Settings) -> None:
-        # A short fetch wait: a read_committed fetch parked on the broker is not woken by a
-        # commit marker, so a long wait would measure the reader, not the worker.
+        # aiokafka's fetch wait (500 ms): a fetch parked on the broker is answered as soon as a
+        # commit makes results visible. A short wait would add nothing to the latency measured
+        # and would charge the broker's CPU for its polls to the worker's commands
+        # (docs/decisions/reply-fetch-wait.md).
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 << 20,
-            fetch_max_wait_ms=5,
         )
         self._topic = settings.results_topic
         self._bootstrap_servers = settings.kafka_bootstrap_servers

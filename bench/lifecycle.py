@@ -154,7 +154,6 @@ class Counter:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
             max_partition_fetch_bytes=8 << 20,
         )
         self.count = 0
