@@ -1,15 +1,20 @@
 """Working the DLQ through the real services and the `fielding-worker dlq` command line: dead
 letters listed; a command the worker answered 500 and kept in the DLQ re-driven once and
 answered once, then not again; an unreadable record re-driven and dead-lettered again with its
-count; a stub refused."""
+count; a stub refused; and, against Postgres alone, claims of dead letters of one command
+taking turns under the command's lock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -20,8 +25,9 @@ from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from tests.support.processes import environment
 from worker.adapters.kafka.admin import admin_client
+from worker.adapters.postgres import redrives as store
 from worker.service import outputs as built
-from worker.service.dead_letters import REDRIVES
+from worker.service.dead_letters import REDRIVES, DeadLetter
 from worker.service.ports import RecordOrigin
 from worker.settings import Settings
 
@@ -224,3 +230,77 @@ async def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the
     # Nothing of it was sent, and the tool does not say it may have been.
     again = listed(settings)[too_large]
     assert again["redrivable"] is True, again
+
+
+def dead_letter(offset: int, command_id: str | None, at: datetime) -> DeadLetter:
+    """What a claim reads of a dead letter: where it is, its command, when it was written."""
+    return DeadLetter(
+        partition=1,
+        offset=offset,
+        dead_lettered_at=at,
+        reason=None,
+        size=0,
+        command_id=command_id,
+        account_id=101,
+        redrives=0,
+        stub=False,
+        original=None,
+    )
+
+
+async def test_a_claim_waits_for_a_claim_of_its_command_and_then_holds_none(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two re-drives whose plans saw no re-drive of a command claim two of its dead letters at
+    once. The first claim's transaction is held open here: the second waits for the command's
+    lock, then reads the first's committed claim and holds none."""
+    topic = f"dlq-{uuid.uuid4().hex[:10]}"
+    command_id = uuid.uuid4().hex
+    written = datetime.now(UTC) - timedelta(hours=1)
+    d1, d2 = dead_letter(5, command_id, written), dead_letter(6, command_id, written)
+    async with pool.acquire() as holder:
+        transaction = holder.transaction()
+        await transaction.start()
+        first = await store.claim(holder, topic, d1)
+        assert first.began_at is not None
+        second = asyncio.ensure_future(store.claim(pool, topic, d2))
+        await asyncio.sleep(1)
+        assert not second.done(), "the second claim waits for the command's lock"
+        await transaction.commit()
+    refused = await asyncio.wait_for(second, 10)
+    assert refused.began_at is None and refused.command_redriven is not None
+    coordinates, redrive = refused.command_redriven
+    assert coordinates == (1, 5) and redrive.began_at == first.began_at
+    assert redrive.sent_to is None and redrive.command == (101, command_id)
+    claimed = await pool.fetch("SELECT dlq_offset FROM dlq_redrives WHERE dlq_topic = $1", topic)
+    assert [row["dlq_offset"] for row in claimed] == [5]
+
+
+async def test_a_claim_follows_the_plan_s_rule_for_dead_letters_of_a_command(
+    pool: asyncpg.Pool,
+) -> None:
+    """An older dead letter of a re-driven command is refused (naming where the re-drive
+    went), a newer one claimed; --force takes over the command's own unconfirmed claim; a
+    dead letter without a command is claimed as before."""
+    topic = f"dlq-{uuid.uuid4().hex[:10]}"
+    command_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    d1, older = (
+        dead_letter(5, command_id, now - timedelta(hours=1)),
+        dead_letter(6, command_id, now - timedelta(hours=2)),
+    )
+    newer = dead_letter(7, command_id, now + timedelta(hours=1))
+    stopped = await store.claim(pool, topic, d1)  # a tool stopped before it confirmed
+    assert stopped.began_at is not None
+    taken = await store.claim(pool, topic, d1, take_over=stopped.began_at)
+    assert taken.began_at is not None and taken.began_at > stopped.began_at
+    await store.confirm(pool, topic, d1.coordinates, (0, 9))
+
+    refused = await store.claim(pool, topic, older)
+    assert refused.began_at is None and refused.command_redriven is not None
+    assert refused.command_redriven[0] == (1, 5)
+    assert refused.command_redriven[1].sent_to == (0, 9)
+    again = await store.claim(pool, topic, d1, take_over=taken.began_at)
+    assert again == store.Claim(None), "a confirmed re-drive is never taken over"
+    assert (await store.claim(pool, topic, newer)).began_at is not None
+    assert (await store.claim(pool, topic, dead_letter(8, None, now))).began_at is not None

@@ -5,8 +5,9 @@ and the headers a re-driven record carries. Dead letters are built by the worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from worker.service.dead_letters import (
     Redrive,
     Selection,
     describe,
+    later_redrive,
     plan,
     read_dead_letter,
     redriven_headers,
@@ -269,27 +271,42 @@ def test_a_command_id_the_store_cannot_hold_reads_as_none(command_id: str) -> No
 
 
 class ClaimsTable:
-    """dlq_redrives as CLAIM and TAKE_OVER use it: (began_at, sent_to) by coordinates."""
+    """dlq_redrives as `store.claim` uses it: (began_at, sent_to) by coordinates, and each
+    claim's command, checked as the claim checks it (`later_redrive`)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int], tuple[datetime, tuple[int, int] | None]] = {}
+        self.commands: dict[tuple[int, int], tuple[int, str] | None] = {}
         self.clock = AT
 
-    def claim_by_another_run(self, coordinates: tuple[int, int]) -> None:
+    def claim_by_another_run(
+        self, coordinates: tuple[int, int], command: tuple[int, str] | None = None
+    ) -> None:
         self.clock += timedelta(seconds=1)
         self.rows[coordinates] = (self.clock, None)
+        self.commands[coordinates] = command
 
-    async def claim(self, _pool, _topic, coordinates, _command, *, take_over=None):  # type: ignore[no-untyped-def]
+    async def claim(self, _pool, _topic, letter, *, take_over=None):  # type: ignore[no-untyped-def]
+        from worker.adapters.postgres.redrives import Claim
+
+        coordinates = letter.coordinates
+        recorded = {
+            at: Redrive(began_at, sent_to, self.commands.get(at))
+            for at, (began_at, sent_to) in self.rows.items()
+        }
+        if (found := later_redrive(letter, recorded)) is not None:
+            return Claim(None, found)
         row = self.rows.get(coordinates)
         # (take_over=True: the SQL before the plan's claim was checked, any unconfirmed one.)
         seen = take_over is True or (
             take_over is not None and row is not None and row[0] == take_over
         )
         if row is not None and (row[1] is not None or not seen):
-            return None
+            return Claim(None)
         self.clock += timedelta(seconds=1)
         self.rows[coordinates] = (self.clock, None)
-        return self.clock
+        self.commands[coordinates] = letter.command
+        return Claim(self.clock)
 
     async def confirm(self, _pool, _topic, coordinates, sent_to) -> None:  # type: ignore[no-untyped-def]
         self.rows[coordinates] = (self.rows[coordinates][0], sent_to)
@@ -301,6 +318,7 @@ class ClaimsTable:
             return
         if taken_over is None:
             del self.rows[coordinates]
+            self.commands.pop(coordinates, None)
         else:
             self.rows[coordinates] = (taken_over, None)
 
@@ -493,3 +511,193 @@ def test_a_newer_dead_letter_of_a_re_driven_command_stays_re_drivable() -> None:
     recorded = {d1.coordinates: Redrive(AT + timedelta(minutes=5), (0, 99), (101, "cmd-1"))}
     planned = plan([d1, d2], commands_topic=TOPIC, max_redrives=3, redrives=recorded, answered={})
     assert [p.goes for p in planned] == [False, True]
+
+
+class SendingWhileAnotherRuns(CommandsTopicStandIn):
+    """The commands topic while two re-drives run: the first send waits for `meanwhile`
+    (another run, from its claims to its sends) before the broker acknowledges it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile: list[Awaitable[object]] = []
+
+    async def send(self, key: bytes | None, value: bytes, headers: object) -> tuple[int, int]:
+        while self.meanwhile:
+            await self.meanwhile.pop()
+        return await super().send(key, value, headers)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_two_re_drives_planned_at_once_send_one_dead_letter_of_a_command(
+    monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    """D1 and D2 are dead letters of one command. Runs A (selecting D1) and B (selecting D2)
+    plan at the same moment: neither plan sees a re-drive of the command, so each lets its
+    dead letter go. A claims D1 and, while it sends, B claims D2: B's claim is refused with
+    the plan's reason, forced or not, and only D1 reaches the commands topic."""
+    from worker.entrypoints import dlq
+
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1, d2 = copy_of(body, offset=5), copy_of(body, offset=6)
+    plan_a, plan_b = (
+        plan(
+            [read_dead_letter(record)],
+            commands_topic=TOPIC,
+            max_redrives=3,
+            redrives={},
+            answered={},
+            force=force,
+        )
+        for record in (d1, d2)
+    )
+    assert [p.goes for p in plan_a + plan_b] == [True, True]
+    table = ClaimsTable()
+    commands = SendingWhileAnotherRuns()
+    patch_redrive(monkeypatch, table, commands, [d1, d2])
+
+    async def both() -> tuple[dlq.Report, dlq.Report]:
+        run_b = asyncio.ensure_future(dlq.redrive(Settings(), plan_b, force=force))
+        commands.meanwhile.append(run_b)
+        run_a = await dlq.redrive(Settings(), plan_a, force=force)
+        return run_a, await run_b
+
+    run_a, run_b = asyncio.run(both())
+
+    assert [letter.coordinates for letter, _ in run_a.sent] == [(1, 5)]
+    assert run_b.sent == [] and commands.sent == [d1.value]
+    ((letter, why),) = run_b.skipped
+    # What B's plan would have said, had it been made once A's claim stood (unconfirmed).
+    claimed_at = table.rows[(1, 5)][0]
+    planned_later = refusal(
+        read_dead_letter(d2),
+        commands_topic=TOPIC,
+        max_redrives=3,
+        redriven=None,
+        answered=None,
+        command_redriven=((1, 5), Redrive(claimed_at, None, (101, "cmd-1"))),
+    )
+    assert planned_later is not None and not planned_later.forceable
+    assert letter.coordinates == (1, 6) and why == planned_later.why
+    assert "1:5" in why and "never confirmed" in why and "answered twice" in why
+    assert (1, 6) not in table.rows  # B holds no claim: D2 is not labelled as perhaps sent
+
+
+class Database:
+    """dlq_redrives and Postgres's advisory locks as `store.claim`'s statements meet them at
+    READ COMMITTED: a transaction's rows are seen by others once it commits (its locks are
+    released then), and each statement is a round trip during which another claim runs."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int, int], dict[str, object]] = {}
+        self.locks: dict[tuple[object, ...], asyncio.Lock] = {}
+        self.locked: list[tuple[object, ...]] = []
+        self.clock = AT
+
+
+class Connection:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.written: dict[tuple[str, int, int], dict[str, object]] = {}
+        self.held: list[asyncio.Lock] = []
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        try:
+            yield
+            self.database.rows.update(self.written)  # committed
+        finally:
+            self.written = {}
+            while self.held:
+                self.held.pop().release()
+
+    async def execute(self, query: str, *args: object) -> None:
+        from worker.adapters.postgres import redrives as store
+
+        await asyncio.sleep(0)
+        assert query == store.LOCK_COMMAND, query
+        self.database.locked.append(args)
+        lock = self.database.locks.setdefault(args, asyncio.Lock())
+        await lock.acquire()
+        self.held.append(lock)
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
+        from worker.adapters.postgres import redrives as store
+
+        await asyncio.sleep(0)
+        assert query == store.COMMAND_REDRIVES, query
+        topic, account_id, command_id = args
+        return [
+            row
+            for (row_topic, _, _), row in self.database.rows.items()
+            if (row_topic, row["account_id"], row["command_id"]) == (topic, account_id, command_id)
+        ]
+
+    async def fetchval(self, query: str, *args: object) -> datetime | None:
+        from worker.adapters.postgres import redrives as store
+
+        await asyncio.sleep(0)
+        assert query == store.CLAIM, query
+        topic, partition, offset, account_id, command_id = args
+        key = (str(topic), int(partition), int(offset))  # type: ignore[call-overload]
+        if key in self.database.rows or key in self.written:
+            return None
+        self.database.clock += timedelta(seconds=1)
+        self.written[key] = {
+            "dlq_partition": partition,
+            "dlq_offset": offset,
+            "began_at": self.database.clock,
+            "sent_partition": None,
+            "sent_offset": None,
+            "account_id": account_id,
+            "command_id": command_id,
+        }
+        return self.database.clock
+
+
+def test_two_claims_of_one_command_at_once_take_turns_and_the_second_is_refused() -> None:
+    """The claims of D1 and D2, dead letters of one command, made at once (two re-drives whose
+    plans saw no re-drive of it): the command's lock makes the second read the command's
+    re-drives only once the first has committed, so it finds D1's claim and holds none."""
+    from worker.adapters.postgres import redrives as store
+
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1, d2 = letter_of(body, offset=5), letter_of(body, offset=6)
+    database = Database()
+
+    async def both() -> list[store.Claim]:
+        return await asyncio.gather(
+            *(store.claim(Connection(database), "dlq", letter) for letter in (d1, d2))
+        )
+
+    first, second = asyncio.run(both())
+    assert first.began_at is not None and first.command_redriven is None
+    assert second.began_at is None
+    assert second.command_redriven == ((1, 5), Redrive(first.began_at, None, (101, "cmd-1")))
+    assert set(database.rows) == {("dlq", 1, 5)}
+    assert database.locked == [(101, "cmd-1"), (101, "cmd-1")]
+
+
+def test_a_claim_lets_a_newer_dead_letter_go_and_locks_nothing_without_a_command() -> None:
+    """The claim's rule is the plan's: a dead letter written after the command's re-drive
+    began (that re-drive failed again) is claimed; one without a command takes no lock."""
+    from worker.adapters.postgres import redrives as store
+
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1 = letter_of(body, offset=5)
+    later = AT + timedelta(minutes=10)
+    d2 = read_dead_letter(
+        DeadLetterRecord(1, 6, int(later.timestamp() * 1000), b"k", body, copy_of(body).headers)
+    )
+    unreadable = letter_of(b"{not json", offset=7)
+    database = Database()
+
+    async def in_turn() -> list[store.Claim]:
+        return [
+            await store.claim(Connection(database), "dlq", letter)
+            for letter in (d1, d2, unreadable)
+        ]
+
+    claims = asyncio.run(in_turn())
+    assert all(c.began_at is not None and c.command_redriven is None for c in claims)
+    assert set(database.rows) == {("dlq", 1, 5), ("dlq", 1, 6), ("dlq", 1, 7)}
+    assert database.locked == [(101, "cmd-1"), (101, "cmd-1")]

@@ -29,6 +29,7 @@ from worker.service.dead_letters import (
     Planned,
     Refusal,
     Selection,
+    command_redriven_why,
     describe,
     headers_as_text,
     later_redrive,
@@ -104,9 +105,12 @@ async def redrive(
     force: bool = False,
 ) -> Report:
     """Sends each dead letter of `going` back to the commands topic: claimed in the store,
-    sent, confirmed. One that another re-drive claimed meanwhile, or whose command the worker
-    has answered since the plan, is skipped; so is one too large for the commands topic (its
-    claim undone: nothing of it was written). `force`: as the plan was made with."""
+    sent, confirmed. One that another re-drive claimed meanwhile, one whose command another
+    re-drive claimed after it was dead-lettered (checked with the claim, under the command's
+    lock: two re-drives planned at once send at most one dead letter of a command), or one
+    whose command the worker has answered since the plan, is skipped; so is one too large for
+    the commands topic (its claim undone: nothing of it was written). `force`: as the plan
+    was made with."""
     server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
     wanted = {p.letter.coordinates: p for p in going}
     report = Report([], [])
@@ -123,10 +127,10 @@ async def redrive(
                 if command is not None and (await store.answered(pool, [command])):
                     report.skipped.append((letter, "its command was answered meanwhile"))
                 elif (
-                    began_at := await store.claim(
-                        pool, topic, letter.coordinates, command, take_over=take_over
-                    )
-                ) is None:
+                    claimed := await store.claim(pool, topic, letter, take_over=take_over)
+                ).command_redriven is not None:
+                    report.skipped.append((letter, command_redriven_why(claimed.command_redriven)))
+                elif (began_at := claimed.began_at) is None:
                     report.skipped.append((letter, "another re-drive sent it meanwhile"))
                 else:
                     headers = redriven_headers(record.headers, letter.redrives)

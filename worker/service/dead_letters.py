@@ -230,17 +230,7 @@ def refusal(
             "it would publish that result a second time"
         )
     if command_redriven is not None:
-        (partition, offset), other = command_redriven
-        where = (
-            "never confirmed: it may have reached the commands topic"
-            if other.sent_to is None
-            else f"to commands {other.sent_to[0]}:{other.sent_to[1]}"
-        )
-        return Refusal(
-            f"its command was re-driven after this dead letter was written: dead letter "
-            f"{partition}:{offset} at {_when(other.began_at)}, {where}; sent too, the command "
-            "would be answered twice (a newer dead letter of it, if that failed again, may go)"
-        )
+        return Refusal(command_redriven_why(command_redriven))
     if redriven is not None:
         return Refusal(
             f"a re-drive began at {_when(redriven.began_at)} and was never confirmed: the record "
@@ -275,6 +265,22 @@ def later_redrive(
         and redrive.began_at > letter.dead_lettered_at
     ]
     return max(later, key=lambda found: found[1].began_at, default=None)
+
+
+def command_redriven_why(command_redriven: tuple[tuple[int, int], Redrive]) -> str:
+    """Why a dead letter stays when `command_redriven` (`later_redrive`'s answer) stands: what
+    the plan says, and what a re-drive says when the claim finds it."""
+    (partition, offset), other = command_redriven
+    where = (
+        "never confirmed: it may have reached the commands topic"
+        if other.sent_to is None
+        else f"to commands {other.sent_to[0]}:{other.sent_to[1]}"
+    )
+    return (
+        f"its command was re-driven after this dead letter was written: dead letter "
+        f"{partition}:{offset} at {_when(other.began_at)}, {where}; sent too, the command "
+        "would be answered twice (a newer dead letter of it, if that failed again, may go)"
+    )
 
 
 def _when(moment: datetime) -> str:

@@ -3,18 +3,30 @@ worker remembers for dead letters' commands, and claiming a dead letter before i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from worker.service.dead_letters import Redrive
+from worker.service.dead_letters import DeadLetter, Redrive, later_redrive
 
 # Every re-drive of the DLQ topic, with its command: the plan matches dead letters of the same
-# command in memory (served by the primary key's leading column, dlq_topic; no other index).
+# command in memory (served by the primary key's leading column, dlq_topic).
 REDRIVES = """
 SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
   FROM dlq_redrives WHERE dlq_topic = $1
+"""
+# A claim of a dead letter with a command holds this lock until its transaction ends, and reads
+# the command's re-drives (COMMAND_REDRIVES, by dlq_redrives_by_command, migration 0011) only
+# once it holds it: of two re-drives claiming dead letters of one command at once, the second
+# waits for the first's claim to commit and then sees it. A statement's snapshot is taken when
+# it starts, so the lock is a statement of its own, before the read.
+LOCK_COMMAND = "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))"
+COMMAND_REDRIVES = """
+SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
+  FROM dlq_redrives WHERE dlq_topic = $1 AND account_id = $2 AND command_id = $3
 """
 ANSWERED = """
 SELECT o.account_id, o.command_id, o.status
@@ -74,6 +86,10 @@ async def redrives(
         rows = await connection.fetch(REDRIVES, dlq_topic)
     except asyncpg.UndefinedTableError:
         raise RedrivesTableMissing() from None
+    return _by_coordinates(rows)
+
+
+def _by_coordinates(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[int, int], Redrive]:
     return {
         (row["dlq_partition"], row["dlq_offset"]): Redrive(
             row["began_at"],
@@ -99,26 +115,47 @@ async def answered(
     return {(row["account_id"], row["command_id"]): row["status"] for row in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What claiming a dead letter came to. `began_at`: when this run's claim began (what
+    `release` matches), None when it holds none. `command_redriven`: when it holds none because
+    another dead letter of the command has a re-drive that began after this one was
+    dead-lettered (`later_redrive`, the plan's rule, checked again under the command's lock),
+    that one by (partition, offset)."""
+
+    began_at: datetime | None
+    command_redriven: tuple[tuple[int, int], Redrive] | None = None
+
+
 async def claim(
     connection: asyncpg.Connection | asyncpg.Pool,
     dlq_topic: str,
-    coordinates: tuple[int, int],
-    command: tuple[int, str] | None,
+    letter: DeadLetter,
     *,
     take_over: datetime | None = None,
-) -> datetime | None:
-    """Records that this dead letter is about to be sent: when the claim began (what `release`
-    matches), or None when a re-drive already stands for it (another `dlq redrive` got there
-    first). `take_over`: when the unconfirmed re-drive the plan saw began; that one, still
-    unconfirmed, does not count."""
+) -> Claim:
+    """Records that this dead letter is about to be sent, unless a re-drive already stands for
+    it (another `dlq redrive` got there first: no `began_at`) or for its command since it was
+    dead-lettered (`command_redriven`). `take_over`: when the unconfirmed re-drive the plan saw
+    began; that one, still unconfirmed, does not count."""
+    if isinstance(connection, asyncpg.Pool):
+        async with connection.acquire() as acquired:
+            return await claim(acquired, dlq_topic, letter, take_over=take_over)
+    command = letter.command
     account_id, command_id = command if command is not None else (None, None)
-    partition, offset = coordinates
-    key = (dlq_topic, partition, offset, account_id, command_id)
-    if take_over is None:
-        began_at: datetime | None = await connection.fetchval(CLAIM, *key)
-    else:
-        began_at = await connection.fetchval(TAKE_OVER, *key, take_over)
-    return began_at
+    key = (dlq_topic, *letter.coordinates, account_id, command_id)
+    async with connection.transaction():
+        if command is not None:
+            await connection.execute(LOCK_COMMAND, *command)
+            rows = await connection.fetch(COMMAND_REDRIVES, dlq_topic, *command)
+            found = later_redrive(letter, _by_coordinates(rows))
+            if found is not None:
+                return Claim(None, found)
+        if take_over is None:
+            began_at: datetime | None = await connection.fetchval(CLAIM, *key)
+        else:
+            began_at = await connection.fetchval(TAKE_OVER, *key, take_over)
+    return Claim(began_at)
 
 
 async def release(
