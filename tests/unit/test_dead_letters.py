@@ -20,6 +20,7 @@ from worker.service.dead_letters import (
     REDRIVES,
     DeadLetter,
     DeadLetterRecord,
+    Planned,
     Redrive,
     Selection,
     describe,
@@ -453,6 +454,112 @@ def test_a_dead_letter_too_large_for_the_commands_topic_is_skipped_and_the_rest_
     assert (1, 6) not in table.rows  # nothing claims it: a later run may send it
     assert table.rows[(1, 7)] == (AT, None)  # the earlier run's claim, as it was
     assert table.rows[(1, 5)][1] == (0, 1)
+
+
+class BrokerGoneAt(CommandsTopicStandIn):
+    """The commands topic whose broker goes away at the `nth` send: that send and every later
+    one time out."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__()
+        self.nth = nth
+        self.tries = 0
+
+    async def send(self, key: bytes | None, value: bytes, headers: object) -> tuple[int, int]:
+        from aiokafka.errors import KafkaTimeoutError
+
+        self.tries += 1
+        if self.tries >= self.nth:
+            raise KafkaTimeoutError()
+        return await super().send(key, value, headers)
+
+
+def three_going() -> tuple[list[DeadLetterRecord], list[Planned]]:
+    """Three dead letters of three commands, each planned to go."""
+    records = [copy_of(encode(command()), offset=offset) for offset in (5, 6, 7)]
+    planned = plan(
+        [read_dead_letter(r) for r in records],
+        commands_topic=TOPIC,
+        max_redrives=3,
+        redrives={},
+        answered={},
+    )
+    assert [p.goes for p in planned] == [True, True, True]
+    return records, planned
+
+
+def test_a_send_the_broker_never_answers_stops_the_re_drive_with_what_was_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker goes away in the middle of a re-drive: the dead letter already sent is
+    reported sent and confirmed; the one being sent keeps its unconfirmed claim (the record
+    may have been written, so no later run sends it again without --force); the rest are
+    reported not tried, and nothing of them is claimed."""
+    from worker.entrypoints import dlq
+
+    table = ClaimsTable()
+    records, planned = three_going()
+    patch_redrive(monkeypatch, table, BrokerGoneAt(2), records)
+    report = asyncio.run(dlq.redrive(Settings(), planned))
+
+    assert [(letter.coordinates, to) for letter, to in report.sent] == [((1, 5), (0, 1))]
+    assert report.stopped is not None and report.stopped.letter is not None
+    assert report.stopped.letter.coordinates == (1, 6)
+    assert report.stopped.state == dlq.MAYBE_SENT
+    assert report.stopped.error.startswith("KafkaTimeoutError")
+    assert [(letter.coordinates, why) for letter, why in report.skipped] == [
+        ((1, 7), "not tried: the re-drive stopped")
+    ]
+    assert table.rows[(1, 5)][1] == (0, 1)
+    assert table.rows[(1, 6)][1] is None  # claimed, never confirmed
+    assert (1, 7) not in table.rows
+
+
+def test_a_confirmation_the_database_refuses_stops_the_re_drive_saying_where_it_was_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database goes away once the broker has the record: the report says where the
+    record went, and its claim stays unconfirmed."""
+    from worker.adapters.postgres import redrives as store
+    from worker.entrypoints import dlq
+
+    table = ClaimsTable()
+    records, planned = three_going()
+    patch_redrive(monkeypatch, table, CommandsTopicStandIn(), records)
+
+    async def database_gone(*_: object) -> None:
+        raise ConnectionResetError("connection lost")
+
+    monkeypatch.setattr(store, "confirm", database_gone)
+    report = asyncio.run(dlq.redrive(Settings(), planned))
+
+    assert report.sent == []
+    assert report.stopped is not None and report.stopped.letter is not None
+    assert report.stopped.letter.coordinates == (1, 5)
+    assert report.stopped.state.startswith("sent to the commands topic at 0:1, but")
+    assert [letter.coordinates for letter, _ in report.skipped] == [(1, 6), (1, 7)]
+
+
+def test_the_cli_prints_what_a_stopped_re_drive_did_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.entrypoints import dlq
+
+    table = ClaimsTable()
+    records, planned = three_going()
+    patch_redrive(monkeypatch, table, BrokerGoneAt(2), records)
+
+    async def the_plan(*_: object, **__: object) -> dlq.Plan:
+        return dlq.Plan(planned, [])
+
+    monkeypatch.setattr(dlq, "make_plan", the_plan)
+    outcome = CliRunner().invoke(main, ["dlq", "redrive", "--yes"])
+    assert outcome.exit_code == 1
+    lines = outcome.output.splitlines()
+    assert lines[0] == "1:5 re-driven to fielding-run-commands 0:1"
+    assert lines[1] == "1:7 skipped: not tried: the re-drive stopped"
+    assert lines[2] == f"1:6 {dlq.MAYBE_SENT}"
+    assert lines[3].startswith("1 re-driven, 1 skipped; stopped by KafkaTimeoutError")
 
 
 def test_the_commands_topic_says_too_large_when_the_producer_refuses_a_record() -> None:

@@ -536,7 +536,8 @@ def dlq_redrive(
     value and headers, without the dlq.* headers and with fielding-redrives counting the
     re-drives. A dead letter is sent at most once, and never when the worker remembers its
     command's outcome, so no command is answered twice. Stubs are not re-drivable. Asks before
-    sending unless given --yes; exits 1 when none of the selected dead letters can go."""
+    sending unless given --yes; exits 1 when none of the selected dead letters can go, or when
+    the broker or the database stops the re-drive (what was sent is reported first)."""
     from worker.entrypoints.dlq import make_plan, redrive
 
     settings = _settings()
@@ -578,7 +579,14 @@ def dlq_redrive(
         )
     for letter, why in report.skipped:
         click.echo(f"{letter.partition}:{letter.offset} skipped: {why}")
-    click.echo(f"{len(report.sent)} re-driven, {len(report.skipped)} skipped")
+    summary = f"{len(report.sent)} re-driven, {len(report.skipped)} skipped"
+    if (stopped := report.stopped) is None:
+        click.echo(summary)
+        return
+    where = "" if stopped.letter is None else f"{stopped.letter.partition}:{stopped.letter.offset} "
+    click.echo(f"{where}{stopped.state}" if where else "stopped before the first dead letter")
+    click.echo(f"{summary}; stopped by {stopped.error}", err=True)
+    sys.exit(1)
 
 
 @main.group()

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+from aiokafka.errors import KafkaError
+
 from worker.adapters.kafka.dead_letters import (
     CommandsTopic,
     Span,
@@ -81,10 +84,38 @@ async def make_plan(settings: Settings, selection: Selection, *, force: bool = F
     return Plan(planned, spans)
 
 
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """Where a failure (the broker or the database away) stopped a re-drive: the dead letter it
+    was at (None: before the first), what became of that one, and the failure."""
+
+    letter: DeadLetter | None
+    state: str
+    error: str
+
+
 @dataclass
 class Report:
     sent: list[tuple[DeadLetter, tuple[int, int]]]
     skipped: list[tuple[DeadLetter, str]]
+    stopped: Stopped | None = None
+
+
+# Failures that stop a re-drive with its report rather than a traceback; any other is a bug.
+STOPPING = (KafkaError, asyncpg.PostgresError, OSError, TimeoutError)
+# What became of the dead letter a failure stopped a re-drive at, by how far it had got.
+NOT_CLAIMED = "stopped before its claim: nothing of it was sent; it stays re-drivable"
+MAYBE_SENT = (
+    "stopped while sending it: its claim stays unconfirmed, and the record may have reached the "
+    "commands topic; `dlq list` says what that allows"
+)
+
+
+def _sent_unconfirmed(sent_to: tuple[int, int]) -> str:
+    return (
+        f"sent to the commands topic at {sent_to[0]}:{sent_to[1]}, but the confirmation was not "
+        "recorded: its claim stays unconfirmed; `dlq list` says what that allows"
+    )
 
 
 def _spans_of(going: list[Planned]) -> list[Span]:
@@ -109,11 +140,15 @@ async def redrive(
     re-drive claimed after it was dead-lettered (checked with the claim, under the command's
     lock: two re-drives planned at once send at most one dead letter of a command), or one
     whose command the worker has answered since the plan, is skipped; so is one too large for
-    the commands topic (its claim undone: nothing of it was written). `force`: as the plan
-    was made with."""
+    the commands topic (its claim undone: nothing of it was written). A failure of the broker
+    or the database stops the run (`Report.stopped`): what was done stays done and reported,
+    and the dead letter it stopped at keeps whatever claim it had. `force`: as the plan was
+    made with."""
     server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
     wanted = {p.letter.coordinates: p for p in going}
     report = Report([], [])
+    at: DeadLetter | None = None
+    state = NOT_CLAIMED  # what became of `at`, should a failure stop the run there
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         async with CommandsTopic(server, settings.commands_topic) as commands:
@@ -121,7 +156,8 @@ async def redrive(
                 planned = wanted.pop((record.partition, record.offset), None)
                 if planned is None:
                     continue
-                letter = planned.letter
+                at = letter = planned.letter
+                state = NOT_CLAIMED
                 command = letter.command
                 take_over = planned.unconfirmed_since if force else None
                 if command is not None and (await store.answered(pool, [command])):
@@ -133,6 +169,7 @@ async def redrive(
                 elif (began_at := claimed.began_at) is None:
                     report.skipped.append((letter, "another re-drive sent it meanwhile"))
                 else:
+                    state = MAYBE_SENT
                     headers = redriven_headers(record.headers, letter.redrives)
                     try:
                         sent_to = await commands.send(record.key, record.value, headers)
@@ -142,12 +179,17 @@ async def redrive(
                         )
                         report.skipped.append((letter, _too_large(letter, too_large)))
                     else:
+                        state = _sent_unconfirmed(sent_to)
                         await store.confirm(pool, topic, letter.coordinates, sent_to)
                         report.sent.append((letter, sent_to))
                 on_done(letter)
+                at = None
+    except STOPPING as error:
+        report.stopped = Stopped(at, state, f"{type(error).__name__}: {error}")
     finally:
         await pool.close()
-    report.skipped.extend((p.letter, "no longer in the DLQ") for p in wanted.values())
+    left = "no longer in the DLQ" if report.stopped is None else "not tried: the re-drive stopped"
+    report.skipped.extend((p.letter, left) for p in wanted.values())
     return report
 
 
