@@ -698,6 +698,8 @@ class Database:
         self.rows: dict[tuple[str, int, int], dict[str, object]] = {}
         self.locks: dict[tuple[object, ...], asyncio.Lock] = {}
         self.locked: list[tuple[object, ...]] = []
+        self.isolations: list[str | None] = []
+        self.lock_timeouts = 0
         self.clock = AT
 
 
@@ -708,7 +710,10 @@ class Connection:
         self.held: list[asyncio.Lock] = []
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, isolation: str | None = None) -> AsyncIterator[None]:
+        # What this stand-in models, and what the lock needs: a later statement sees what
+        # another transaction committed (a REPEATABLE READ snapshot would predate the wait).
+        self.database.isolations.append(isolation)
         try:
             yield
             self.database.rows.update(self.written)  # committed
@@ -721,6 +726,9 @@ class Connection:
         from worker.adapters.postgres import redrives as store
 
         await asyncio.sleep(0)
+        if query == store.LOCK_TIMEOUT:
+            self.database.lock_timeouts += 1
+            return
         assert query == store.LOCK_COMMAND, query
         self.database.locked.append(args)
         lock = self.database.locks.setdefault(args, asyncio.Lock())
@@ -782,6 +790,9 @@ def test_two_claims_of_one_command_at_once_take_turns_and_the_second_is_refused(
     assert second.command_redriven == ((1, 5), Redrive(first.began_at, None, (101, "cmd-1")))
     assert set(database.rows) == {("dlq", 1, 5)}
     assert database.locked == [(101, "cmd-1"), (101, "cmd-1")]
+    # Whatever the database's default isolation, and never waiting on a lock without end.
+    assert database.isolations == ["read_committed", "read_committed"]
+    assert database.lock_timeouts == 2
 
 
 def test_a_claim_lets_a_newer_dead_letter_go_and_locks_nothing_without_a_command() -> None:

@@ -24,6 +24,9 @@ SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account
 # waits for the first's claim to commit and then sees it. A statement's snapshot is taken when
 # it starts, so the lock is a statement of its own, before the read.
 LOCK_COMMAND = "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))"
+# A lock held elsewhere longer than this (another application's advisory lock of the same two
+# numbers) stops the re-drive with its report rather than leaving it hanging.
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
 COMMAND_REDRIVES = """
 SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
   FROM dlq_redrives WHERE dlq_topic = $1 AND account_id = $2 AND command_id = $3
@@ -137,15 +140,21 @@ async def claim(
     """Records that this dead letter is about to be sent, unless a re-drive already stands for
     it (another `dlq redrive` got there first: no `began_at`) or for its command since it was
     dead-lettered (`command_redriven`). `take_over`: when the unconfirmed re-drive the plan saw
-    began; that one, still unconfirmed, does not count."""
+    began; that one, still unconfirmed, does not count.
+
+    Its own transaction, at READ COMMITTED: the read after the lock must see the claim of the
+    run that held it (a REPEATABLE READ default would keep the snapshot taken before the wait).
+    Never call it inside a caller's transaction: the lock and the claim would last until that
+    commits, across the send."""
     if isinstance(connection, asyncpg.Pool):
         async with connection.acquire() as acquired:
             return await claim(acquired, dlq_topic, letter, take_over=take_over)
     command = letter.command
     account_id, command_id = command if command is not None else (None, None)
     key = (dlq_topic, *letter.coordinates, account_id, command_id)
-    async with connection.transaction():
+    async with connection.transaction(isolation="read_committed"):
         if command is not None:
+            await connection.execute(LOCK_TIMEOUT)
             await connection.execute(LOCK_COMMAND, *command)
             rows = await connection.fetch(COMMAND_REDRIVES, dlq_topic, *command)
             found = later_redrive(letter, _by_coordinates(rows))
