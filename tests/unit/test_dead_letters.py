@@ -562,6 +562,25 @@ def test_the_cli_prints_what_a_stopped_re_drive_did_and_exits_1(
     assert lines[3].startswith("1 re-driven, 1 skipped; stopped by KafkaTimeoutError")
 
 
+@pytest.mark.parametrize("command_line", [["dlq", "list"], ["dlq", "redrive", "--yes"]])
+def test_the_broker_away_at_the_plan_is_said_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, command_line: list[str]
+) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from worker.entrypoints import dlq
+
+    async def unreachable(*_: object, **__: object) -> dlq.Plan:
+        raise KafkaConnectionError("Unable to bootstrap from [('localhost', 9092)]")
+
+    monkeypatch.setattr(dlq, "make_plan", unreachable)
+    outcome = CliRunner().invoke(main, command_line)
+    assert outcome.exit_code == 1
+    assert outcome.output == (
+        "Error: KafkaConnectionError: Unable to bootstrap from [('localhost', 9092)]\n"
+    )
+
+
 def test_the_commands_topic_says_too_large_when_the_producer_refuses_a_record() -> None:
     from aiokafka.errors import MessageSizeTooLargeError
 

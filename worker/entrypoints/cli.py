@@ -451,15 +451,19 @@ def _letter_line(letter: Any, refused: Any) -> str:
 
 
 def _run_dlq(work: Coroutine[Any, Any, Any]) -> Any:
-    """Runs one of the `dlq` commands' coroutines; a store without the re-drives table, or a
-    DLQ that cannot be read to its end, stops it with a message rather than a traceback."""
+    """Runs one of the `dlq` commands' coroutines; a store without the re-drives table, a DLQ
+    that cannot be read to its end, or the broker or the database away stops it with a message
+    rather than a traceback (nothing is sent before the plan is made)."""
     from worker.adapters.kafka.dead_letters import DlqReadStuck
     from worker.adapters.postgres.redrives import RedrivesTableMissing
+    from worker.entrypoints.dlq import STOPPING, failure_text
 
     try:
         return asyncio.run(work)
     except (RedrivesTableMissing, DlqReadStuck) as error:
         raise click.ClickException(str(error)) from None
+    except STOPPING as error:
+        raise click.ClickException(failure_text(error)) from None
 
 
 @dlq.command("list")

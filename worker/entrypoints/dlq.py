@@ -111,6 +111,14 @@ MAYBE_SENT = (
 )
 
 
+def failure_text(error: BaseException) -> str:
+    """A failure in one line, its type named once (aiokafka's errors name themselves)."""
+    text, name = str(error), type(error).__name__
+    if text.startswith(name):
+        return text
+    return f"{name}: {text}" if text else name
+
+
 def _sent_unconfirmed(sent_to: tuple[int, int]) -> str:
     return (
         f"sent to the commands topic at {sent_to[0]}:{sent_to[1]}, but the confirmation was not "
@@ -185,7 +193,7 @@ async def redrive(
                 on_done(letter)
                 at = None
     except STOPPING as error:
-        report.stopped = Stopped(at, state, f"{type(error).__name__}: {error}")
+        report.stopped = Stopped(at, state, failure_text(error))
     finally:
         await pool.close()
     left = "no longer in the DLQ" if report.stopped is None else "not tried: the re-drive stopped"
