@@ -639,6 +639,30 @@ def test_a_newer_dead_letter_of_a_re_driven_command_stays_re_drivable() -> None:
     assert [p.goes for p in planned] == [False, True]
 
 
+def test_the_dead_letter_of_a_re_driven_record_goes_whatever_the_clocks_say() -> None:
+    """D1 was re-driven to commands 0:99 and that record failed again: D2 is its dead letter.
+    The worker's host runs 50 ms behind the database, so D2's timestamp is before the re-drive
+    began. D2 is still known as that record's failure by its place, and may go; D3, a dead
+    letter of another record of the command with the same timestamp, stays."""
+    body = encode(command(account_id=101, command_id="cmd-1"))
+    d1 = letter_of(body, offset=5)
+    began = AT + timedelta(minutes=5)
+    skewed = int((began - timedelta(milliseconds=50)).timestamp() * 1000)
+
+    def dead_letter_of(original: RecordOrigin, offset: int) -> DeadLetter:
+        copy = outputs.dlq_copy(original, b"k", body, [], REASON)
+        return read_dead_letter(DeadLetterRecord(1, offset, skewed, b"k", body, copy.headers))
+
+    d2 = dead_letter_of(RecordOrigin(TOPIC, 0, 99), 6)
+    d3 = dead_letter_of(RecordOrigin(TOPIC, 0, 98), 7)
+    recorded = {d1.coordinates: Redrive(began, (0, 99), (101, "cmd-1"))}
+    planned = plan(
+        [d1, d2, d3], commands_topic=TOPIC, max_redrives=3, redrives=recorded, answered={}
+    )
+    assert [p.goes for p in planned] == [False, True, False]
+    assert later_redrive(d3, recorded) == (d1.coordinates, recorded[d1.coordinates])
+
+
 class SendingWhileAnotherRuns(CommandsTopicStandIn):
     """The commands topic while two re-drives run: the first send waits for `meanwhile`
     (another run, from its claims to its sends) before the broker acknowledges it."""

@@ -253,7 +253,9 @@ def later_redrive(
     after `letter` was dead-lettered, by (partition, offset): that re-drive reached, or may
     have reached, the worker after this dead letter was written, so the command is (being)
     answered again. A re-drive that began before it is what this dead letter may be the
-    failure of: a newer dead letter of the command stays re-drivable."""
+    failure of: a newer dead letter of the command stays re-drivable. So does the dead letter
+    of the very record a re-drive sent, known by its place whatever the two clocks say (the
+    record's timestamp is the worker host's, `began_at` the database's)."""
     command = letter.command
     if command is None:
         return None
@@ -263,8 +265,19 @@ def later_redrive(
         if redrive.command == command
         and coordinates != letter.coordinates
         and redrive.began_at > letter.dead_lettered_at
+        and not _failed_again(letter, redrive)
     ]
     return max(later, key=lambda found: found[1].began_at, default=None)
+
+
+def _failed_again(letter: DeadLetter, redrive: Redrive) -> bool:
+    """Whether `letter` is the record `redrive` sent, dead-lettered again: read from the
+    commands topic where the broker put that re-drive."""
+    return (
+        redrive.sent_to is not None
+        and letter.original is not None
+        and letter.original[1:] == redrive.sent_to
+    )
 
 
 def command_redriven_why(command_redriven: tuple[tuple[int, int], Redrive]) -> str:
