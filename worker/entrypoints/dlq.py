@@ -38,6 +38,7 @@ from worker.service.dead_letters import (
     later_redrive,
     plan,
     read_dead_letter,
+    redrive_of,
     redriven_headers,
     refusal,
 )
@@ -226,7 +227,7 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
         letter,
         commands_topic=settings.commands_topic,
         max_redrives=settings.dlq_max_redrives,
-        redriven=recorded.get(letter.coordinates),
+        redriven=redrive_of(letter, recorded),
         answered=remembered.get(letter.command) if letter.command else None,
         command_redriven=later_redrive(letter, recorded),
     )
