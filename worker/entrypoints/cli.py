@@ -587,8 +587,10 @@ def dlq_redrive(
     if (stopped := report.stopped) is None:
         click.echo(summary)
         return
-    where = "" if stopped.letter is None else f"{stopped.letter.partition}:{stopped.letter.offset} "
-    click.echo(f"{where}{stopped.state}" if where else "stopped before the first dead letter")
+    if stopped.letter is None:
+        click.echo("stopped with no dead letter being sent")
+    else:
+        click.echo(f"{stopped.letter.partition}:{stopped.letter.offset} {stopped.state}")
     click.echo(f"{summary}; stopped by {stopped.error}", err=True)
     sys.exit(1)
 

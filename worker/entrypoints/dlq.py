@@ -105,7 +105,10 @@ class Report:
 # Failures that stop a re-drive with its report rather than a traceback; any other is a bug.
 STOPPING = (KafkaError, asyncpg.PostgresError, OSError, TimeoutError)
 # What became of the dead letter a failure stopped a re-drive at, by how far it had got.
-NOT_CLAIMED = "stopped before its claim: nothing of it was sent; it stays re-drivable"
+NOT_SENT = (
+    "stopped before it was sent: nothing of it reached the commands topic; `dlq list` says "
+    "whether it can go (a claim whose commit the failure cut short holds it until forced)"
+)
 MAYBE_SENT = (
     "stopped while sending it: its claim stays unconfirmed, and the record may have reached the "
     "commands topic; `dlq list` says what that allows"
@@ -157,7 +160,7 @@ async def redrive(
     wanted = {p.letter.coordinates: p for p in going}
     report = Report([], [])
     at: DeadLetter | None = None
-    state = NOT_CLAIMED  # what became of `at`, should a failure stop the run there
+    state = NOT_SENT  # what became of `at`, should a failure stop the run there
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         async with CommandsTopic(server, settings.commands_topic) as commands:
@@ -166,7 +169,7 @@ async def redrive(
                 if planned is None:
                     continue
                 at = letter = planned.letter
-                state = NOT_CLAIMED
+                state = NOT_SENT
                 command = letter.command
                 take_over = planned.unconfirmed_since if force else None
                 if command is not None and (await store.answered(pool, [command])):
