@@ -10,9 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,13 +20,12 @@ from aiokafka import ConsumerRecord
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from fielding_statemachine.status import RunStatus
-from tests.support.commands import auth_headers, command, encode
+from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from tests.support.processes import environment
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.postgres import redrives as store
-from worker.bootstrap import create_topics
 from worker.service import outputs as built
 from worker.service.dead_letters import REDRIVES, DeadLetter
 from worker.service.ports import RecordOrigin
@@ -307,82 +304,3 @@ async def test_a_claim_follows_the_plan_s_rule_for_dead_letters_of_a_command(
     assert again == store.Claim(None), "a confirmed re-drive is never taken over"
     assert (await store.claim(pool, topic, newer)).began_at is not None
     assert (await store.claim(pool, topic, dead_letter(8, None, now))).began_at is not None
-
-
-async def dlq_topic_made_again(settings: Settings) -> None:
-    """Deletes the DLQ topic and makes it again, as an operator purging it would: its offsets
-    start over. The broker deletes in the background, so making it again is retried."""
-    async with admin_client(settings.kafka_bootstrap_servers) as admin:
-        await admin.delete_topics([settings.dlq_topic])
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if settings.dlq_topic in await create_topics(settings):
-                return
-        except Exception:  # still being deleted
-            pass
-        assert time.monotonic() < deadline, "the DLQ topic was not made again"
-        await asyncio.sleep(0.5)
-
-
-async def test_a_dlq_topic_made_again_lets_new_dead_letters_go_where_re_driven_ones_stood(
-    settings: Settings,
-) -> None:
-    """The DLQ topic is deleted and made again: a new dead letter stands at the place of one
-    re-driven before. It is listed re-drivable and goes, once; the re-drive recorded there was
-    of a record that is gone."""
-    server = settings.kafka_bootstrap_servers
-
-    def dead_letter_of(command_id: str) -> Outgoing:
-        value = encode(command(account_id=101, command_id=command_id))
-        return as_outgoing(
-            built.dlq_copy(
-                RecordOrigin(settings.commands_topic, 0, 0),
-                b"run-key",
-                value,
-                auth_headers([101]),
-                "unexpected_internal_error: RuntimeError: boom",
-            )
-        )
-
-    await produce(server, settings.dlq_topic, [dead_letter_of("before")])
-    (where,) = listed(settings)
-    sent = dlq_cli(settings, "redrive", "--yes")
-    assert sent.returncode == 0 and "1 re-driven, 0 skipped" in sent.stdout, sent.stdout
-    assert listed(settings)[where]["redrivable"] is False
-
-    await dlq_topic_made_again(settings)
-    await produce(server, settings.dlq_topic, [dead_letter_of("after")])
-    again = listed(settings)
-    assert list(again) == [where]
-    assert again[where]["command_id"] == "after" and again[where]["redrivable"] is True, again
-    sent = dlq_cli(settings, "redrive", "--yes")
-    assert sent.returncode == 0 and "1 re-driven, 0 skipped" in sent.stdout, sent.stdout
-    assert listed(settings)[where]["redrivable"] is False
-
-
-async def test_a_claim_replaces_only_a_re_drive_of_another_record_at_its_place(
-    pool: asyncpg.Pool,
-) -> None:
-    topic = f"dlq-{uuid.uuid4().hex[:10]}"
-    at = datetime.now(UTC) - timedelta(hours=1)
-    ms = int(at.timestamp() * 1000)
-    letter = replace(dead_letter(5, uuid.uuid4().hex, at), timestamp_ms=ms)
-    # The re-drive of a record that stood here before the topic was made again, confirmed.
-    await pool.execute(
-        "INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp_ms,"
-        " sent_partition, sent_offset) VALUES ($1, 1, 5, $2, 0, 7)",
-        topic,
-        ms - 86_400_000,
-    )
-    assert (await store.claim(pool, topic, letter)).began_at is not None
-    row = (await store.redrives(pool, topic))[(1, 5)]
-    assert (row.dead_letter_ms, row.sent_to, row.command) == (ms, None, letter.command)
-    assert (await store.claim(pool, topic, letter)).began_at is None  # its own claim stands
-
-    # A re-drive recorded before timestamps were kept stands for any record at its place.
-    await pool.execute(
-        "INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset) VALUES ($1, 1, 6)", topic
-    )
-    other = replace(dead_letter(6, uuid.uuid4().hex, at), timestamp_ms=ms)
-    assert (await store.claim(pool, topic, other)).began_at is None

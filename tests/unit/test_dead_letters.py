@@ -663,25 +663,6 @@ def test_the_dead_letter_of_a_re_driven_record_goes_whatever_the_clocks_say() ->
     assert later_redrive(d3, recorded) == (d1.coordinates, recorded[d1.coordinates])
 
 
-def test_a_dead_letter_of_a_dlq_topic_made_again_is_not_held_by_a_re_drive_at_its_place() -> None:
-    """The DLQ topic was deleted and made again: its offsets start over, and a new dead letter
-    stands where one re-driven before did. The recorded re-drive, of a record with another
-    timestamp, is not this one's; one recorded before timestamps were kept still holds."""
-    old_at = int(AT.timestamp() * 1000)
-    body = encode(command(account_id=101, command_id="cmd-new"))
-    new = read_dead_letter(
-        DeadLetterRecord(1, 5, old_at + 86_400_000, b"k", body, copy_of(body).headers)
-    )
-    confirmed = Redrive(AT + timedelta(minutes=5), (0, 99), (101, "cmd-old"), old_at)
-    unknown = Redrive(AT + timedelta(minutes=5), (0, 99), (101, "cmd-old"))
-    for recorded, goes in [(confirmed, True), (unknown, False)]:
-        planned = plan(
-            [new], commands_topic=TOPIC, max_redrives=3, redrives={(1, 5): recorded}, answered={}
-        )
-        assert [p.goes for p in planned] == [goes]
-        assert planned[0].redriven == (None if goes else recorded)
-
-
 class SendingWhileAnotherRuns(CommandsTopicStandIn):
     """The commands topic while two re-drives run: the first send waits for `meanwhile`
     (another run, from its claims to its sends) before the broker acknowledges it."""
@@ -814,7 +795,7 @@ class Connection:
 
         await asyncio.sleep(0)
         assert query == store.CLAIM, query
-        topic, partition, offset, account_id, command_id, timestamp_ms = args
+        topic, partition, offset, account_id, command_id = args
         key = (str(topic), int(partition), int(offset))  # type: ignore[call-overload]
         if key in self.database.rows or key in self.written:
             return None
@@ -827,7 +808,6 @@ class Connection:
             "sent_offset": None,
             "account_id": account_id,
             "command_id": command_id,
-            "dlq_timestamp_ms": timestamp_ms,
         }
         return self.database.clock
 
@@ -850,10 +830,7 @@ def test_two_claims_of_one_command_at_once_take_turns_and_the_second_is_refused(
     first, second = asyncio.run(both())
     assert first.began_at is not None and first.command_redriven is None
     assert second.began_at is None
-    assert second.command_redriven == (
-        (1, 5),
-        Redrive(first.began_at, None, (101, "cmd-1"), d1.timestamp_ms),
-    )
+    assert second.command_redriven == ((1, 5), Redrive(first.began_at, None, (101, "cmd-1")))
     assert set(database.rows) == {("dlq", 1, 5)}
     assert database.locked == [(101, "cmd-1"), (101, "cmd-1")]
     # Whatever the database's default isolation, and never waiting on a lock without end.

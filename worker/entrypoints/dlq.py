@@ -38,7 +38,6 @@ from worker.service.dead_letters import (
     later_redrive,
     plan,
     read_dead_letter,
-    redrive_of,
     redriven_headers,
     refusal,
 )
@@ -230,7 +229,7 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
         letter,
         commands_topic=settings.commands_topic,
         max_redrives=settings.dlq_max_redrives,
-        redriven=redrive_of(letter, recorded),
+        redriven=recorded.get(letter.coordinates),
         answered=remembered.get(letter.command) if letter.command else None,
         command_redriven=later_redrive(letter, recorded),
     )

@@ -57,9 +57,6 @@ class DeadLetter:
     redrives: int  # the fielding-redrives the record carried
     stub: bool
     original: tuple[str, int, int] | None  # topic, partition, offset it was read from
-    # The record's own timestamp, as written: with its place, what tells it from a record at
-    # the same place of a DLQ topic deleted and made again.
-    timestamp_ms: int | None = None
 
     @property
     def coordinates(self) -> tuple[int, int]:
@@ -82,14 +79,6 @@ class Redrive:
     began_at: datetime
     sent_to: tuple[int, int] | None
     command: tuple[int, str] | None = None  # (account_id, command_id) of the dead letter
-    # The claimed dead letter's record timestamp; None on a re-drive recorded before it was
-    # kept (migration 0012), which then stands for any record at its place.
-    dead_letter_ms: int | None = None
-
-    def of(self, letter: DeadLetter) -> bool:
-        """Whether this re-drive, recorded at `letter`'s place, is of `letter` itself rather than
-        of a record that stood there in a DLQ topic since deleted and made again."""
-        return self.dead_letter_ms is None or self.dead_letter_ms == letter.timestamp_ms
 
     @property
     def confirmed(self) -> bool:
@@ -200,7 +189,6 @@ def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
         redrives=_count(_header(headers, REDRIVES)),
         stub=stub,
         original=_original(headers),
-        timestamp_ms=record.timestamp_ms,
     )
 
 
@@ -258,12 +246,6 @@ def refusal(
     return None
 
 
-def redrive_of(letter: DeadLetter, redrives: dict[tuple[int, int], Redrive]) -> Redrive | None:
-    """The recorded re-drive of `letter` itself, if any (`Redrive.of`)."""
-    redrive = redrives.get(letter.coordinates)
-    return redrive if redrive is not None and redrive.of(letter) else None
-
-
 def later_redrive(
     letter: DeadLetter, redrives: dict[tuple[int, int], Redrive]
 ) -> tuple[tuple[int, int], Redrive] | None:
@@ -281,7 +263,7 @@ def later_redrive(
         (coordinates, redrive)
         for coordinates, redrive in redrives.items()
         if redrive.command == command
-        and not (coordinates == letter.coordinates and redrive.of(letter))
+        and coordinates != letter.coordinates
         and redrive.began_at > letter.dead_lettered_at
         and not _failed_again(letter, redrive)
     ]
@@ -386,7 +368,7 @@ def plan(
     commands: set[tuple[int, str]] = set()
     for letter in letters:
         command = letter.command
-        redriven = redrive_of(letter, redrives)
+        redriven = redrives.get(letter.coordinates)
         refused = refusal(
             letter,
             commands_topic=commands_topic,

@@ -15,8 +15,7 @@ from worker.service.dead_letters import DeadLetter, Redrive, later_redrive
 # Every re-drive of the DLQ topic, with its command: the plan matches dead letters of the same
 # command in memory (served by the primary key's leading column, dlq_topic).
 REDRIVES = """
-SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id,
-       dlq_timestamp_ms
+SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
   FROM dlq_redrives WHERE dlq_topic = $1
 """
 # A claim of a dead letter with a command holds this lock until its transaction ends, and reads
@@ -29,8 +28,7 @@ LOCK_COMMAND = "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))"
 # numbers) stops the re-drive with its report rather than leaving it hanging.
 LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
 COMMAND_REDRIVES = """
-SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id,
-       dlq_timestamp_ms
+SELECT dlq_partition, dlq_offset, began_at, sent_partition, sent_offset, account_id, command_id
   FROM dlq_redrives WHERE dlq_topic = $1 AND account_id = $2 AND command_id = $3
 """
 ANSWERED = """
@@ -39,29 +37,20 @@ SELECT o.account_id, o.command_id, o.status
   JOIN unnest($1::int[], $2::text[]) AS c(account_id, command_id)
     ON o.account_id = c.account_id AND o.command_id = c.command_id
 """
-# A row at the place whose record timestamp differs is of a record of a DLQ topic since deleted
-# and made again: this claim replaces it. One whose timestamp is unknown (recorded before
-# migration 0012) is taken to be of this record: the dead letter stays.
 CLAIM = """
-INSERT INTO dlq_redrives
-       (dlq_topic, dlq_partition, dlq_offset, account_id, command_id, dlq_timestamp_ms)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE
-   SET began_at = now(), sent_partition = NULL, sent_offset = NULL,
-       account_id = EXCLUDED.account_id, command_id = EXCLUDED.command_id,
-       dlq_timestamp_ms = EXCLUDED.dlq_timestamp_ms
- WHERE dlq_redrives.dlq_timestamp_ms <> EXCLUDED.dlq_timestamp_ms
+INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, command_id)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO NOTHING
 RETURNING began_at
 """
 # With --force, an earlier re-drive's claim that was never confirmed is taken over: the one
-# the plan saw (began at $7), never one made since (another re-drive's, perhaps sending right
+# the plan saw (began at $6), never one made since (another re-drive's, perhaps sending right
 # now), and never a confirmed one.
 TAKE_OVER = """
-INSERT INTO dlq_redrives
-       (dlq_topic, dlq_partition, dlq_offset, account_id, command_id, dlq_timestamp_ms)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO dlq_redrives (dlq_topic, dlq_partition, dlq_offset, account_id, command_id)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET began_at = now()
- WHERE dlq_redrives.sent_offset IS NULL AND dlq_redrives.began_at = $7
+ WHERE dlq_redrives.sent_offset IS NULL AND dlq_redrives.began_at = $6
 RETURNING began_at
 """
 # A claim whose send wrote nothing (the record is too large for the commands topic) is undone:
@@ -113,7 +102,6 @@ def _by_coordinates(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[int, int], 
                 if row["account_id"] is None or row["command_id"] is None
                 else (row["account_id"], row["command_id"])
             ),
-            row["dlq_timestamp_ms"],
         )
         for row in rows
     }
@@ -163,7 +151,7 @@ async def claim(
             return await claim(acquired, dlq_topic, letter, take_over=take_over)
     command = letter.command
     account_id, command_id = command if command is not None else (None, None)
-    key = (dlq_topic, *letter.coordinates, account_id, command_id, letter.timestamp_ms)
+    key = (dlq_topic, *letter.coordinates, account_id, command_id)
     async with connection.transaction(isolation="read_committed"):
         if command is not None:
             await connection.execute(LOCK_TIMEOUT)
