@@ -562,6 +562,71 @@ def test_the_cli_prints_what_a_stopped_re_drive_did_and_exits_1(
     assert lines[3].startswith("1 re-driven, 1 skipped; stopped by KafkaTimeoutError")
 
 
+def test_a_record_at_a_planned_place_that_is_not_the_one_planned_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The DLQ topic was deleted and made again between the plan and the send: another record
+    stands at a planned place. It was not judged (its command, its count), so it is not sent."""
+    from worker.entrypoints import dlq
+
+    table = ClaimsTable()
+    records, planned = three_going()
+    other = copy_of(encode(command()), offset=6)  # at 1:6, another command
+    commands = CommandsTopicStandIn()
+    patch_redrive(monkeypatch, table, commands, [records[0], other, records[2]])
+    report = asyncio.run(dlq.redrive(Settings(), planned))
+
+    assert [letter.coordinates for letter, _ in report.sent] == [(1, 5), (1, 7)]
+    assert [(letter.coordinates, why) for letter, why in report.skipped] == [((1, 6), dlq.REPLACED)]
+    assert commands.sent == [records[0].value, records[2].value]
+    assert (1, 6) not in table.rows
+
+
+@pytest.mark.parametrize("where", ["claim", "read"])
+def test_a_database_connection_lost_in_a_claim_or_a_dlq_read_stuck_stops_with_the_report(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """asyncpg raises InterfaceError (not a PostgresError) for a connection lost inside the
+    claim's transaction; the DLQ's read can get stuck when the topic is deleted meanwhile.
+    Either stops the re-drive with what it did, not a traceback."""
+    import asyncpg
+
+    from worker.adapters.kafka.dead_letters import DlqReadStuck
+    from worker.adapters.postgres import redrives as store
+    from worker.entrypoints import dlq
+
+    table = ClaimsTable()
+    records, planned = three_going()
+    patch_redrive(monkeypatch, table, CommandsTopicStandIn(), records)
+    if where == "claim":
+        claims = table.claim
+
+        async def lost_at_the_second(pool, topic, letter, *, take_over=None):  # type: ignore[no-untyped-def]
+            if letter.coordinates == (1, 6):
+                raise asyncpg.InterfaceError("the underlying connection is closed")
+            return await claims(pool, topic, letter, take_over=take_over)
+
+        monkeypatch.setattr(store, "claim", lost_at_the_second)
+    else:
+
+        async def stuck_after_the_first(*_: object) -> AsyncIterator[DeadLetterRecord]:
+            yield records[0]
+            raise DlqReadStuck("the DLQ could not be read to its end")
+
+        monkeypatch.setattr(dlq, "read_dlq", stuck_after_the_first)
+    report = asyncio.run(dlq.redrive(Settings(), planned))
+
+    assert [letter.coordinates for letter, _ in report.sent] == [(1, 5)]
+    assert report.stopped is not None
+    if where == "claim":
+        assert report.stopped.letter is not None and report.stopped.letter.coordinates == (1, 6)
+        assert report.stopped.state == dlq.NOT_SENT
+        assert "InterfaceError" in report.stopped.error
+    else:
+        assert report.stopped.letter is None and "DlqReadStuck" in report.stopped.error
+    assert (1, 7) in {letter.coordinates for letter, _ in report.skipped}
+
+
 @pytest.mark.parametrize("command_line", [["dlq", "list"], ["dlq", "redrive", "--yes"]])
 def test_the_broker_away_at_the_plan_is_said_in_one_line(
     monkeypatch: pytest.MonkeyPatch, command_line: list[str]

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from worker.adapters.kafka.dead_letters import (
     CommandsTopic,
+    DlqReadStuck,
     Span,
     TooLarge,
     dlq_spans,
@@ -102,7 +103,15 @@ class Report:
 
 
 # Failures that stop a re-drive with its report rather than a traceback; any other is a bug.
-STOPPING = (KafkaError, asyncpg.PostgresError, OSError, TimeoutError)
+# (asyncpg raises InterfaceError, not a PostgresError, for a connection lost in a transaction.)
+STOPPING = (
+    KafkaError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+    DlqReadStuck,
+)
 # What became of the dead letter a failure stopped a re-drive at, by how far it had got.
 NOT_SENT = (
     "stopped before it was sent: nothing of it reached the commands topic; `dlq list` says "
@@ -112,6 +121,13 @@ MAYBE_SENT = (
     "stopped while sending it: its claim stays unconfirmed, and the record may have reached the "
     "commands topic; `dlq list` says what that allows"
 )
+NOT_RELEASED = (
+    "too large for the commands topic, so nothing of it was written, but its claim could not be "
+    "undone: `dlq list` shows it unconfirmed"
+)
+# A record at a planned place that is not the dead letter planned (the DLQ topic was deleted
+# and made again since): it was judged by another record's command and count, so it stays.
+REPLACED = "another record stands at its place since the plan (was the DLQ topic made again?)"
 
 
 def failure_text(error: BaseException) -> str:
@@ -171,7 +187,9 @@ async def redrive(
                 state = NOT_SENT
                 command = letter.command
                 take_over = planned.unconfirmed_since if force else None
-                if command is not None and (await store.answered(pool, [command])):
+                if read_dead_letter(record) != letter:
+                    report.skipped.append((letter, REPLACED))
+                elif command is not None and (await store.answered(pool, [command])):
                     report.skipped.append((letter, "its command was answered meanwhile"))
                 elif (
                     claimed := await store.claim(pool, topic, letter, take_over=take_over)
@@ -185,6 +203,7 @@ async def redrive(
                     try:
                         sent_to = await commands.send(record.key, record.value, headers)
                     except TooLarge as too_large:
+                        state = NOT_RELEASED
                         await store.release(
                             pool, topic, letter.coordinates, began_at, taken_over=take_over
                         )
