@@ -88,7 +88,7 @@ async def make_plan(settings: Settings, selection: Selection, *, force: bool = F
 @dataclass(frozen=True, slots=True)
 class Stopped:
     """Where a failure (the broker or the database away) stopped a re-drive: the dead letter it
-    was at (None: before the first), what became of that one, and the failure."""
+    was at (None: none was in flight), what became of that one, and the failure."""
 
     letter: DeadLetter | None
     state: str
