@@ -219,7 +219,8 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=_env("FIELDING_STATEMENT_TIMEOUT_SECONDS"),
         description="Postgres gives up on a statement after this long; the batch is retried "
-        "and, if it keeps timing out, split.",
+        "and, if it keeps timing out, split. A call with no answer 5 s after it (a connection "
+        "gone silent) is given up by the client, its connection closed, and retried.",
     )
     scheduler_interval_seconds: float = Field(
         1.0,

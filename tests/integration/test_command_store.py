@@ -1,11 +1,14 @@
 """The command store on the real Postgres: a batch's decisions are written all together or not
-at all, and a write that lost a race to another writer changes nothing."""
+at all, a write that lost a race to another writer changes nothing, and a call on a connection
+gone silent fails in bounded time."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -14,6 +17,8 @@ from fielding_statemachine.decisions import RunKey, RunState
 from fielding_statemachine.status import RunStatus
 from schemas.types import new_ulid
 from tests.support.harness import RunMaker
+from tests.support.relay import SilencingRelay
+from worker.adapters.postgres import pool as pool_module
 from worker.adapters.postgres.command_store import PostgresCommandStore
 from worker.adapters.postgres.jobs import get_job
 from worker.adapters.postgres.runs import FieldingRunRecord, get_run, put_run
@@ -176,3 +181,41 @@ async def test_a_command_decided_elsewhere_meanwhile_fails_the_whole_batch(
         await store(pool).save([completed(run, 1)], [outcome(), here], [])
 
     assert (await get_run(pool, run.id)) == run
+
+
+async def test_a_save_on_a_connection_gone_silent_fails_as_transient_and_a_retry_saves_it(
+    database_url: str, pool: asyncpg.Pool, make_run: RunMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The far side of the pool's connection goes silent (no answer, no reset: a dropped NAT
+    entry). The save gives up once the statement timeout and the client's margin have passed,
+    as a transient failure, instead of waiting for ever; the retry, as the processor makes it,
+    saves the batch on a fresh connection."""
+    monkeypatch.setattr(pool_module, "CLIENT_DEADLINE_MARGIN_SECONDS", 0.5)
+    parts = urlsplit(database_url)
+    assert parts.hostname is not None and parts.port is not None
+    relay = SilencingRelay(parts.hostname, parts.port)
+    port = await relay.start()
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
+    relayed = await pool_module.create_pool(
+        urlunsplit(parts._replace(netloc=netloc)), max_size=1, statement_timeout=1.0
+    )
+    run = await make_run(RunStatus.LIVE, version=4)
+    try:
+        await relayed.fetchval("SELECT 1")  # the pool's one connection, made before the silence
+        relay.silence()
+
+        async def save_and_retry() -> None:
+            with pytest.raises(TransientFailure):
+                await store(relayed).save([completed(run, 4)], [outcome()], [])
+            await store(relayed).save([completed(run, 4)], [outcome()], [])
+
+        # Not asyncio.timeout: a call stuck on a silent connection does not end when cancelled.
+        attempts = asyncio.ensure_future(save_and_retry())
+        await asyncio.wait({attempts}, timeout=60)  # far above the deadlines
+        assert attempts.done(), "a save on a silent connection is still waiting after 60 s"
+        attempts.result()
+    finally:
+        relayed.terminate()  # close() would wait on a connection still silent
+        await relay.close()
+    stored = await get_run(pool, run.id)
+    assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 5)

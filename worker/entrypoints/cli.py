@@ -175,7 +175,10 @@ def runs() -> None:
 async def _with_pool(work: Any) -> Any:
     from worker.adapters.postgres.pool import create_pool
 
-    pool = await create_pool(_settings().database_url, max_size=1)
+    settings = _settings()
+    pool = await create_pool(
+        settings.database_url, max_size=1, statement_timeout=settings.statement_timeout_seconds
+    )
     try:
         return await work(pool)
     finally:

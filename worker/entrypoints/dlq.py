@@ -66,7 +66,9 @@ async def make_plan(settings: Settings, selection: Selection, *, force: bool = F
         letter = read_dead_letter(record)
         if selection.takes(letter):
             letters.append(letter)
-    pool = await create_pool(settings.database_url, max_size=1)
+    pool = await create_pool(
+        settings.database_url, max_size=1, statement_timeout=settings.statement_timeout_seconds
+    )
     try:
         recorded = await store.redrives(pool, topic)
         remembered = await store.answered(
@@ -176,7 +178,9 @@ async def redrive(
     report = Report([], [])
     at: DeadLetter | None = None
     state = NOT_SENT  # what became of `at`, should a failure stop the run there
-    pool = await create_pool(settings.database_url, max_size=1)
+    pool = await create_pool(
+        settings.database_url, max_size=1, statement_timeout=settings.statement_timeout_seconds
+    )
     try:
         async with CommandsTopic(server, settings.commands_topic) as commands:
             async for record in read_dlq(server, topic, _spans_of(going)):
@@ -238,7 +242,9 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
     if record is None or (record.partition, record.offset) != (partition, offset):
         return None
     letter = read_dead_letter(record)
-    pool = await create_pool(settings.database_url, max_size=1)
+    pool = await create_pool(
+        settings.database_url, max_size=1, statement_timeout=settings.statement_timeout_seconds
+    )
     try:
         recorded = await store.redrives(pool, settings.dlq_topic)
         remembered = await store.answered(pool, [letter.command] if letter.command else [])

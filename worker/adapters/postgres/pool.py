@@ -9,6 +9,10 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+# Beyond the server's statement_timeout, how long a call waits for any answer before the client
+# gives up on its connection. Only a silent network (a dropped NAT or firewall entry, a relay or
+# host gone without a reset) gets that far: the server answers a timed-out statement itself.
+CLIENT_DEADLINE_MARGIN_SECONDS = 5.0
 # Refusals that waiting cannot mend: the settings are wrong.
 NEVER_WORKS = (
     asyncpg.InvalidPasswordError,
@@ -34,8 +38,13 @@ async def create_pool(
         # A worker frozen or cut off inside a transaction must not hold row locks forever.
         "idle_in_transaction_session_timeout": "30s",
     }
+    command_timeout = None
     if statement_timeout is not None:
         settings["statement_timeout"] = f"{int(statement_timeout * 1000)}ms"
+        # A call past it raises TimeoutError (a transient failure) instead of waiting for ever
+        # on a connection whose far side is gone, and asyncpg's cancel of that call gives up
+        # after as long and closes the connection, so the retry gets a fresh one.
+        command_timeout = statement_timeout + CLIENT_DEADLINE_MARGIN_SECONDS
     return await asyncpg.create_pool(
         database_url,
         # No connection at creation: a worker (re)started while Postgres is away starts, joins
@@ -47,6 +56,7 @@ async def create_pool(
         timeout=CONNECT_TIMEOUT_SECONDS,
         reset=_keep_session,
         server_settings=settings,
+        command_timeout=command_timeout,
     )
 
 
