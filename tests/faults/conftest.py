@@ -217,19 +217,34 @@ async def check_invariants(
 
 async def check_states(load: Load, outputs: Outputs, pool: asyncpg.Pool) -> int:
     """The states topic read from the beginning (read_committed) against the store: for every
-    run, exactly one state per version rise (none twice, none missing), and the latest equal
-    to the store's row; for a run whose commands were all keyed by it, also the last in the
-    log, so that compaction keeps it. Returns the number of state records."""
+    run, exactly one state per version rise (none twice), and the latest equal to the store's
+    row; for a run whose commands were all keyed by it, also the last in the log, so that
+    compaction keeps it. Returns the number of state records.
+
+    One gap is by design: where the healer aborted a hanging transaction, a hidden state is
+    not published again when a later state of its run stands in the log (its copy would follow
+    that one, and compaction would keep the older). A missing version passes only so: its
+    record is in the log but hidden, and a later version of its run is visible."""
     records = await outputs.states.read(at_least=0, settle=1)
     states_of: dict[str, list[dict[str, Any]]] = {}
     for state in outputs.states.values():  # one run's states are in one partition, in order
         states_of.setdefault(state["id"], []).append(state)
+    hidden: set[tuple[str, int]] | None = None  # read only when a version is missing
     for run in load.runs:
         stored = await get_run(pool, run.id)
         assert stored is not None
         states = states_of.get(run.id, [])
         versions = [s["version"] for s in states]
-        assert sorted(versions) == list(range(run.version + 1, stored.version + 1)), (
+        due = range(run.version + 1, stored.version + 1)
+        assert len(versions) == len(set(versions)), f"run {run.id}: states {versions} twice"
+        missing = [v for v in due if v not in versions]
+        if missing:
+            hidden = await hidden_states(outputs.states) if hidden is None else hidden
+        for version in missing:
+            assert (run.id, version) in hidden and any(v > version for v in versions), (
+                f"run {run.id}: states {versions}, store at {stored.version}: {version} lost"
+            )
+        assert set(versions) <= set(due), (
             f"run {run.id}: states {versions}, store at {stored.version}"
         )
         if states:
@@ -238,6 +253,16 @@ async def check_states(load: Load, outputs: Outputs, pool: asyncpg.Pool) -> int:
             if run.id not in load.miskeyed:
                 assert versions == sorted(versions), f"run {run.id}: states out of order"
     return len(records)
+
+
+async def hidden_states(visible: TopicReader) -> set[tuple[str, int]]:
+    """(run, version) of every state in the log, aborted ones too."""
+    reader = TopicReader(visible.bootstrap, visible.topic, hidden_too=True)
+    try:
+        await reader.read(at_least=0, settle=1)
+        return {(state["id"], state["version"]) for state in reader.values()}
+    finally:
+        await reader.close()
 
 
 @pytest.fixture

@@ -54,15 +54,16 @@ async def send(settings: Settings, *bodies: dict[str, Any], headers: Headers | N
 
 
 class TopicReader:
-    """Reads a whole topic from the beginning as a read_committed consumer."""
+    """Reads a whole topic from the beginning as a read_committed consumer (read_uncommitted
+    with `hidden_too`: aborted records as well)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, hidden_too: bool = False) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self.bootstrap = bootstrap
         self.records: list[ConsumerRecord[bytes, bytes]] = []
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
-            isolation_level="read_committed",
+            isolation_level="read_uncommitted" if hidden_too else "read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -79,7 +80,7 @@ class TopicReader:
         from worker.adapters.kafka.admin import admin_client
         from worker.adapters.kafka.lag import topic_partitions
 
-        async with admin_client(self._bootstrap) as admin:
+        async with admin_client(self.bootstrap) as admin:
             return await topic_partitions(admin, self.topic)
 
     async def read(
