@@ -25,7 +25,7 @@ from worker.adapters.postgres.housekeeping import (
     forget_jobs,
 )
 from worker.adapters.postgres.overdue import overdue_counts
-from worker.adapters.postgres.pool import create_pool, first_contact
+from worker.adapters.postgres.pool import close_pool, create_pool, first_contact
 from worker.adapters.postgres.timers import PostgresDueRuns
 from worker.observability import http, metrics
 from worker.observability.health import Health, ServeHealth
@@ -179,7 +179,7 @@ async def run_worker(
         if server is not None:
             server.shutdown()
             server.server_close()
-        await pool.close()
+        await close_pool(pool)
 
 
 async def _timers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
@@ -317,7 +317,7 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
         await first_contact(pool)
         await gateway.start()
     except BaseException:
-        await pool.close()
+        await close_pool(pool)
         raise
     verifier = build_verifier(settings, system=False)
     app = create_app(
@@ -364,7 +364,7 @@ async def run_api(settings: Settings, stop: asyncio.Event, tracing: Tracing | No
         server.should_exit = True
         await serving
         await gateway.stop()
-        await pool.close()
+        await close_pool(pool)
         probes.shutdown()
         probes.server_close()
 

@@ -173,7 +173,7 @@ def runs() -> None:
 
 
 async def _with_pool(work: Any) -> Any:
-    from worker.adapters.postgres.pool import create_pool
+    from worker.adapters.postgres.pool import close_pool, create_pool
 
     settings = _settings()
     pool = await create_pool(
@@ -182,7 +182,7 @@ async def _with_pool(work: Any) -> Any:
     try:
         return await work(pool)
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
 @runs.command("put")

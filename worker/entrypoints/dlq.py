@@ -26,7 +26,7 @@ from worker.adapters.kafka.dead_letters import (
     read_one,
 )
 from worker.adapters.postgres import redrives as store
-from worker.adapters.postgres.pool import create_pool
+from worker.adapters.postgres.pool import close_pool, create_pool
 from worker.service.dead_letters import (
     REDRIVES,
     DeadLetter,
@@ -75,7 +75,7 @@ async def make_plan(settings: Settings, selection: Selection, *, force: bool = F
             pool, (c for c in (letter.command for letter in letters) if c is not None)
         )
     finally:
-        await pool.close()
+        await close_pool(pool)
     planned = plan(
         letters,
         commands_topic=settings.commands_topic,
@@ -221,7 +221,7 @@ async def redrive(
     except STOPPING as error:
         report.stopped = Stopped(at, state, failure_text(error))
     finally:
-        await pool.close()
+        await close_pool(pool)
     left = "no longer in the DLQ" if report.stopped is None else "not tried: the re-drive stopped"
     report.skipped.extend((p.letter, left) for p in wanted.values())
     return report
@@ -249,7 +249,7 @@ async def show(settings: Settings, partition: int, offset: int) -> dict[str, Any
         recorded = await store.redrives(pool, settings.dlq_topic)
         remembered = await store.answered(pool, [letter.command] if letter.command else [])
     finally:
-        await pool.close()
+        await close_pool(pool)
     refused = refusal(
         letter,
         commands_topic=settings.commands_topic,

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import asyncpg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 # Beyond the server's statement_timeout, how long a call waits for any answer before the client
 # gives up on its connection. Only a silent network (a dropped NAT or firewall entry, a relay or
 # host gone without a reset) gets that far: the server answers a timed-out statement itself.
 CLIENT_DEADLINE_MARGIN_SECONDS = 5.0
+# How long closing a pool may take before its connections are dropped unannounced.
+CLOSE_SECONDS = 5.0
 # Refusals that waiting cannot mend: the settings are wrong.
 NEVER_WORKS = (
     asyncpg.InvalidPasswordError,
@@ -23,6 +29,31 @@ NEVER_WORKS = (
 
 class DatabaseMisconfigured(Exception):
     """Postgres answered, and refused these settings (password, role, database name)."""
+
+
+class _DropsConnectionOnTimeout(asyncpg.Connection):  # type: ignore[misc]
+    """A call that times out or is cancelled closes its connection at once. asyncpg would keep
+    it until the server acknowledges the cancel, and release it to the pool only then: a
+    silent peer never does, and the caller waits on the release."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._or_drop(super().execute(*args, **kwargs))
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._or_drop(super().fetch(*args, **kwargs))
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._or_drop(super().fetchrow(*args, **kwargs))
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._or_drop(super().fetchval(*args, **kwargs))
+
+    async def _or_drop(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except (TimeoutError, asyncio.CancelledError):
+            self.terminate()
+            raise
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -42,8 +73,8 @@ async def create_pool(
     if statement_timeout is not None:
         settings["statement_timeout"] = f"{int(statement_timeout * 1000)}ms"
         # A call past it raises TimeoutError (a transient failure) instead of waiting for ever
-        # on a connection whose far side is gone, and asyncpg's cancel of that call gives up
-        # after as long and closes the connection, so the retry gets a fresh one.
+        # on a connection whose far side is gone; the connection is dropped, so the retry gets a
+        # fresh one.
         command_timeout = statement_timeout + CLIENT_DEADLINE_MARGIN_SECONDS
     return await asyncpg.create_pool(
         database_url,
@@ -57,6 +88,7 @@ async def create_pool(
         reset=_keep_session,
         server_settings=settings,
         command_timeout=command_timeout,
+        connection_class=_DropsConnectionOnTimeout,
     )
 
 
@@ -69,3 +101,14 @@ async def first_contact(pool: asyncpg.Pool) -> None:
         raise DatabaseMisconfigured(f"Postgres refused the connection: {error}") from error
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         log.warning("Postgres unreachable at start (%r); waiting for it", error)
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Closes `pool` within CLOSE_SECONDS: a connection whose peer went silent would hold a
+    graceful close up for the command timeout and then raise."""
+    try:
+        async with asyncio.timeout(CLOSE_SECONDS):
+            await pool.close()
+    except (TimeoutError, OSError, asyncpg.InterfaceError) as error:
+        log.warning("Postgres connections dropped unannounced at close (%r)", error)
+        pool.terminate()
