@@ -4,7 +4,9 @@ invariants of exactly-once-in-effect, checked by read_committed consumers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -152,13 +154,17 @@ SUCCESS = {200, 202, 204}
 
 
 async def check_invariants(
-    load: Load, outputs: Outputs, pool: asyncpg.Pool, timeout: float = 180
+    load: Load,
+    outputs: Outputs,
+    pool: asyncpg.Pool,
+    timeout: float = 180,
+    log_dir: Path | None = None,
 ) -> Tally:
     """No command without its result, nothing twice, and for every run: its version rose
     exactly once per successful command, with exactly one event per rise (versions in order,
     none missing), and its status is what its last event says; and the states topic, read from
     the beginning, holds one state per rise, the latest equal to the store's row
-    (`check_states`)."""
+    (`check_states`, which reads the workers' logs in `log_dir`)."""
     total = sum(load.sent_command_ids.values())
     results_records = await outputs.results.read(at_least=total, timeout=timeout, settle=3)
     events_records = await outputs.events.read(at_least=0, settle=1)
@@ -204,7 +210,7 @@ async def check_invariants(
             last = max(announced, key=lambda e: e["fielding_run_version"])
             assert last["status"] == row["status"]
     assert len(events_records) == sum(successes.values())
-    states = await check_states(load, outputs, pool)
+    states = await check_states(load, outputs, pool, log_dir)
     return Tally(
         total,
         len(results_records),
@@ -215,38 +221,39 @@ async def check_invariants(
     )
 
 
-async def check_states(load: Load, outputs: Outputs, pool: asyncpg.Pool) -> int:
+async def check_states(
+    load: Load, outputs: Outputs, pool: asyncpg.Pool, log_dir: Path | None
+) -> int:
     """The states topic read from the beginning (read_committed) against the store: for every
     run, exactly one state per version rise (none twice), and the latest equal to the store's
     row; for a run whose commands were all keyed by it, also the last in the log, so that
     compaction keeps it. Returns the number of state records.
 
-    One gap is by design: where the healer aborted a hanging transaction, a hidden state is
-    not published again when a later state of its run stands in the log (its copy would follow
-    that one, and compaction would keep the older). A missing version passes only so: its
-    record is in the log but hidden, and a later version of its run is visible."""
+    One gap is by design: where the healer aborted a hanging transaction, a state it hid is not
+    published again when a later state of its run stands in the log (its copy would follow that
+    one, and compaction would keep the older). A missing version passes only so: its record is
+    hidden, inside a transaction a worker's log in `log_dir` says it aborted as hanging, and a
+    later version of its run is visible."""
     records = await outputs.states.read(at_least=0, settle=1)
     states_of: dict[str, list[dict[str, Any]]] = {}
     for state in outputs.states.values():  # one run's states are in one partition, in order
         states_of.setdefault(state["id"], []).append(state)
-    hidden: set[tuple[str, int]] | None = None  # read only when a version is missing
+    hidden: dict[tuple[str, int], tuple[int, int]] | None = None  # read once a version is missing
+    healed = healed_transactions(log_dir, outputs.states.topic)
     for run in load.runs:
         stored = await get_run(pool, run.id)
         assert stored is not None
         states = states_of.get(run.id, [])
         versions = [s["version"] for s in states]
         due = range(run.version + 1, stored.version + 1)
-        assert len(versions) == len(set(versions)), f"run {run.id}: states {versions} twice"
-        missing = [v for v in due if v not in versions]
-        if missing:
+        shown = f"run {run.id}: states {versions}, store at {stored.version}"
+        assert len(versions) == len(set(versions)) and set(versions) <= set(due), shown
+        for version in (v for v in due if v not in versions):
             hidden = await hidden_states(outputs.states) if hidden is None else hidden
-        for version in missing:
-            assert (run.id, version) in hidden and any(v > version for v in versions), (
-                f"run {run.id}: states {versions}, store at {stored.version}: {version} lost"
-            )
-        assert set(versions) <= set(due), (
-            f"run {run.id}: states {versions}, store at {stored.version}"
-        )
+            partition, offset = hidden.get((run.id, version), (-1, -1))
+            aborted = any(p == partition and start <= offset for p, start in healed)
+            superseded = any(v > version for v in versions)
+            assert aborted and superseded, f"{shown}: {version} lost (healed: {healed})"
         if states:
             latest = max(states, key=lambda s: s["version"])
             assert latest == expected_state(stored), f"run {run.id}: {latest} vs the store"
@@ -255,14 +262,41 @@ async def check_states(load: Load, outputs: Outputs, pool: asyncpg.Pool) -> int:
     return len(records)
 
 
-async def hidden_states(visible: TopicReader) -> set[tuple[str, int]]:
-    """(run, version) of every state in the log, aborted ones too."""
+async def hidden_states(visible: TopicReader) -> dict[tuple[str, int], tuple[int, int]]:
+    """Where each state of the log stands, aborted ones too: (run, version) -> (partition,
+    offset)."""
     reader = TopicReader(visible.bootstrap, visible.topic, hidden_too=True)
     try:
         await reader.read(at_least=0, settle=1)
-        return {(state["id"], state["version"]) for state in reader.values()}
+        return {
+            (state["id"], state["version"]): (record.partition, record.offset)
+            for record in reader.records
+            if record.value is not None
+            for state in [json.loads(record.value)]
+        }
     finally:
         await reader.close()
+
+
+# As worker.service.hanging.OpenTransaction.describe() writes it.
+HANGING = re.compile(
+    r"(?P<topic>.+)\[(?P<partition>\d+)\] producer \d+ epoch \d+ open since offset (?P<start>\d+)"
+)
+
+
+def healed_transactions(log_dir: Path | None, topic: str) -> list[tuple[int, int]]:
+    """(partition, first offset) of every transaction on `topic` the workers' logs in `log_dir`
+    say they aborted as hanging."""
+    healed = []
+    for log in sorted(log_dir.glob("*.log")) if log_dir is not None else []:
+        for line in log.read_text(errors="replace").splitlines():
+            if '"hanging transaction aborted"' not in line:
+                continue
+            entry = json.loads(line)
+            found = HANGING.fullmatch(entry.get("transaction", ""))
+            if found and found["topic"] == topic:
+                healed.append((int(found["partition"]), int(found["start"])))
+    return healed
 
 
 @pytest.fixture

@@ -115,7 +115,9 @@ async def test_chaos(
         if worker.alive():
             worker.send(signal.SIGCONT)
     await sending
-    result = await check_invariants(load, outputs, pool, timeout=150 + SECONDS / 4)
+    result = await check_invariants(
+        load, outputs, pool, timeout=150 + SECONDS / 4, log_dir=fault_log_dir
+    )
     faults = ", ".join(f"{kind}={n}" for kind, n in sorted(tally.items()))
     report(f"chaos {SECONDS:.0f}s ({faults})", result, faults=sum(tally.values()))
     assert tally["exited"] == 0, "a worker exited by itself"

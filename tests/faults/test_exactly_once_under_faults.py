@@ -64,7 +64,7 @@ async def test_sigkill_at_random_moments_then_restart(
         await asyncio.sleep(rng.uniform(0, 0.5))
         worker.start()
     await sending
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     report("sigkill", tally, faults=kills)
     assert kills >= 3
 
@@ -91,7 +91,7 @@ async def test_sigterm_drains_and_exits_zero_in_bounded_time(
     assert took < settings.shutdown_timeout_seconds + 10
     worker.start()
     await sending
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     report("sigterm", tally, faults=1)
 
 
@@ -111,7 +111,7 @@ async def test_several_workers_share_the_partitions_and_survive_one_being_killed
     await asyncio.sleep(1.5)
     workers[1].kill()  # its partitions move to the others after the session timeout
     await sending
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     report("scale-out, one killed", tally, faults=1)
 
 
@@ -133,7 +133,7 @@ async def test_a_frozen_zombie_cannot_apply_or_publish_twice(
     await asyncio.sleep(settings.session_timeout_ms / 1000 + 4)
     zombie.send(signal.SIGCONT)  # wakes up believing it still owns its partitions
     await sending
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     report("zombie (SIGSTOP past the session timeout, then SIGCONT)", tally, faults=1)
     assert survivor.alive()
 
@@ -161,7 +161,7 @@ async def test_a_service_restart_under_load(
     await asyncio.to_thread(services.start, service)
     await pool.expire_connections()  # the test's own connections did not survive a Postgres restart
     await sending
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     report(f"{service} restart", tally, faults=1)
 
 
@@ -184,7 +184,7 @@ async def test_conflicting_commands_for_one_run_across_partitions_win_once(
     random.Random(8).shuffle(load.records)
     start_workers(2, settings, fault_log_dir, worker_processes)
     await load.send(settings.kafka_bootstrap_servers, settings.commands_topic, 200)
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     statuses = sorted(r["status"] for r in outputs.results.values())
     assert statuses.count(204) == len(runs) and statuses.count(412) == 3 * len(runs)
     report("conflicting commands across partitions", tally, faults=0)

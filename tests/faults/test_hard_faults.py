@@ -93,7 +93,7 @@ async def finish(
     against the rate commands were offered at before the first fault."""
     await steady.task
     try:
-        tally = await check_invariants(steady.load, outputs, pool, timeout=150)
+        tally = await check_invariants(steady.load, outputs, pool, timeout=150, log_dir=log_dir)
     except AssertionError as error:
         # Whether the workers had consumed every command: the reader's or the workers' fault.
         lag = await group_lag(
@@ -235,7 +235,7 @@ async def test_postgres_stopped_immediate_twice_under_load(
             faults.append(Fault(began, time.time()))
             await pool.expire_connections()  # the test's own connections died with it
             await asyncio.sleep(BETWEEN)
-    await finish("postgres immediate x2", steady, faults, outputs, pool)
+    await finish("postgres immediate x2", steady, faults, outputs, pool, log_dir=fault_log_dir)
 
 
 @pytest.fixture
@@ -272,7 +272,14 @@ async def test_a_worker_cut_off_past_its_session_timeout(
         await asyncio.sleep(settings.session_timeout_ms / 1000 + 6)
         isolated.heal(*cut)
         faults = [Fault(began, time.time())]
-        await finish(f"network cut ({' and '.join(cut)})", steady, faults, outputs, pool)
+        await finish(
+            f"network cut ({' and '.join(cut)})",
+            steady,
+            faults,
+            outputs,
+            pool,
+            log_dir=fault_log_dir,
+        )
         assert cut_off.alive(), cut_off.log()[-3000:]
         since_cut = cut_off.log()[logged_before:]
         if "kafka" in cut:  # its session expired: the other worker had its partitions
@@ -312,7 +319,12 @@ async def test_a_slow_congested_link(
         isolated.heal()
         faults = [Fault(began, time.time())]
         await finish(
-            f"slow, lossy links ({dropped} packets dropped)", steady, faults, outputs, pool
+            f"slow, lossy links ({dropped} packets dropped)",
+            steady,
+            faults,
+            outputs,
+            pool,
+            log_dir=fault_log_dir,
         )
         assert dropped > 0, "the link was not slow enough to lose anything"
         assert slowed.alive(), slowed.log()[-3000:]
@@ -359,7 +371,7 @@ async def test_a_worker_frozen_between_its_database_and_kafka_commits(
     await asyncio.sleep(STEADY)
     assert frozen.alive(), frozen.log()[-3000:]
     name = "frozen between the database and Kafka commits" + (", alone" if alone else "")
-    await finish(name, steady, faults, outputs, pool)
+    await finish(name, steady, faults, outputs, pool, log_dir=fault_log_dir)
     log = frozen.log()
     assert "failpoint freeze_before_kafka_commit" in log
     assert "publish failed: ProducerFenced" in log, "the frozen worker's commit went through"
@@ -386,5 +398,5 @@ async def test_a_worker_started_while_postgres_is_down_waits_for_it(
     finally:
         await asyncio.to_thread(services.start, "postgres")
         await pool.expire_connections()
-    tally = await check_invariants(load, outputs, pool)
+    tally = await check_invariants(load, outputs, pool, log_dir=fault_log_dir)
     report("worker started while postgres was down", tally, faults=1)
