@@ -5,6 +5,7 @@ services, the fault tests check the same end to end.)"""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import cast
@@ -327,17 +328,27 @@ async def test_a_committed_offset_above_the_log_end_reads_the_partition_from_its
     assert pipeline.committed == {TopicPartition(TOPIC, 0): 3}
 
 
-async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed() -> None:
+async def test_a_transaction_opened_long_before_its_batch_was_decided_is_renewed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class SlowDecisions(AnswerEachRecord):
         async def process(self, records: Sequence[CommandRecord]) -> list[Emission]:
-            await asyncio.sleep(0.1)
+            await self.slow_store_call()
             return await super().process(records)
 
-    _, publisher, _ = await run_pipeline(
-        {0: None}, [record(0, 0)], processor=SlowDecisions(), renew_after_seconds=0.05
-    )
+        async def slow_store_call(self) -> None:
+            await asyncio.sleep(0.1)
+
+    with caplog.at_level(logging.WARNING):
+        _, publisher, _ = await run_pipeline(
+            {0: None}, [record(0, 0)], processor=SlowDecisions(), renew_after_seconds=0.05
+        )
     assert publisher.renewed == [{TopicPartition(TOPIC, 0): 1}]
     assert decided(publisher) == [b"0:0"]
+    # The warning says where the batch waits: the evidence when a call never returns.
+    [warning] = [r for r in caplog.records if "took long to decide" in r.getMessage()]
+    waits = [where.split()[0] for where in warning.__dict__["awaiting"]]
+    assert waits[:3] == ["process", "slow_store_call", "sleep"], waits
 
 
 async def test_a_batch_whose_publish_failed_has_its_span_ended_with_the_error() -> None:

@@ -399,6 +399,10 @@ class AssignmentPipeline:
                 done, _ = await asyncio.wait({deciding}, timeout=self._limits.renew_after_seconds)
                 if done:
                     return deciding.result(), preparing
+                log.warning(
+                    "a batch took long to decide; opening its transaction afresh",
+                    extra={"awaiting": awaiting(deciding)},
+                )
                 preparing = asyncio.create_task(self._renew(preparing, offsets))
         finally:
             if not deciding.done():
@@ -406,7 +410,6 @@ class AssignmentPipeline:
                 await asyncio.gather(deciding, return_exceptions=True)
 
     async def _renew(self, preparing: asyncio.Task[Any], offsets: dict[TopicPartition, int]) -> Any:
-        log.warning("a batch took long to decide; opening its transaction afresh")
         return await within(
             PUBLISH_TIMEOUT_SECONDS,
             self._publisher.renew(await preparing, offsets),
@@ -513,3 +516,18 @@ class AssignmentPipeline:
                 metrics.RUN_STATES.inc(count)
             else:
                 metrics.DLQ_RECORDS.inc(count)
+
+
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where `task` waits, outermost first (function, file:line of each coroutine it awaits
+    through): the evidence for a batch that takes long to decide."""
+    where: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(where) < 40:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            where.append(type(awaited).__name__)
+            break
+        where.append(f"{frame.f_code.co_name} {frame.f_code.co_filename}:{frame.f_lineno}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return where
