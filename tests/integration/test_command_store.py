@@ -224,3 +224,27 @@ async def test_a_save_on_a_connection_gone_silent_fails_as_transient_and_a_retry
         await relay.close()
     stored = await get_run(pool, run.id)
     assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 5)
+
+
+async def test_a_quota_call_cancelled_while_it_waits_ends_cancelled_and_leaves_no_lock(
+    database_url: str, pool: asyncpg.Pool
+) -> None:
+    """A batch cancelled (shutdown, a partition lost) while its quota statement waits on a
+    lock: the call ends cancelled, not as a failure to retry (the batch would then be decided
+    again after its partition was gone), and its transaction holds nothing afterwards."""
+    relayed = await pool_module.create_pool(database_url, max_size=1, statement_timeout=30)
+    account = 900_000 + uuid.uuid4().int % 100_000
+    try:
+        async with pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute("LOCK TABLE account_command_rates IN ACCESS EXCLUSIVE MODE")
+            taking = asyncio.ensure_future(
+                PostgresCommandStore(relayed, 3600, 1000).take_quota({account: 1})
+            )
+            await asyncio.sleep(0.5)  # the INSERT waits on the lock
+            taking.cancel()
+            await asyncio.wait({taking}, timeout=10)
+            assert taking.cancelled(), taking
+        quota = await PostgresCommandStore(relayed, 3600, 1000).take_quota({account: 1})
+        assert quota[account].left == 1000  # the cancelled call took nothing
+    finally:
+        await pool_module.close_pool(relayed)

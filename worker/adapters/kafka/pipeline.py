@@ -523,11 +523,14 @@ def awaiting(task: asyncio.Task[Any]) -> list[str]:
     through): the evidence for a batch that takes long to decide."""
     where: list[str] = []
     awaited: Any = task.get_coro()
-    while awaited is not None and len(where) < 40:
-        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-        if frame is None:
-            where.append(type(awaited).__name__)
-            break
-        where.append(f"{frame.f_code.co_name} {frame.f_code.co_filename}:{frame.f_lineno}")
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    try:
+        while awaited is not None and len(where) < 40:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                where.append(type(awaited).__name__)
+                break
+            where.append(f"{frame.f_code.co_name} {frame.f_code.co_filename}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    except Exception as error:  # evidence only: never the pipeline's end
+        where.append(repr(error))
     return where

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import asyncpg
+import asyncpg.transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,7 +35,8 @@ class DatabaseMisconfigured(Exception):
 class _DropsConnectionOnTimeout(asyncpg.Connection):  # type: ignore[misc]
     """A call that times out or is cancelled closes its connection at once. asyncpg would keep
     it until the server acknowledges the cancel, and release it to the pool only then: a
-    silent peer never does, and the caller waits on the release."""
+    silent peer never does, and the caller waits on the release. (executemany, prepare and
+    cursors are not covered: the worker uses none of them.)"""
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return await self._or_drop(super().execute(*args, **kwargs))
@@ -48,12 +50,29 @@ class _DropsConnectionOnTimeout(asyncpg.Connection):  # type: ignore[misc]
     async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
         return await self._or_drop(super().fetchval(*args, **kwargs))
 
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False, deferrable: bool = False
+    ) -> asyncpg.transaction.Transaction:
+        self._check_open()
+        return _Transaction(self, isolation, readonly, deferrable)
+
     async def _or_drop(self, call: Awaitable[T]) -> T:
         try:
             return await call
         except (TimeoutError, asyncio.CancelledError):
             self.terminate()
             raise
+
+
+class _Transaction(asyncpg.transaction.Transaction):  # type: ignore[misc]
+    """A transaction whose failed call dropped the connection ends with that call's error (a
+    timeout, a cancellation), not with asyncpg's complaint that it cannot roll back on a closed
+    connection: the server rolls back a transaction whose connection is gone."""
+
+    async def __aexit__(self, extype: Any, ex: Any, tb: Any) -> None:
+        if extype is not None and self._connection.is_closed():
+            return
+        await super().__aexit__(extype, ex, tb)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
