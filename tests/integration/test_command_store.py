@@ -226,25 +226,46 @@ async def test_a_save_on_a_connection_gone_silent_fails_as_transient_and_a_retry
     assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 5)
 
 
+async def waiting_on_a_lock(pool: asyncpg.Pool) -> int:
+    """Statements of this database waiting on a lock of the quota table."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND query LIKE '%account_command_rates%'"
+        )
+    )
+
+
 async def test_a_quota_call_cancelled_while_it_waits_ends_cancelled_and_leaves_no_lock(
     database_url: str, pool: asyncpg.Pool
 ) -> None:
     """A batch cancelled (shutdown, a partition lost) while its quota statement waits on a
     lock: the call ends cancelled, not as a failure to retry (the batch would then be decided
-    again after its partition was gone), and its transaction holds nothing afterwards."""
-    relayed = await pool_module.create_pool(database_url, max_size=1, statement_timeout=30)
+    again after its partition was gone), its statement stops waiting on the server, and its
+    transaction took nothing."""
+    worker_pool = await pool_module.create_pool(database_url, max_size=1, statement_timeout=30)
     account = 900_000 + uuid.uuid4().int % 100_000
     try:
         async with pool.acquire() as blocker, blocker.transaction():
             await blocker.execute("LOCK TABLE account_command_rates IN ACCESS EXCLUSIVE MODE")
             taking = asyncio.ensure_future(
-                PostgresCommandStore(relayed, 3600, 1000).take_quota({account: 1})
+                PostgresCommandStore(worker_pool, 3600, 1000).take_quota({account: 1})
             )
-            await asyncio.sleep(0.5)  # the INSERT waits on the lock
+            for _ in range(50):  # until the INSERT waits on the lock
+                if await waiting_on_a_lock(pool):
+                    break
+                await asyncio.sleep(0.1)
+            assert await waiting_on_a_lock(pool) == 1
             taking.cancel()
             await asyncio.wait({taking}, timeout=10)
             assert taking.cancelled(), taking
-        quota = await PostgresCommandStore(relayed, 3600, 1000).take_quota({account: 1})
+            # Its statement ends on the server too, long before the statement timeout.
+            for _ in range(50):
+                if not await waiting_on_a_lock(pool):
+                    break
+                await asyncio.sleep(0.2)
+            assert not await waiting_on_a_lock(pool), "the dropped statement still waits"
+        quota = await PostgresCommandStore(worker_pool, 3600, 1000).take_quota({account: 1})
         assert quota[account].left == 1000  # the cancelled call took nothing
     finally:
-        await pool_module.close_pool(relayed)
+        await pool_module.close_pool(worker_pool)

@@ -87,6 +87,9 @@ async def create_pool(
         "application_name": "fielding-worker",
         # A worker frozen or cut off inside a transaction must not hold row locks forever.
         "idle_in_transaction_session_timeout": "30s",
+        # A call dropped by the client (timed out, cancelled) sends no cancel request: its
+        # statement ends once the server sees the connection closed (Postgres 14 and later).
+        "client_connection_check_interval": "1s",
     }
     command_timeout = None
     if statement_timeout is not None:
