@@ -24,6 +24,7 @@ from tests.support.commands import auth_headers, encode
 from tests.support.harness import Outputs, RunMaker, WorkerFactory, for_run
 from tests.support.kafka import Outgoing, produce
 from tests.support.processes import environment
+from tests.support.raw_records import produce_raw
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.postgres import redrives as store
 from worker.service import outputs as built
@@ -304,3 +305,24 @@ async def test_a_claim_follows_the_plan_s_rule_for_dead_letters_of_a_command(
     assert again == store.Claim(None), "a confirmed re-drive is never taken over"
     assert (await store.claim(pool, topic, newer)).began_at is not None
     assert (await store.claim(pool, topic, dead_letter(8, None, now))).began_at is not None
+
+
+async def test_a_foreign_record_with_a_header_key_that_is_not_utf8_is_listed_and_refused(
+    settings: Settings,
+) -> None:
+    """Another producer wrote to the DLQ a record whose header key is not UTF-8 (no Kafka
+    client would; the worker never does). It is listed, shown and refused, and the record
+    after it is still read."""
+    bad_key = b"bad\xff\xfekey!"
+    server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
+    [foreign] = await produce_raw(server, topic, 0, [(b"k", b"{}", [(bad_key, b"v")])])
+    [after] = await produce_raw(server, topic, 0, [(b"k", JUNK, [])])
+
+    letters = listed(settings)
+    assert set(letters) == {(0, foreign), (0, after)}
+    assert letters[(0, foreign)]["redrivable"] is False
+    assert "dlq.original" in letters[(0, foreign)]["not_redrivable_because"]
+    shown = dlq_cli(settings, "show", f"0:{foreign}")
+    assert shown.returncode == 0, shown.stderr
+    keys = [key for key, _ in json.loads(shown.stdout)["headers"]]
+    assert [key.encode("utf-8", "surrogateescape") for key in keys] == [bad_key]

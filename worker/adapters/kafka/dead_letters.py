@@ -6,6 +6,9 @@ The DLQ is read without a consumer group (nothing is committed, nothing rebalanc
 a read ends even while the worker keeps writing. Records go back through an idempotent
 producer keyed as they were, so Kafka's default partitioner (murmur2 of the key, as
 `worker.adapters.kafka.partitioning`) puts each on the partition of its run's other commands.
+Records are read through `lenient_records`, as the worker reads commands: a record another
+producer wrote with a header key that is not UTF-8 is listed (and refused, having no
+`dlq.original.*` headers) instead of stopping every read of the DLQ at its offset.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from worker.adapters.kafka import lenient_records
 from worker.adapters.kafka.admin import admin_client
 from worker.adapters.kafka.lag import topic_partitions
 from worker.adapters.kafka.topics import message_limits
@@ -84,6 +88,7 @@ async def read_dlq(
     with no record (transaction markers, aborted records, compaction) are skipped."""
     if not spans:  # an empty DLQ: no consumer (aiokafka's stop right after its start raises)
         return
+    lenient_records.install()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         isolation_level="read_committed",
