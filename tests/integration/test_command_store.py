@@ -231,7 +231,8 @@ async def waiting_on_a_lock(pool: asyncpg.Pool) -> int:
     return int(
         await pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database() AND query LIKE '%account_command_rates%'"
+            " AND application_name = 'fielding-worker' AND datname = current_database()"
+            " AND query LIKE '%account_command_rates%'"
         )
     )
 

@@ -75,6 +75,14 @@ class _Transaction(asyncpg.transaction.Transaction):  # type: ignore[misc]
         await super().__aexit__(extype, ex, tb)
 
 
+async def _check_client(connection: asyncpg.Connection) -> None:
+    """A call dropped by the client (timed out, cancelled) sends no cancel request: its
+    statement ends once the server sees the connection closed, which Postgres 14 and later
+    look for while a statement runs. Older servers do not know the setting."""
+    if connection.get_server_version() >= (14,):
+        await connection.execute("SET client_connection_check_interval = '1s'")
+
+
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """The worker changes no session state (only `SET LOCAL`, no advisory locks, cursors or
     LISTEN), so a connection needs no reset query, which would cost a round trip per batch."""
@@ -87,9 +95,6 @@ async def create_pool(
         "application_name": "fielding-worker",
         # A worker frozen or cut off inside a transaction must not hold row locks forever.
         "idle_in_transaction_session_timeout": "30s",
-        # A call dropped by the client (timed out, cancelled) sends no cancel request: its
-        # statement ends once the server sees the connection closed (Postgres 14 and later).
-        "client_connection_check_interval": "1s",
     }
     command_timeout = None
     if statement_timeout is not None:
@@ -107,6 +112,7 @@ async def create_pool(
         max_size=max_size,
         # A connection attempt into a silent network gives up soon and is tried again.
         timeout=CONNECT_TIMEOUT_SECONDS,
+        init=_check_client,
         reset=_keep_session,
         server_settings=settings,
         command_timeout=command_timeout,
