@@ -307,22 +307,34 @@ async def test_a_claim_follows_the_plan_s_rule_for_dead_letters_of_a_command(
     assert (await store.claim(pool, topic, dead_letter(8, None, now))).began_at is not None
 
 
-async def test_a_foreign_record_with_a_header_key_that_is_not_utf8_is_listed_and_refused(
+async def test_a_record_with_a_header_key_that_is_not_utf8_is_listed_and_refused(
     settings: Settings,
 ) -> None:
-    """Another producer wrote to the DLQ a record whose header key is not UTF-8 (no Kafka
-    client would; the worker never does). It is listed, shown and refused, and the record
-    after it is still read."""
+    """Another producer wrote to the DLQ records whose header keys are not UTF-8 (no Kafka
+    client would; the worker never does), one of them also forging the worker's dlq.* headers.
+    Both are listed, shown and refused (no client could send them again), the record after
+    them is still read, and a re-drive ends cleanly with nothing to send."""
     bad_key = b"bad\xff\xfekey!"
     server, topic = settings.kafka_bootstrap_servers, settings.dlq_topic
+    forged_headers: list[tuple[str | bytes, bytes | None]] = [
+        (bad_key, b"v"),
+        (built.DLQ_REASON, b"the value is not JSON"),
+        (built.DLQ_TOPIC, settings.commands_topic.encode()),
+        (built.DLQ_PARTITION, b"0"),
+        (built.DLQ_OFFSET, b"5"),
+    ]
     [foreign] = await produce_raw(server, topic, 0, [(b"k", b"{}", [(bad_key, b"v")])])
+    [forged] = await produce_raw(server, topic, 0, [(b"k", JUNK, forged_headers)])
     [after] = await produce_raw(server, topic, 0, [(b"k", JUNK, [])])
 
     letters = listed(settings)
-    assert set(letters) == {(0, foreign), (0, after)}
-    assert letters[(0, foreign)]["redrivable"] is False
+    assert set(letters) == {(0, foreign), (0, forged), (0, after)}
     assert "dlq.original" in letters[(0, foreign)]["not_redrivable_because"]
+    assert "not UTF-8" in letters[(0, forged)]["not_redrivable_because"]
+    assert not any(letter["redrivable"] for letter in letters.values())
     shown = dlq_cli(settings, "show", f"0:{foreign}")
     assert shown.returncode == 0, shown.stderr
     keys = [key for key, _ in json.loads(shown.stdout)["headers"]]
     assert [key.encode("utf-8", "surrogateescape") for key in keys] == [bad_key]
+    redriven = dlq_cli(settings, "redrive", "--yes")
+    assert redriven.returncode == 1 and "nothing to re-drive" in redriven.stdout, redriven.stderr

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from worker.service import outputs
+from worker.service.envelope import header_keys_are_utf8
 from worker.service.lenient_json import NotAnObject, NotJson, top_level_members
 from worker.service.trace_context import Headers
 
@@ -57,6 +58,8 @@ class DeadLetter:
     redrives: int  # the fielding-redrives the record carried
     stub: bool
     original: tuple[str, int, int] | None  # topic, partition, offset it was read from
+    # False when a header key is not UTF-8 (another producer's record): no Kafka client sends it.
+    sendable_headers: bool = True
 
     @property
     def coordinates(self) -> tuple[int, int]:
@@ -189,6 +192,7 @@ def read_dead_letter(record: DeadLetterRecord) -> DeadLetter:
         redrives=_count(_header(headers, REDRIVES)),
         stub=stub,
         original=_original(headers),
+        sendable_headers=header_keys_are_utf8(headers),
     )
 
 
@@ -213,6 +217,8 @@ def refusal(
         )
     if letter.original is None:
         return Refusal("not written by the worker: it has no dlq.original.* headers")
+    if not letter.sendable_headers:
+        return Refusal("a header key is not UTF-8: no Kafka client can send the record again")
     if letter.original[0] != commands_topic:
         return Refusal(
             f"read from {letter.original[0]!r}, not from the commands topic {commands_topic!r}: "
