@@ -238,6 +238,11 @@ def kafka_kill() -> None:
     pid_file = KAFKA_DIR / "broker.pid"
     pid = read_pid(pid_file)
     if pid is None:
+        if port_open(KAFKA_PORT):  # a kill that does nothing would pass a fault test unfaulted
+            raise SystemExit(
+                f"kafka on localhost:{KAFKA_PORT} was not started from this checkout "
+                f"({pid_file} names no live broker); stop it where it was started"
+            )
         log("kafka not running")
         return
     os.killpg(pid, signal.SIGKILL)
@@ -382,6 +387,11 @@ def postgres_kill() -> None:
     crash recovery from the WAL."""
     data = PG_DIR / "data"
     if not (data / "postmaster.pid").exists():
+        if port_open(PG_PORT):  # a kill that does nothing would pass a fault test unfaulted
+            raise SystemExit(
+                f"postgres on localhost:{PG_PORT} was not started from this checkout ({data} "
+                "is not running); stop it where it was started"
+            )
         log("postgres not running")
         return
     subprocess.run(
