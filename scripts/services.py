@@ -247,7 +247,9 @@ def kafka_kill() -> None:
         return
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while _alive(pid):
+    # The JVM's main thread can be a zombie while its other threads still exit and its socket
+    # still listens: a start then would find the port taken and wait on a broker that is going.
+    while _alive(pid) or port_open(KAFKA_PORT):
         if time.monotonic() > deadline:
             raise SystemExit(f"kafka (pid {pid}) still running 30 s after SIGKILL")
         time.sleep(0.05)
