@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -278,12 +277,6 @@ async def hidden_states(visible: TopicReader) -> dict[tuple[str, int], tuple[int
         await reader.close()
 
 
-# As worker.service.hanging.OpenTransaction.describe() writes it.
-HANGING = re.compile(
-    r"(?P<topic>.+)\[(?P<partition>\d+)\] producer \d+ epoch \d+ open since offset (?P<start>\d+)"
-)
-
-
 def healed_transactions(log_dir: Path | None, topic: str) -> list[tuple[int, int]]:
     """(partition, first offset) of every transaction on `topic` the workers' logs in `log_dir`
     say they aborted as hanging."""
@@ -293,9 +286,8 @@ def healed_transactions(log_dir: Path | None, topic: str) -> list[tuple[int, int
             if '"hanging transaction aborted"' not in line:
                 continue
             entry = json.loads(line)
-            found = HANGING.fullmatch(entry.get("transaction", ""))
-            if found and found["topic"] == topic:
-                healed.append((int(found["partition"]), int(found["start"])))
+            if entry.get("topic") == topic:
+                healed.append((entry["partition"], entry["start_offset"]))
     return healed
 
 

@@ -274,7 +274,13 @@ async def heal(
             # held for over the transaction timeout).
             log.warning(
                 "hanging transaction ended while it was healed",
-                extra={"transaction": transaction.describe(), "published_again": len(due)},
+                extra={
+                    "transaction": transaction.describe(),
+                    "topic": transaction.topic,
+                    "partition": transaction.partition,
+                    "start_offset": transaction.start_offset,
+                    "published_again": len(due),
+                },
             )
             return Healed(transaction, len(due), aborted=False)
         await abort(bootstrap_servers, transaction)
@@ -282,7 +288,13 @@ async def heal(
         await producer.stop()
     log.warning(
         "hanging transaction aborted",
-        extra={"transaction": transaction.describe(), "published_again": len(due)},
+        extra={
+            "transaction": transaction.describe(),
+            "topic": transaction.topic,
+            "partition": transaction.partition,
+            "start_offset": transaction.start_offset,
+            "published_again": len(due),
+        },
     )
     return Healed(transaction, len(due))
 
