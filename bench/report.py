@@ -405,6 +405,69 @@ class GatherCurve:
 
 
 @dataclass(frozen=True)
+class Ceilings:
+    """The worker's drain and latency beside the two ceilings, in one run: the figures of the
+    worker near its database ceiling (`--only ceilings`)."""
+
+    cores: int
+    worker: WorkerFigures
+    kafka_ceiling: KafkaCeiling
+    database_ceiling: Throughput
+
+    @property
+    def drain_vs_database_ceiling(self) -> float:
+        return self.worker.drain.commands_per_second / self.database_ceiling.commands_per_second
+
+    @property
+    def cpu_vs_kafka_loop(self) -> float:
+        return self.worker.drain.cpu_us_per_command / self.kafka_ceiling.cpu_us_per_command
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker.to_json(),
+            "kafka_ceiling": asdict(self.kafka_ceiling),
+            "database_ceiling": asdict(self.database_ceiling),
+            "drain_vs_database_ceiling": self.drain_vs_database_ceiling,
+            "cpu_vs_kafka_loop": self.cpu_vs_kafka_loop,
+        }
+
+
+def ceilings_table(ceilings: Ceilings) -> str:
+    w, kafka, tenth = ceilings.worker, ceilings.kafka_ceiling, ceilings.worker.tenth
+    rows = [
+        ("figure", "this run", "target"),
+        (
+            "drain / database ceiling",
+            f"{ceilings.drain_vs_database_ceiling:.2f} ({w.drain.commands_per_second:,.0f} / "
+            f"{ceilings.database_ceiling.commands_per_second:,.0f} commands/s)",
+            ">= 0.8",
+        ),
+        (
+            "CPU per command / the Kafka loop's",
+            f"{ceilings.cpu_vs_kafka_loop:.2f} ({w.drain.cpu_us_per_command:.0f} / "
+            f"{kafka.cpu_us_per_command:.0f} µs)",
+            "<= 3",
+        ),
+        (
+            f"p50 / p99 at a tenth ({tenth.offered_per_second:,.0f}/s)",
+            f"{tenth.p50_ms:.1f} / {tenth.p99_ms:.1f} ms",
+            "<= 15 / 40 ms",
+        ),
+        (
+            f"p50 / p99 at half ({w.half.offered_per_second:,.0f}/s)",
+            f"{w.half.p50_ms:.1f} / {w.half.p99_ms:.1f} ms",
+            "",
+        ),
+        ("commands per WAL flush", f"{w.commands_per_wal_sync:,.0f}", ">= 100"),
+    ]
+    busy = (
+        f"busy cores of {ceilings.cores}: drain {w.drain.busy_cores:.2f}, "
+        f"Kafka loop {kafka.busy_cores:.2f}"
+    )
+    return "\n".join([*aligned(rows), busy])
+
+
+@dataclass(frozen=True)
 class Ratios:
     worker_vs_naive: float
     worker_vs_kafka_ceiling: float

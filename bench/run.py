@@ -4,6 +4,7 @@
     python -m bench.run --only open-loop [--open-loop-rates R ...] [--smoke]
     python -m bench.run --only gather-curve [--gather-ms MS ...] [--gather-rates R ...] [--smoke]
     python -m bench.run --only states [--states-commands N]
+    python -m bench.run --only ceilings [--commands N] [--latency-commands N]
 
 1. the worker under test (`fielding-worker run`, a real process: bench/drain.py);
 2. a naive baseline (bench/naive.py);
@@ -14,6 +15,8 @@
    (bench/tracing.py), and run states' cost (bench/states.py);
 5. load offered open-loop by generators outside the processes measured, HTTP (vegeta) and
    Kafka (a producer process), with CPU per request for each process (bench/open_loop.py).
+
+`--only ceilings` runs 1 and 3 alone: the worker's drain and latency beside both ceilings.
 
 On request only: the gathering window's curve, CPU per command and latency at several rates
 for each value of FIELDING_BATCH_GATHER_MS (bench/gather_curve.py).
@@ -49,10 +52,12 @@ from bench.lifecycle import bench_due_scale, bench_mixed, bench_timer_burst
 from bench.naive import bench_naive
 from bench.open_loop import OpenLoopSizes, generator, measure_open_loop
 from bench.report import (
+    Ceilings,
     GatherCurve,
     OpenLoop,
     Report,
     RunStatesCost,
+    ceilings_table,
     gather_curve_table,
     open_loop_table,
     states_line,
@@ -65,10 +70,13 @@ from worker.settings import Settings
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main(args: argparse.Namespace) -> Report | OpenLoop | GatherCurve | RunStatesCost:
+Section = Report | OpenLoop | GatherCurve | RunStatesCost | Ceilings
+
+
+async def main(args: argparse.Namespace) -> Section:
     # vegeta is built on first use: before the long parts, so that a machine without Go fails
-    # at once. The gathering curve offers no HTTP load.
-    if args.only not in ("gather-curve", "states"):
+    # at once. Only the open-loop section offers HTTP load.
+    if args.only in ("open-loop", None):
         await asyncio.to_thread(generator)
     base = Settings(
         jwt_secret=SECRET,
@@ -83,6 +91,8 @@ async def main(args: argparse.Namespace) -> Report | OpenLoop | GatherCurve | Ru
             return await measure_open_loop(base, open_loop_sizes(args))
         if args.only == "states":
             return await measure_states(base, args.states_commands)
+        if args.only == "ceilings":
+            return await measure_ceilings(base, args.commands, args.latency_commands)
         if args.only == "gather-curve":
             return await measure_gather_curve(
                 base,
@@ -152,6 +162,18 @@ async def measure(base: Settings, args: argparse.Namespace) -> Report:
     )
 
 
+async def measure_ceilings(base: Settings, n: int, latency_n: int) -> Ceilings:
+    """The worker's drain of `n` commands and its latency at a tenth and half of that rate,
+    then both ceilings on `n` commands each."""
+    database_url = await fresh_database(base.database_url, "fielding_bench")
+    used_by_worker = worker_runs(n, latency_n)
+    runs = await create_runs(database_url, used_by_worker + n)
+    worker = await bench_worker(base, database_url, runs, n, latency_n)
+    kafka_ceiling = await bench_kafka_ceiling(base, database_url, runs, n)
+    database_ceiling = await bench_database_ceiling(database_url, runs, used_by_worker, n)
+    return Ceilings(os.cpu_count() or 1, worker, kafka_ceiling, database_ceiling)
+
+
 def open_loop_sizes(args: argparse.Namespace) -> OpenLoopSizes:
     return OpenLoopSizes(
         http_rates=args.open_loop_rates,
@@ -209,7 +231,7 @@ def cli() -> None:
     number("--states-commands", int, 20_000, "commands per drain, run states on or off")
     parser.add_argument(
         "--only",
-        choices=["open-loop", "gather-curve", "states"],
+        choices=["open-loop", "gather-curve", "states", "ceilings"],
         help="run one section alone (its JSON goes to bench/results/<section>.json); "
         "gather-curve runs only on request",
     )
@@ -288,6 +310,8 @@ def cli() -> None:
         figures, printed = result.to_json(), table(result)
     elif isinstance(result, RunStatesCost):
         figures, printed = section | {"states": asdict(result)}, states_line(result)
+    elif isinstance(result, Ceilings):
+        figures, printed = section | {"ceilings": result.to_json()}, ceilings_table(result)
     elif isinstance(result, OpenLoop):
         figures, printed = section | {"open_loop": result.to_json()}, open_loop_table(result)
     else:

@@ -137,3 +137,32 @@ def test_the_gather_curve_has_every_window_at_every_rate(
         {"worker", "broker", "postgres"}
     ] * len(points)
     assert "vs 0 ms" in ran.stdout
+
+
+@pytest.mark.timeout(300)
+def test_the_ceilings_section_sets_the_drain_beside_both_ceilings(
+    services: Services, tmp_path: Path
+) -> None:
+    output = tmp_path / "ceilings.json"
+    env_overrides = {
+        "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
+        "DATABASE_URL": services.postgres_url,
+    }
+    ran = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--only", "ceilings", "--smoke", "--json", str(output)],
+        cwd=ROOT,
+        env={**os.environ, **env_overrides},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    ceilings = json.loads(output.read_text())["ceilings"]
+    worker = ceilings["worker"]
+    drain, database = worker["commands_per_second"], ceilings["database_ceiling"]
+    assert ceilings["drain_vs_database_ceiling"] == pytest.approx(
+        drain / database["commands_per_second"]
+    )
+    figures = [drain, worker["latency_tenth_p50_ms"], ceilings["cpu_vs_kafka_loop"]]
+    assert all(math.isfinite(f) and f > 0 for f in figures), figures
+    assert "drain / database ceiling" in ran.stdout
