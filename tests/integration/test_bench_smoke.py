@@ -19,23 +19,32 @@ ROOT = Path(__file__).parents[2]
 OPEN_LOOP_FIGURES = ("offered_per_second", "sent_per_second", "p50_ms", "p99_ms", "busy_cores")
 
 
+def run_bench(
+    services: Services, output: Path, *options: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.run --smoke` with `options` on the test's services, its JSON to `output`;
+    fails the test with the run's last output if it failed."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "bench.run", *options, "--smoke", "--json", str(output)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
+            "DATABASE_URL": services.postgres_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    return ran
+
+
 # The run's own bound (600 s) rather than the suite's default: the first run also builds vegeta.
 @pytest.mark.timeout(660)
 def test_the_benchmark_produces_every_figure(services: Services, tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    env_overrides = {
-        "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
-        "DATABASE_URL": services.postgres_url,
-    }
-    ran = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--json", str(output)],
-        cwd=ROOT,
-        env={**os.environ, **env_overrides},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    ran = run_bench(services, output, timeout=600)
     report = json.loads(output.read_text())
     figures = [
         report["worker"]["commands_per_second"],
@@ -102,28 +111,7 @@ def test_the_gather_curve_has_every_window_at_every_rate(
     services: Services, tmp_path: Path
 ) -> None:
     output = tmp_path / "gather-curve.json"
-    env_overrides = {
-        "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
-        "DATABASE_URL": services.postgres_url,
-    }
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--only",
-            "gather-curve",
-            "--smoke",
-            "--json",
-            str(output),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env_overrides},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    ran = run_bench(services, output, "--only", "gather-curve", timeout=600)
     points = json.loads(output.read_text())["gather_curve"]["points"]
     assert [(p["gather_ms"], p["offered_per_second"]) for p in points] == [
         (0, 20),
@@ -144,19 +132,7 @@ def test_the_ceilings_section_sets_the_drain_beside_both_ceilings(
     services: Services, tmp_path: Path
 ) -> None:
     output = tmp_path / "ceilings.json"
-    env_overrides = {
-        "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap_servers,
-        "DATABASE_URL": services.postgres_url,
-    }
-    ran = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--only", "ceilings", "--smoke", "--json", str(output)],
-        cwd=ROOT,
-        env={**os.environ, **env_overrides},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    ran = run_bench(services, output, "--only", "ceilings", timeout=240)
     ceilings = json.loads(output.read_text())["ceilings"]
     worker = ceilings["worker"]
     drain, database = worker["commands_per_second"], ceilings["database_ceiling"]
