@@ -56,7 +56,7 @@ def create_topics() -> None:
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
-def _tune_garbage_collection() -> None:
+def tune_garbage_collection() -> None:
     """The worker's objects are short-lived and mostly acyclic, so reference counting frees
     them and the cycle collector need not walk every live object often: start-up's objects are
     frozen out of its reach, and it runs less often (docs/decisions/garbage-collection.md)."""
@@ -88,7 +88,7 @@ def _until_signalled(
     except TracingConfigurationError as error:
         raise click.UsageError(str(error)) from None
     if tune:
-        _tune_garbage_collection()
+        tune_garbage_collection()
 
     async def _main() -> None:
         stop = asyncio.Event()
