@@ -241,9 +241,10 @@ async def bench_due_scale(
             await _load_due_runs(url, size, due, now)
             pools[size] = await create_pool(url, max_size=1)
         timings: dict[int, list[float]] = {small: [], large: []}
-        for _ in range(rounds):
-            for size, pool in pools.items():
-                timings[size].append(await _find_due_runs(PostgresDueRuns(pool), due))
+        for round_ in range(rounds):
+            order = (small, large) if round_ % 2 == 0 else (large, small)  # neither always first
+            for size in order:
+                timings[size].append(await _find_due_runs(PostgresDueRuns(pools[size]), due))
     finally:
         for pool in pools.values():
             await pool.close()

@@ -1,8 +1,8 @@
 """The worker's CPU per command in process, with no service: `python -m bench.worker_cpu`.
 
 A batch of `complete` commands (a token each, as the drain's) goes through what the worker
-runs for it between the fetch and the socket: the processor (triage, the decisions, the
-outputs) against a store that answers from memory, then the publisher's hand-over (partitions
+runs for it between the fetch and the socket, with its default settings (run states on): the
+processor (triage, the decisions, the outputs) against a store that answers from memory, then the publisher's hand-over (partitions
 by murmur2, aiokafka's record batches built) to a producer that keeps the batches. CPU is
 `time.process_time` over the batches, after a warm-up, the least of a few rounds, with the
 garbage collector tuned as the worker tunes it: a figure
@@ -22,7 +22,7 @@ import pstats
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -35,6 +35,7 @@ from schemas.result import Status
 from schemas.types import new_ulid
 from worker.adapters.kafka.publisher import TransactionalPublisher
 from worker.entrypoints.cli import tune_garbage_collection
+from worker.service import outputs
 from worker.service.auth import TokenVerifier
 from worker.service.handler import CommandHandler
 from worker.service.intake import CommandRecord
@@ -49,7 +50,14 @@ from worker.service.ports import (
 )
 from worker.service.processor import BatchProcessor
 
-TOPICS = {Channel.RESULT: "results", Channel.EVENT: "events", Channel.DLQ: "dlq"}
+TOPICS = {
+    Channel.RESULT: "results",
+    Channel.EVENT: "events",
+    Channel.STATE: "states",
+    Channel.DLQ: "dlq",
+}
+# What the publisher gives aiokafka's producer for topics of the default 1 MiB records.
+BATCH_BYTES = (1 << 20) - outputs.RECORD_OVERHEAD
 
 
 class Store:
@@ -92,7 +100,7 @@ class Producer:
         return set(range(12))
 
     def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(16384, 0, is_transactional=True)
+        return BatchBuilder(BATCH_BYTES, 0, is_transactional=True)
 
     async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         builder.close()
@@ -105,10 +113,12 @@ class Producer:
 def batch_of(size: int) -> tuple[list[CommandRecord], dict[str, RunState]]:
     headers = tuple(auth_header())
     project = new_ulid()
+    started = datetime.now(UTC) - timedelta(hours=1)
+    ends = started + timedelta(days=7)
     records, runs = [], {}
     for offset in range(size):
         key = RunKey(ACCOUNT, project, new_ulid(), new_ulid())
-        runs[key.fielding_run_id] = RunState(key, RunStatus.LIVE, 1)
+        runs[key.fielding_run_id] = RunState(key, RunStatus.LIVE, 1, started, ends)
         command = new_command(
             "complete_fielding_run",
             account_id=ACCOUNT,
@@ -126,7 +136,9 @@ def batch_of(size: int) -> tuple[list[CommandRecord], dict[str, RunState]]:
 async def measure(batches: int, size: int, rounds: int, profile: bool) -> float:
     """The least CPU µs per command over `rounds` rounds of `batches` batches of `size`."""
     records, runs = batch_of(size)
-    processor = BatchProcessor(CommandHandler(Store(runs), TokenVerifier(SECRET), 0), 3)
+    # Run states on, as the worker's settings have them by default.
+    handler = CommandHandler(Store(runs), TokenVerifier(SECRET), 0, run_states=True)
+    processor = BatchProcessor(handler, 3)
     publisher = TransactionalPublisher("unused:9092", "bench", "bench", TOPICS)
     publisher._limits = dict.fromkeys(TOPICS, 1 << 20)  # the topics' max.message.bytes
     producer = Producer()
@@ -138,9 +150,10 @@ async def measure(batches: int, size: int, rounds: int, profile: bool) -> float:
         return emissions
 
     # The warm-up (caches, the token's verification) checks that what is measured is the path
-    # of a success: a 204 and an event for every command, not a refusal's shorter one.
+    # of a success: a 204, an event and a run state for every command, not a refusal's.
     answered = Counter((e.channel, e.status) for e in await one_batch())
-    if answered != {(Channel.RESULT, Status.NO_CONTENT): size, (Channel.EVENT, None): size}:
+    success = {(Channel.RESULT, Status.NO_CONTENT): size, (Channel.EVENT, None): size}
+    if answered != success | {(Channel.STATE, None): size}:
         raise AssertionError(f"the batch was not answered 204 with an event each: {answered}")
     least = float("inf")
     profiler = cProfile.Profile() if profile else None
