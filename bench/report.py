@@ -500,14 +500,14 @@ class Report:
     def ratios(self) -> Ratios:
         w = self.worker.drain.commands_per_second
         kafka = self.kafka_ceiling
+        ceilings = Ceilings(self.cores, self.worker, kafka, self.database_ceiling)
         return Ratios(
             worker_vs_naive=w / self.naive.commands_per_second,
             worker_vs_kafka_ceiling=w / kafka.commands_per_second,
-            worker_vs_database_ceiling=w / self.database_ceiling.commands_per_second,
+            worker_vs_database_ceiling=ceilings.drain_vs_database_ceiling,
             kafka_ceiling_two_loops_vs_one=kafka.two_loops_commands_per_second
             / kafka.commands_per_second,
-            worker_vs_kafka_loop_cpu_per_command=self.worker.drain.cpu_us_per_command
-            / kafka.cpu_us_per_command,
+            worker_vs_kafka_loop_cpu_per_command=ceilings.cpu_vs_kafka_loop,
             mixed_vs_complete_throughput=self.mixed.commands_per_second / w,
         )
 

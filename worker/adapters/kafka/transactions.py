@@ -274,13 +274,7 @@ async def heal(
             # held for over the transaction timeout).
             log.warning(
                 "hanging transaction ended while it was healed",
-                extra={
-                    "transaction": transaction.describe(),
-                    "topic": transaction.topic,
-                    "partition": transaction.partition,
-                    "start_offset": transaction.start_offset,
-                    "published_again": len(due),
-                },
+                extra=_healed_fields(transaction, len(due)),
             )
             return Healed(transaction, len(due), aborted=False)
         await abort(bootstrap_servers, transaction)
@@ -288,15 +282,21 @@ async def heal(
         await producer.stop()
     log.warning(
         "hanging transaction aborted",
-        extra={
-            "transaction": transaction.describe(),
-            "topic": transaction.topic,
-            "partition": transaction.partition,
-            "start_offset": transaction.start_offset,
-            "published_again": len(due),
-        },
+        extra=_healed_fields(transaction, len(due)),
     )
     return Healed(transaction, len(due))
+
+
+def _healed_fields(transaction: OpenTransaction, published_again: int) -> dict[str, object]:
+    """A healed transaction's log fields: where it was (the fault suite reads these), and how
+    many records were published again."""
+    return {
+        "transaction": transaction.describe(),
+        "topic": transaction.topic,
+        "partition": transaction.partition,
+        "start_offset": transaction.start_offset,
+        "published_again": published_again,
+    }
 
 
 class TransactionWatch:
